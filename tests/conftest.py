@@ -1,0 +1,100 @@
+"""The ``kernel`` fixture: every conformance test runs on the fake kernel and on real Linux.
+
+``fake``: a FakeKernel laid out like the VM lane's guest (one edu alone in its IOMMU group, two edu
+sharing a group, all bound to vfio-pci); its teardown check proves nothing leaked.
+``real``: LinuxKernel, only inside the VM lane (``PYVFIO_KERNEL=real``, set by tools/vm/run), on
+the devices the guest bound to vfio-pci; teardown checks that no fd leaked.
+On the host the real parameter skips, saying how to run it; in the guest the fake one does.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+
+from pyvfio.kernel import Kernel, LinuxKernel
+
+REAL = os.environ.get("PYVFIO_KERNEL") == "real"
+PROFILE = os.environ.get("PYVFIO_VM_PROFILE", "fake")
+EDU_IDS = ("0x1234", "0x11e8")
+
+
+@dataclass(frozen=True)
+class Host:
+    """What a conformance test may use: the kernel and the vfio-pci devices it offers."""
+
+    kernel: Kernel
+    profile: str  # "fake", or the VM lane's profile: debian, iommufd, mock, noiommu
+    edu: str  # BDF of an edu device alone in its IOMMU group
+    edu_group: int
+    pair: tuple[str, str]  # two edu devices sharing one IOMMU group
+    pair_group: int
+
+    @property
+    def noiommu(self) -> bool:
+        return self.profile == "noiommu"
+
+    def group_path(self, group: int) -> str:
+        return f"/dev/vfio/noiommu-{group}" if self.noiommu else f"/dev/vfio/{group}"
+
+
+def discover(kernel: Kernel, profile: str) -> Host:
+    """Find the edu devices bound to vfio-pci through the kernel's sysfs, grouped by IOMMU group."""
+    groups: dict[int, list[str]] = {}
+    for bdf in kernel.sysfs_listdir("bus/pci/drivers/vfio-pci"):
+        if ":" not in bdf:
+            continue
+        base = f"bus/pci/devices/{bdf}"
+        ids = (kernel.sysfs_read(f"{base}/vendor"), kernel.sysfs_read(f"{base}/device"))
+        if ids != EDU_IDS:
+            continue
+        group = int(os.path.basename(kernel.sysfs_readlink(f"{base}/iommu_group")))
+        groups.setdefault(group, []).append(bdf)
+    alone = sorted((g, d) for g, d in groups.items() if len(d) == 1)
+    shared = sorted((g, d) for g, d in groups.items() if len(d) == 2)
+    if not alone or not shared:
+        pytest.skip(f"{profile}: needs an edu alone in a group and two sharing one; found {groups}")
+    (edu_group, [edu]), (pair_group, pair) = alone[0], shared[0]
+    return Host(kernel, profile, edu, edu_group, (pair[0], pair[1]), pair_group)
+
+
+def _open_fds() -> set[int]:
+    return {int(fd) for fd in os.listdir("/proc/self/fd")}
+
+
+def _fake_host() -> Iterator[Host]:
+    from pyvfio.fake import standard_host
+
+    kernel = standard_host()
+    yield discover(kernel, "fake")
+    kernel.assert_clean()
+
+
+def _real_host() -> Iterator[Host]:
+    before = _open_fds()
+    yield discover(LinuxKernel(), PROFILE)
+    leaked = _open_fds() - before
+    assert not leaked, f"fds leaked by the test: {sorted(leaked)}"
+
+
+@pytest.fixture(
+    params=[pytest.param("fake", marks=pytest.mark.fake), pytest.param("real", marks=pytest.mark.real)]
+)
+def host(request: pytest.FixtureRequest) -> Iterator[Host]:
+    """The kernel under test with its devices; parametrized fake / real."""
+    if request.param == "real" and not REAL:
+        pytest.skip("real kernel: runs in the VM lane (tools/vm/run), not on this host")
+    if request.param == "fake" and REAL:
+        pytest.skip("fake kernel: runs on the host; this is the VM lane's real-kernel run")
+    if request.node.get_closest_marker("fake_only") and request.param == "real":
+        pytest.skip("fake_only: " + str(request.node.get_closest_marker("fake_only").args[0]))
+    yield from (_real_host() if request.param == "real" else _fake_host())
+
+
+@pytest.fixture
+def kernel(host: Host) -> Kernel:
+    """The kernel of :func:`host`."""
+    return host.kernel
