@@ -118,6 +118,19 @@ def candidate(suites: list[str], package: str) -> str:
     return match.group(1)
 
 
+def depends(suites: list[str], package: str) -> list[str]:
+    """Return the names ``package``'s candidate version depends on (e.g. a metapackage's target).
+
+    Raises:
+        DebpkgError: the package store is unreachable or has no such package.
+    """
+    state = apt_state(suites)
+    candidate(suites, package)
+    out = _run(["apt-cache", *_apt_options(state), "depends", "--no-recommends", "--no-suggests",
+                "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances", package], state)
+    return re.findall(r"^\s+\|?Depends:\s*(\S+)", out, re.M)
+
+
 def download(suites: list[str], package: str, version: str | None = None) -> Path:
     """Download ``package`` (its candidate version unless ``version``) into the cache; return the .deb.
 
