@@ -1,0 +1,217 @@
+"""The two guest kernels of the VM lane, cached under ``$XDG_CACHE_HOME/pyvfio/vm``.
+
+* ``debian``: Debian trixie's stock 6.12 image, downloaded and unpacked (never installed); its
+  modules are taken from the unpacked tree (``usr/lib/modules/<ver>``, depmod'ed here).
+* ``iommufd``: 6.12 built from trixie's ``linux-source-6.12`` with ``kernel-config.fragment``;
+  cached as ``iommufd-<source version>-<sha256(fragment)[:16]>/{bzImage,config}``.  Only the
+  bzImage and its .config are kept; the source and build trees are deleted after the build.
+
+As a command (e.g. to build in the background): ``python3 tools/vm/kernels.py build|debian|path``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+import debpkg  # noqa: E402  (tools/debpkg.py)
+
+import hostdeps  # noqa: E402
+
+SUITES = ["trixie"]
+SOURCE_PKG = "linux-source-6.12"
+IMAGE_META = "linux-image-amd64"  # depends on the current linux-image-6.12.*-amd64
+FRAGMENT = HERE / "kernel-config.fragment"
+
+
+class KernelError(RuntimeError):
+    """A kernel could not be fetched or built."""
+
+
+@dataclass
+class Kernel:
+    name: str  # "debian" or "iommufd"
+    image: Path  # bzImage / vmlinuz
+    modroot: Path | None = None  # root of the unpacked module tree (debian only)
+    release: str = ""  # uname -r of the modules (debian only)
+
+
+def vm_cache() -> Path:
+    path = debpkg.cache_root() / "vm"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+# ---------------------------------------------------------------- Debian stock kernel
+
+
+def debian_kernel() -> Kernel:
+    """Download and unpack trixie's stock kernel image; depmod its modules once."""
+    try:
+        image_pkg = next((d for d in debpkg.depends(SUITES, IMAGE_META) if d.startswith("linux-image-6.12")), None)
+        if image_pkg is None:
+            raise debpkg.DebpkgError(f"{IMAGE_META} in {SUITES[0]} no longer depends on a 6.12 image")
+        deb = debpkg.download(SUITES, image_pkg)
+    except debpkg.DebpkgError as exc:
+        cached = sorted(vm_cache().glob("debian-*/.ready"))
+        if not cached:
+            raise KernelError(f"cannot fetch the Debian kernel: {exc}") from exc
+        root = cached[-1].parent
+        print(f"tools/vm: {exc}; using cached {root.name}", file=sys.stderr)
+        return _debian_from(root)
+    root = vm_cache() / f"debian-{deb.stem}"
+    if not (root / ".ready").exists():
+        debpkg.extract(deb, root)
+        for release in _releases(root):
+            subprocess.run(["depmod", "-b", str(root / "usr"), release], check=True)
+        (root / ".ready").touch()
+    return _debian_from(root)
+
+
+def _releases(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "usr/lib/modules").iterdir() if p.is_dir())
+
+
+def _debian_from(root: Path) -> Kernel:
+    release = _releases(root)[-1]
+    image = root / "boot" / f"vmlinuz-{release}"
+    if not image.exists():
+        raise KernelError(f"{image} missing in the unpacked Debian kernel")
+    return Kernel("debian", image, root / "usr", release)
+
+
+# ---------------------------------------------------------------- custom iommufd kernel
+
+
+def fragment_hash() -> str:
+    return hashlib.sha256(FRAGMENT.read_bytes()).hexdigest()[:16]
+
+
+def iommufd_kernel(build: bool = True) -> Kernel:
+    """Return the cached iommufd kernel, building it first if needed (and ``build``)."""
+    try:
+        version = debpkg.candidate(SUITES, SOURCE_PKG)
+    except debpkg.DebpkgError as exc:
+        # offline: any cached build of this fragment will do
+        cached = sorted(vm_cache().glob(f"iommufd-*-{fragment_hash()}/bzImage"))
+        if cached:
+            print(f"tools/vm: {exc}; using cached {cached[-1].parent.name}", file=sys.stderr)
+            return Kernel("iommufd", cached[-1])
+        raise KernelError(f"cannot determine the {SOURCE_PKG} version: {exc}") from exc
+    out = vm_cache() / f"iommufd-{version}-{fragment_hash()}"
+    if (out / "bzImage").exists():
+        return Kernel("iommufd", out / "bzImage")
+    if not build:
+        raise KernelError(f"iommufd kernel not built yet ({out}); run tools/vm/kernels.py build")
+    with open(vm_cache() / "build.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("tools/vm: another process is building the kernel; waiting ...", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "bzImage").exists():  # another process may have built it meanwhile
+            _build(version, out)
+    return Kernel("iommufd", out / "bzImage")
+
+
+def _build(version: str, out: Path) -> None:
+    hostdeps.ensure(["build"])
+    deb = debpkg.download(SUITES, SOURCE_PKG, version)
+    work = vm_cache() / f"build-{out.name}"
+    log_path = vm_cache() / f"{out.name}.build.log"
+    shutil.rmtree(work, ignore_errors=True)
+    start = time.monotonic()
+    print(f"tools/vm: building {out.name} (10-15 min on 2 cores); log: {log_path}", file=sys.stderr, flush=True)
+    try:
+        with open(log_path, "w") as log:
+
+            def run(*cmd: str, cwd: Path = work) -> None:
+                log.write(f"$ {' '.join(cmd)}\n")
+                log.flush()
+                proc = subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+                if proc.returncode != 0:
+                    raise KernelError(f"`{' '.join(cmd)}` failed; see {log_path}:\n" + _tail(log_path))
+
+            debpkg.extract(deb, work / "pkg")
+            tarball = next((work / "pkg/usr/src").glob("linux-source-*.tar.*"))
+            run("tar", "-xf", str(tarball))
+            shutil.rmtree(work / "pkg")
+            src = next(p for p in work.iterdir() if p.name.startswith("linux-source-"))
+            obj = work / "obj"
+            make = ["make", "-C", str(src), f"O={obj}"]
+            run(*make, "x86_64_defconfig", "kvm_guest.config")
+            run(str(src / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(obj),
+                str(obj / ".config"), str(FRAGMENT), cwd=src)
+            run(*make, "olddefconfig")
+            _check_config(obj / ".config")
+            run(*make, f"-j{os.cpu_count() or 2}", "bzImage")
+            tmp = out.with_name(out.name + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir()
+            shutil.copy2(obj / "arch/x86/boot/bzImage", tmp / "bzImage")
+            shutil.copy2(obj / ".config", tmp / "config")
+            info = {"source_version": version, "fragment_sha256": fragment_hash(),
+                    "build_seconds": round(time.monotonic() - start), "jobs": os.cpu_count()}
+            (tmp / "build-info.json").write_text(json.dumps(info, indent=1) + "\n")
+            tmp.rename(out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"tools/vm: built {out}/bzImage in {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+
+
+def _check_config(config: Path) -> None:
+    """Every ``=y`` of the fragment must survive olddefconfig; unmet 'not set' only warn."""
+    have = {}
+    for line in config.read_text().splitlines():
+        if line.startswith("CONFIG_"):
+            key, _, value = line.partition("=")
+            have[key] = value
+    bad = []
+    for line in FRAGMENT.read_text().splitlines():
+        if line.startswith("CONFIG_"):
+            key, _, value = line.partition("=")
+            if have.get(key) != value:
+                bad.append(f"{key}={value} (got {have.get(key, 'unset')})")
+        elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
+            key = line[2:-11]
+            if have.get(key) in ("y", "m"):
+                print(f"tools/vm: note: {key} stays {have[key]} (selected by another option)", file=sys.stderr)
+    if bad:
+        raise KernelError("kernel-config.fragment not honoured: " + ", ".join(bad))
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def main(argv: list[str]) -> int:
+    what = argv[0] if argv else "build"
+    try:
+        if what == "build":
+            print(iommufd_kernel().image)
+        elif what == "debian":
+            k = debian_kernel()
+            print(k.image, k.release)
+        elif what == "path":
+            print(iommufd_kernel(build=False).image)
+        else:
+            print(__doc__, file=sys.stderr)
+            return 2
+    except (KernelError, debpkg.DebpkgError) as exc:
+        print(f"tools/vm: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
