@@ -1,0 +1,146 @@
+"""QEMU command line of the VM lane, and running it under a hard timeout.
+
+TCG only: on the reference host /dev/kvm is kvm-pvm, which cannot run these kernels
+(vm-lane.md, "Two facts").  Device layout (fixed addresses, so BDFs are stable)::
+
+    00:01.0  edu                         alone in its IOMMU group
+    00:02.0  pcie-root-port  (chassis 1)
+    01:00.0    pcie-pci-bridge
+    02:01.0      edu                     \\ one IOMMU group (DMA aliases of the bridge)
+    02:02.0      edu                     /
+    then the two virtio-9p-pci devices and any --qemu-device, on free root-bus slots.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+QEMU = "qemu-system-x86_64"
+MEMORY = "1G"
+SMP = "2"
+
+EDU_LAYOUT = [
+    "-device", "edu,bus=pcie.0,addr=0x1",
+    "-device", "pcie-root-port,id=pyvfio_rp,bus=pcie.0,chassis=1,addr=0x2",
+    "-device", "pcie-pci-bridge,id=pyvfio_br,bus=pyvfio_rp,addr=0x0",
+    "-device", "edu,bus=pyvfio_br,addr=0x1",
+    "-device", "edu,bus=pyvfio_br,addr=0x2",
+]
+
+
+def _opt(value: str | Path) -> str:
+    """Escape a value for a QEMU option list (a comma is written as two)."""
+    return str(value).replace(",", ",,")
+
+
+def command(kernel: Path, initrd: Path, append: str, results: Path, *, viommu: bool,
+            extra_devices: list[str], interactive: bool) -> list[str]:
+    machine = "q35,kernel-irqchip=split" if viommu else "q35"
+    cmd = [
+        QEMU, "-accel", "tcg,thread=multi", "-cpu", "max", "-machine", machine,
+        "-m", MEMORY, "-smp", SMP, "-nographic", "-no-reboot", "-nodefaults",
+        "-serial", "mon:stdio" if interactive else "stdio",
+    ]
+    if viommu:
+        cmd += ["-device", "intel-iommu,intremap=on,caching-mode=on"]
+    cmd += EDU_LAYOUT
+    cmd += ["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"]
+    cmd += ["-virtfs", f"local,path={_opt(results)},mount_tag=results,security_model=none,multidevs=remap"]
+    for dev in extra_devices:
+        cmd += ["-device", dev]
+    cmd += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
+    return cmd
+
+
+@dataclass
+class Outcome:
+    returncode: int | None  # QEMU's own exit status (None: killed on timeout)
+    timed_out: bool
+    seconds: float
+    marks: dict[str, float] = field(default_factory=dict)  # console marker -> seconds after start
+
+
+MARKERS = ("pyvfio-vm: READY", "pyvfio-vm: EXIT")
+# SeaBIOS resets and clears the terminal on its serial console; keep the host's terminal intact
+_TERMINAL_RESETS = (b"\x1bc", b"\x1b[?7l", b"\x1b[2J", b"\x1b[0m")
+
+
+def run(cmd: list[str], timeout: float, log: Path | None, interactive: bool) -> Outcome:
+    """Run QEMU; stream its console to stdout (and ``log``); kill it after ``timeout`` s (0: never)."""
+    start = time.monotonic()
+    deadline = start + timeout if timeout > 0 else None
+    if interactive:  # the terminal belongs to the guest; Ctrl-A X quits QEMU
+        proc = subprocess.Popen(cmd)
+        try:
+            proc.wait(timeout=timeout if timeout > 0 else None)
+            return Outcome(proc.returncode, False, time.monotonic() - start)
+        except subprocess.TimeoutExpired:
+            _kill(proc)
+            return Outcome(None, True, time.monotonic() - start)
+        except KeyboardInterrupt:
+            _kill(proc)
+            raise
+    marks: dict[str, float] = {}
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    out = sys.stdout.buffer
+    logf = open(log, "wb") if log else None
+    tail = b""
+    timed_out = False
+    try:
+        while True:
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                timed_out = True
+                break
+            if not sel.select(wait):
+                continue
+            chunk = proc.stdout.read(65536)
+            if not chunk:
+                break
+            for seq in _TERMINAL_RESETS:
+                chunk = chunk.replace(seq, b"")
+            out.write(chunk)
+            out.flush()
+            if logf:
+                logf.write(chunk)
+            tail = (tail + chunk)[-4096:]
+            for marker in MARKERS:
+                if marker not in marks and marker.encode() in tail:
+                    marks[marker] = time.monotonic() - start
+    except KeyboardInterrupt:
+        _kill(proc)
+        raise
+    finally:
+        if logf:
+            logf.close()
+        sel.close()
+    if timed_out:
+        _kill(proc)
+        return Outcome(None, True, time.monotonic() - start, marks)
+    try:
+        proc.wait(timeout=30)  # console closed: QEMU is exiting
+    except subprocess.TimeoutExpired:
+        _kill(proc)
+    return Outcome(proc.returncode, False, time.monotonic() - start, marks)
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
