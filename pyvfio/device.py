@@ -1,0 +1,342 @@
+"""A VFIO device fd: info, regions (pread/pwrite/mmap), interrupts, resets, ioeventfds, features."""
+
+from __future__ import annotations
+
+import errno
+import mmap
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from pyvfio import _ioctl, irq, region, uapi
+from pyvfio._ffi import C, CData, ffi, new, sizeof
+from pyvfio._resource import FdOwner
+from pyvfio.dma import check_int
+from pyvfio.irq import EventFD, IrqInfo
+from pyvfio.kernel import MMIO
+from pyvfio.region import RegionInfo
+
+if TYPE_CHECKING:
+    from pyvfio.group import Group
+
+_DEVICE_CAPS = {
+    C.VFIO_DEVICE_INFO_CAP_ZPCI_BASE: "struct vfio_device_info_cap_zpci_base *",
+    C.VFIO_DEVICE_INFO_CAP_ZPCI_GROUP: "struct vfio_device_info_cap_zpci_group *",
+    C.VFIO_DEVICE_INFO_CAP_ZPCI_UTIL: "struct vfio_device_info_cap_zpci_util *",
+    C.VFIO_DEVICE_INFO_CAP_ZPCI_PFIP: "struct vfio_device_info_cap_zpci_pfip *",
+    C.VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP: "struct vfio_device_info_cap_pci_atomic_comp *",
+}
+_FEATURE_FLAGS = C.VFIO_DEVICE_FEATURE_GET | C.VFIO_DEVICE_FEATURE_SET | C.VFIO_DEVICE_FEATURE_PROBE
+_IOEVENTFD_WIDTH = {
+    1: C.VFIO_DEVICE_IOEVENTFD_8,
+    2: C.VFIO_DEVICE_IOEVENTFD_16,
+    4: C.VFIO_DEVICE_IOEVENTFD_32,
+    8: C.VFIO_DEVICE_IOEVENTFD_64,
+}
+
+
+@dataclass(frozen=True)
+class DeviceCap:
+    """A device-info capability: ``fields`` holds its integer fields by kernel name, ``payload``
+    the variable part (zPCI ``util_str``/``pfip``), ``data`` the raw bytes."""
+
+    id: int
+    version: int
+    fields: dict[str, int] = field(hash=False)
+    payload: bytes
+    data: bytes
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """``VFIO_DEVICE_GET_INFO`` decoded; ``flags`` are ``VFIO_DEVICE_FLAGS_*`` bits."""
+
+    flags: int
+    num_regions: int
+    num_irqs: int
+    caps: tuple[DeviceCap, ...] = ()
+
+    @property
+    def reset_supported(self) -> bool:
+        """:meth:`Device.reset` can work (``VFIO_DEVICE_FLAGS_RESET``)."""
+        return bool(self.flags & C.VFIO_DEVICE_FLAGS_RESET)
+
+    @property
+    def pci(self) -> bool:
+        """The device is a vfio-pci device."""
+        return bool(self.flags & C.VFIO_DEVICE_FLAGS_PCI)
+
+
+@dataclass(frozen=True)
+class DependentDevice:
+    """A device a hot reset affects: ``id`` is its group id (or devid with iommufd)."""
+
+    id: int
+    segment: int
+    bus: int
+    devfn: int
+
+    @property
+    def bdf(self) -> str:
+        """The PCI address, ``ssss:bb:dd.f``."""
+        return f"{self.segment:04x}:{self.bus:02x}:{self.devfn >> 3:02x}.{self.devfn & 7:x}"
+
+
+def _decode_cap(cap: _ioctl.Capability) -> DeviceCap:
+    ctype = _DEVICE_CAPS.get(cap.id)
+    if ctype is None:
+        return DeviceCap(cap.id, cap.version, {}, b"", cap.data)
+    fields = _ioctl.int_fields(_ioctl.cap_struct(ctype, cap))
+    payload = b""
+    if cap.id in (C.VFIO_DEVICE_INFO_CAP_ZPCI_UTIL, C.VFIO_DEVICE_INFO_CAP_ZPCI_PFIP):
+        payload = cap.data[12 : 12 + fields["size"]]
+    return DeviceCap(cap.id, cap.version, fields, payload, cap.data)
+
+
+class Device(FdOwner):
+    """An open VFIO device.  Obtain it with :meth:`pyvfio.group.Group.open_device`."""
+
+    def __init__(self, group: Group, name: str, fd: int) -> None:
+        self.group = group  # the device keeps its group (and container) alive
+        self.name = name
+        self._maps: list[MMIO] = []
+        self._regions: dict[int, RegionInfo] = {}
+        self._own(group._kernel, fd)
+
+    def __repr__(self) -> str:
+        return f"<Device {self.name} fd={self._fd}>"
+
+    def _close_children(self) -> None:
+        for m in self._maps:
+            m.close()  # the mappings go before the device fd
+        self._maps.clear()
+
+    def _call(self, request: int, arg: CData | int = 0) -> int:
+        self._check_open()
+        return _ioctl.call(self._kernel, self._fd, request, arg)
+
+    def info(self) -> DeviceInfo:
+        """Return ``VFIO_DEVICE_GET_INFO`` with capabilities (zPCI, PCI atomics) decoded.
+
+        Raises:
+            OSError: EINVAL on a cdev fd not yet bound to iommufd.
+            ValueError: the kernel's capability chain is malformed.
+        """
+        self._check_open()
+        info, raw = _ioctl.query_info(
+            self._kernel, self._fd, uapi.VFIO_DEVICE_GET_INFO, "struct vfio_device_info *"
+        )
+        offset = info.cap_offset if info.flags & C.VFIO_DEVICE_FLAGS_CAPS else 0
+        caps = _ioctl.walk_caps(raw, offset, sizeof("struct vfio_device_info *"))
+        return DeviceInfo(
+            int(info.flags),
+            int(info.num_regions),
+            int(info.num_irqs),
+            tuple(_decode_cap(c) for c in caps),
+        )
+
+    def region_info(self, index: int) -> RegionInfo:
+        """Return region ``index`` (see :func:`pyvfio.region.region_info` for errors)."""
+        self._check_open()
+        info = region.region_info(self._kernel, self._fd, index)
+        self._regions[index] = info
+        return info
+
+    def _region(self, index: int) -> RegionInfo:
+        return self._regions.get(index) or self.region_info(index)
+
+    def read(self, index: int, offset: int, size: int) -> bytes:
+        """Read ``size`` bytes at ``offset`` of region ``index`` (pread; may return fewer).
+
+        Raises:
+            TypeError, ValueError: bad arguments, span outside the region, region not readable.
+            OSError: EIO (memory BAR while COMMAND.MEMORY is off), EFAULT, EINVAL.
+        """
+        r = self._region(index)
+        region.check_span(r, offset, size)
+        if not r.readable:
+            raise ValueError(f"region {index} is not readable")
+        return self._kernel.pread(self._fd, size, r.offset + offset)
+
+    def write(self, index: int, offset: int, data: bytes) -> int:
+        """Write ``data`` at ``offset`` of region ``index`` (pwrite); return the count written.
+
+        Raises:
+            TypeError, ValueError: bad arguments, span outside the region, region not writable.
+            OSError: EIO (memory BAR while COMMAND.MEMORY is off), EFAULT, EINVAL.
+        """
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data must be bytes, not {type(data).__name__}")
+        r = self._region(index)
+        region.check_span(r, offset, len(data))
+        if not r.writable:
+            raise ValueError(f"region {index} is not writable")
+        return self._kernel.pwrite(self._fd, bytes(data), r.offset + offset)
+
+    def mmap(self, index: int, offset: int = 0, length: int | None = None) -> MMIO:
+        """Map part of a region; the result has exact-width ``read``/``write``.
+
+        The mapping closes with the device.
+
+        Raises:
+            TypeError, ValueError: bad arguments; region or area not mmappable; unaligned offset.
+            OSError: EINVAL (not mmappable for the kernel), ENOMEM.
+        """
+        r = self._region(index)
+        length = r.size - check_int("offset", offset) if length is None else length
+        region.check_span(r, offset, length)
+        if offset % mmap.PAGESIZE:
+            raise ValueError(f"offset {offset:#x} is not page aligned")
+        if not r.mmap_allowed(offset, length):
+            raise ValueError(f"[{offset:#x}, +{length:#x}) of region {index} is not mmappable")
+        m = self._kernel.mmap(self._fd, length, r.offset + offset)
+        self._maps.append(m)
+        return m
+
+    def reset(self) -> None:
+        """Reset the device (``VFIO_DEVICE_RESET``).
+
+        Raises:
+            OSError: EINVAL if the device has no reset method; EAGAIN if its lock is busy.
+        """
+        self._call(uapi.VFIO_DEVICE_RESET)
+
+    def hot_reset_info(self) -> tuple[int, tuple[DependentDevice, ...]]:
+        """Return ``(flags, devices)``: the devices a bus/slot hot reset would affect.
+
+        Raises:
+            OSError: ENODEV (no slot or bus reset possible), EPERM.
+        """
+        count = 0
+        while True:
+            arg = new("struct vfio_pci_hot_reset_info *", count)
+            try:
+                self._call(uapi.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, arg)
+                break
+            except OSError as exc:  # ENOSPC: the kernel wrote the count it needs
+                if exc.errno != errno.ENOSPC or arg.count <= count:
+                    raise
+                count = int(arg.count)
+        devs = [arg.devices[i] for i in range(arg.count)]
+        return int(arg.flags), tuple(
+            DependentDevice(int(d.group_id), int(d.segment), int(d.bus), int(d.devfn)) for d in devs
+        )
+
+    def hot_reset(self, groups: Sequence[Group]) -> None:
+        """Reset the bus or slot; ``groups`` must own every affected device.
+
+        Raises:
+            ValueError: a group is closed, or none given.
+            OSError: EINVAL (a device not owned by ``groups``), ENODEV, EBUSY, EBADF.
+        """
+        fds = [g.fileno() for g in groups]
+        if not fds:
+            raise ValueError("groups must name at least one group")
+        arg = new("struct vfio_pci_hot_reset *", len(fds), count=len(fds))
+        for i, fd in enumerate(fds):
+            arg.group_fds[i] = fd
+        self._call(uapi.VFIO_DEVICE_PCI_HOT_RESET, arg)
+
+    def ioeventfd(
+        self, index: int, offset: int, width: int, data: int, *, eventfd: EventFD | None
+    ) -> None:
+        """Make the kernel write ``data`` at BAR ``index`` + ``offset`` whenever ``eventfd`` fires.
+
+        ``eventfd`` None removes the matching ioeventfd.
+
+        Raises:
+            TypeError, ValueError: bad arguments, span outside the region.
+            OSError: EINVAL (not a BAR, overlaps the MSI-X table), EEXIST, ENODEV (nothing to
+                remove), ENOSPC (over 1000).
+        """
+        if width not in _IOEVENTFD_WIDTH:
+            raise ValueError(f"width must be 1, 2, 4 or 8, not {width!r}")
+        check_int("data", data, 0, (1 << (8 * width)) - 1)
+        r = self._region(index)
+        region.check_span(r, offset, width)
+        fd = -1 if eventfd is None else eventfd.fileno()
+        arg = new(
+            "struct vfio_device_ioeventfd *",
+            flags=_IOEVENTFD_WIDTH[width],
+            offset=r.offset + offset,
+            data=data,
+            fd=fd,
+        )
+        self._call(uapi.VFIO_DEVICE_IOEVENTFD, arg)
+
+    def feature(self, feature: int, flags: int, data: bytes | int = b"") -> bytes:
+        """Issue ``VFIO_DEVICE_FEATURE``: ``flags`` is GET, SET and/or PROBE; ``data`` the payload
+        (or, for GET, its size).  Returns the payload after the call.
+
+        Raises:
+            TypeError, ValueError: bad feature id, flags or data.
+            OSError: ENOTTY (unsupported feature), EINVAL (unsupported GET/SET, short payload).
+        """
+        check_int("feature", feature, 0, C.VFIO_DEVICE_FEATURE_MASK)
+        if check_int("flags", flags) & ~_FEATURE_FLAGS or not flags:
+            raise ValueError(f"flags must be a non-empty mix of GET, SET and PROBE, not {flags:#x}")
+        if isinstance(data, int):
+            data = bytes(check_int("data", data, 0, 1 << 16))
+        arg = new("struct vfio_device_feature *", len(data), flags=feature | flags)
+        ffi.memmove(arg.data, bytes(data), len(data))
+        self._call(uapi.VFIO_DEVICE_FEATURE, arg)
+        return bytes(ffi.buffer(arg.data, len(data)))
+
+    def probe_feature(self, feature: int, flags: int = 0) -> bool:
+        """Tell whether ``feature`` supports ``flags`` (GET/SET, or 0 for "exists").
+
+        Raises:
+            OSError: any errno but ENOTTY and EINVAL, which mean "no".
+        """
+        try:
+            self.feature(feature, flags | C.VFIO_DEVICE_FEATURE_PROBE)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTTY, errno.EINVAL):
+                return False
+            raise
+        return True
+
+    def irq_info(self, index: int) -> IrqInfo:
+        """Return interrupt info of ``index`` (see :func:`pyvfio.irq.irq_info` for errors)."""
+        self._check_open()
+        return irq.irq_info(self._kernel, self._fd, index)
+
+    def enable_irq(self, index: int, eventfds: Sequence[EventFD | None], *, start: int = 0) -> int:
+        """Signal ``eventfds`` for vectors ``start..`` of ``index`` (None: detach that vector).
+
+        Returns:
+            0; for MSI/MSI-X, the vectors available if fewer could be allocated (none enabled).
+
+        Raises:
+            OSError: as :func:`pyvfio.irq.set_irqs`.
+        """
+        if not eventfds:
+            raise ValueError("eventfds must not be empty (use disable_irq)")
+        fds = [-1 if e is None else e.fileno() for e in eventfds]
+        self._check_open()
+        flags = irq.TRIGGER_EVENTFD
+        return irq.set_irqs(self._kernel, self._fd, index, flags, start=start, fds=fds)
+
+    def disable_irq(self, index: int) -> None:
+        """Disable every vector of ``index`` (DATA_NONE|ACTION_TRIGGER, count 0).
+
+        Raises:
+            OSError: EINVAL if the index has no interrupts or is not enabled.
+        """
+        self._check_open()
+        irq.set_irqs(self._kernel, self._fd, index, irq.TRIGGER_NONE, count=0)
+
+    def mask_irq(self, index: int, *, start: int = 0, count: int = 1) -> None:
+        """Mask vectors of a maskable index (INTx). Raises OSError: EINVAL, ENOTTY (MSI/MSI-X)."""
+        self._check_open()
+        irq.set_irqs(self._kernel, self._fd, index, irq.MASK_NONE, start=start, count=count)
+
+    def unmask_irq(self, index: int, *, start: int = 0, count: int = 1) -> None:
+        """Unmask vectors (INTx is automasked after each interrupt). Raises OSError as mask_irq."""
+        self._check_open()
+        irq.set_irqs(self._kernel, self._fd, index, irq.UNMASK_NONE, start=start, count=count)
+
+    def trigger_irq(self, index: int, *, start: int = 0, count: int = 1) -> None:
+        """Signal vectors' eventfds from the kernel (loopback). Raises OSError EINVAL if off."""
+        self._check_open()
+        irq.set_irqs(self._kernel, self._fd, index, irq.TRIGGER_NONE, start=start, count=count)

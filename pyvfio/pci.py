@@ -1,0 +1,160 @@
+"""PCI configuration space of a vfio-pci device, through its config region.
+
+vfio-pci virtualizes config space (vfio_pci_config.c): accesses are split into naturally aligned
+1/2/4-byte pieces, and writes without permission are silently dropped.  vfio-pci also leaves Bus
+Master off, so DMA and MSI are dropped until :meth:`PCIConfig.enable_bus_master`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pyvfio.dma import check_int
+from pyvfio.region import VFIO_PCI_CONFIG_REGION_INDEX
+
+if TYPE_CHECKING:
+    from pyvfio.device import Device
+
+# include/uapi/linux/pci_regs.h
+PCI_VENDOR_ID = 0x00
+PCI_DEVICE_ID = 0x02
+PCI_COMMAND = 0x04
+PCI_COMMAND_IO = 0x1
+PCI_COMMAND_MEMORY = 0x2
+PCI_COMMAND_MASTER = 0x4
+PCI_COMMAND_INTX_DISABLE = 0x400
+PCI_STATUS = 0x06
+PCI_STATUS_CAP_LIST = 0x10
+PCI_CAPABILITY_LIST = 0x34
+PCI_CAP_ID_PM = 0x01
+PCI_CAP_ID_MSI = 0x05
+PCI_CAP_ID_EXP = 0x10
+PCI_CAP_ID_MSIX = 0x11
+PCI_CFG_SPACE_SIZE = 0x100
+_MAX_CAPS = 48  # (256 - 64) / 4: more hops than that is a loop
+
+
+@dataclass(frozen=True)
+class PCICap:
+    """A capability found in config space: ``extended`` for the PCIe ones above 0x100."""
+
+    id: int
+    offset: int
+    extended: bool = False
+    version: int = 0
+
+
+class PCIConfig:
+    """Config-space accessors over ``device``'s config region (index 7)."""
+
+    def __init__(self, device: Device) -> None:
+        self.device = device
+
+    def __repr__(self) -> str:
+        return f"<PCIConfig of {self.device!r}>"
+
+    def read(self, offset: int, width: int) -> int:
+        """Read a field of ``width`` (1, 2 or 4) bytes at ``offset``, little-endian.
+
+        Raises:
+            TypeError, ValueError: bad width, unaligned or outside config space.
+            OSError: EFAULT outside the device's config space size.
+        """
+        self._check(offset, width)
+        data = self.device.read(VFIO_PCI_CONFIG_REGION_INDEX, offset, width)
+        if len(data) != width:
+            raise OSError(f"short config read at {offset:#x}: {len(data)} of {width} bytes")
+        return int.from_bytes(data, "little")
+
+    def write(self, offset: int, width: int, value: int) -> None:
+        """Write ``value`` as a field of ``width`` (1, 2 or 4) bytes at ``offset``.
+
+        Raises:
+            TypeError, ValueError: bad width or value, unaligned or outside config space.
+            OSError: EFAULT outside the device's config space size.
+        """
+        self._check(offset, width)
+        check_int("value", value, 0, (1 << (8 * width)) - 1)
+        self.device.write(VFIO_PCI_CONFIG_REGION_INDEX, offset, value.to_bytes(width, "little"))
+
+    @staticmethod
+    def _check(offset: int, width: int) -> None:
+        if width not in (1, 2, 4) or isinstance(width, bool):
+            raise ValueError(f"width must be 1, 2 or 4, not {width!r}")
+        check_int("offset", offset, 0, 0xFFF)
+        if offset % width:
+            raise ValueError(f"offset {offset:#x} is not aligned to width {width}")
+
+    @property
+    def vendor_id(self) -> int:
+        """The PCI vendor id."""
+        return self.read(PCI_VENDOR_ID, 2)
+
+    @property
+    def device_id(self) -> int:
+        """The PCI device id."""
+        return self.read(PCI_DEVICE_ID, 2)
+
+    def set_command(self, set_bits: int = 0, clear_bits: int = 0) -> int:
+        """Set and clear bits of the COMMAND register; return its new value as read back.
+
+        Raises:
+            TypeError, ValueError: bits not 16-bit ints.
+        """
+        check_int("set_bits", set_bits, 0, 0xFFFF)
+        check_int("clear_bits", clear_bits, 0, 0xFFFF)
+        self.write(PCI_COMMAND, 2, (self.read(PCI_COMMAND, 2) | set_bits) & ~clear_bits)
+        return self.read(PCI_COMMAND, 2)
+
+    def enable_bus_master(self) -> None:
+        """Turn on Bus Master (and Memory Space): needed before any DMA or MSI works."""
+        self.set_command(PCI_COMMAND_MASTER | PCI_COMMAND_MEMORY)
+
+    def disable_bus_master(self) -> None:
+        """Turn off Bus Master: the device can no longer DMA or signal MSI."""
+        self.set_command(clear_bits=PCI_COMMAND_MASTER)
+
+    def capabilities(self) -> tuple[PCICap, ...]:
+        """Return the standard capabilities, then the extended ones (PCIe config space only).
+
+        Raises:
+            ValueError: a capability list loops or points outside config space.
+        """
+        return self._standard_caps() + self._extended_caps()
+
+    def find_capability(self, cap_id: int, *, extended: bool = False) -> int | None:
+        """Return the offset of the first capability ``cap_id`` (``PCI_CAP_ID_MSI``...), or None."""
+        for cap in self.capabilities():
+            if cap.id == cap_id and cap.extended == extended:
+                return cap.offset
+        return None
+
+    def _standard_caps(self) -> tuple[PCICap, ...]:
+        if not self.read(PCI_STATUS, 2) & PCI_STATUS_CAP_LIST:
+            return ()
+        caps: list[PCICap] = []
+        offset = self.read(PCI_CAPABILITY_LIST, 1) & ~3
+        while offset:
+            if offset < 0x40 or offset > PCI_CFG_SPACE_SIZE - 2 or len(caps) >= _MAX_CAPS:
+                raise ValueError(f"malformed PCI capability list at {offset:#x}")
+            header = self.read(offset, 2)
+            caps.append(PCICap(header & 0xFF, offset))
+            offset = (header >> 8) & ~3
+        return tuple(caps)
+
+    def _extended_caps(self) -> tuple[PCICap, ...]:
+        size = self.device.region_info(VFIO_PCI_CONFIG_REGION_INDEX).size
+        caps: list[PCICap] = []
+        offset = PCI_CFG_SPACE_SIZE if size > PCI_CFG_SPACE_SIZE else 0
+        seen: set[int] = set()
+        while offset:
+            if offset < PCI_CFG_SPACE_SIZE or offset > size - 4 or offset in seen:
+                raise ValueError(f"malformed PCIe extended capability list at {offset:#x}")
+            seen.add(offset)
+            header = self.read(offset, 4)
+            if header in (0, 0xFFFFFFFF):
+                break
+            caps.append(PCICap(header & 0xFFFF, offset, True, (header >> 16) & 0xF))
+            offset = (header >> 20) & ~3
+        return tuple(caps)
