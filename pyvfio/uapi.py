@@ -8,6 +8,10 @@ kernel name, so an error can always say which ioctl failed.
 
 from __future__ import annotations
 
+from enum import IntEnum, IntFlag
+
+from pyvfio._ffi import C
+
 VFIO_TYPE = ord(";")
 VFIO_BASE = 100
 IOMMUFD_CMD_BASE = 0x80
@@ -23,7 +27,7 @@ class Ioctl(int):
 
     name: str
 
-    def __new__(cls, name: str, nr: int) -> "Ioctl":
+    def __new__(cls, name: str, nr: int) -> Ioctl:
         self = super().__new__(cls, _IO(VFIO_TYPE, nr))
         self.name = name
         return self
@@ -96,3 +100,549 @@ IOCTLS: dict[str, Ioctl] = {
     name: value for name, value in globals().items() if isinstance(value, Ioctl)
 }
 """Every ioctl of vfio.h and iommufd.h by kernel name (56 as of Linux 7.3)."""
+
+
+# ---- constants of vfio.h, vfio_zdev.h and iommufd.h (Linux 7.3) as enums --------------------
+# Members are the kernel names without their common prefix; every value is read from cdefs/
+# (C.<KERNEL_NAME>), so a grep for the kernel name finds the cdef, the enum and its users.
+
+VFIO_API_VERSION: int = C.VFIO_API_VERSION
+# `C.__VFIO_...` inside a class body would be name-mangled by Python, so it is read here
+_RESERVED_TYPE1_NESTING_IOMMU: int = C.__VFIO_RESERVED_TYPE1_NESTING_IOMMU
+
+
+class Extension(IntEnum):
+    """VFIO_CHECK_EXTENSION arguments: VFIO_* (IOMMU types and features)."""
+    TYPE1_IOMMU = C.VFIO_TYPE1_IOMMU
+    SPAPR_TCE_IOMMU = C.VFIO_SPAPR_TCE_IOMMU
+    TYPE1v2_IOMMU = C.VFIO_TYPE1v2_IOMMU
+    DMA_CC_IOMMU = C.VFIO_DMA_CC_IOMMU
+    EEH = C.VFIO_EEH
+    RESERVED_TYPE1_NESTING_IOMMU = _RESERVED_TYPE1_NESTING_IOMMU  # VFIO_TYPE1_NESTING_IOMMU <= 6.12
+    SPAPR_TCE_v2_IOMMU = C.VFIO_SPAPR_TCE_v2_IOMMU
+    NOIOMMU_IOMMU = C.VFIO_NOIOMMU_IOMMU
+    UNMAP_ALL = C.VFIO_UNMAP_ALL
+    UPDATE_VADDR = C.VFIO_UPDATE_VADDR
+
+
+class IOMMUType(IntEnum):
+    """VFIO_SET_IOMMU arguments: VFIO_*_IOMMU."""
+    TYPE1 = C.VFIO_TYPE1_IOMMU
+    SPAPR_TCE = C.VFIO_SPAPR_TCE_IOMMU
+    TYPE1v2 = C.VFIO_TYPE1v2_IOMMU
+    SPAPR_TCE_v2 = C.VFIO_SPAPR_TCE_v2_IOMMU
+    NOIOMMU = C.VFIO_NOIOMMU_IOMMU
+
+
+class GroupFlag(IntFlag):
+    """vfio_group_status.flags: VFIO_GROUP_FLAGS_*."""
+    VIABLE = C.VFIO_GROUP_FLAGS_VIABLE
+    CONTAINER_SET = C.VFIO_GROUP_FLAGS_CONTAINER_SET
+
+
+class DeviceFlag(IntFlag):
+    """vfio_device_info.flags: VFIO_DEVICE_FLAGS_*."""
+    RESET = C.VFIO_DEVICE_FLAGS_RESET
+    PCI = C.VFIO_DEVICE_FLAGS_PCI
+    PLATFORM = C.VFIO_DEVICE_FLAGS_PLATFORM
+    AMBA = C.VFIO_DEVICE_FLAGS_AMBA
+    CCW = C.VFIO_DEVICE_FLAGS_CCW
+    AP = C.VFIO_DEVICE_FLAGS_AP
+    FSL_MC = C.VFIO_DEVICE_FLAGS_FSL_MC
+    CAPS = C.VFIO_DEVICE_FLAGS_CAPS
+    CDX = C.VFIO_DEVICE_FLAGS_CDX
+
+
+# the device API names of the mdev `device_api` sysfs attribute (strings: not in cdefs)
+VFIO_DEVICE_API_PCI_STRING = "vfio-pci"
+VFIO_DEVICE_API_PLATFORM_STRING = "vfio-platform"
+VFIO_DEVICE_API_AMBA_STRING = "vfio-amba"
+VFIO_DEVICE_API_CCW_STRING = "vfio-ccw"
+VFIO_DEVICE_API_AP_STRING = "vfio-ap"
+
+
+class DeviceInfoCap(IntEnum):
+    """VFIO_DEVICE_GET_INFO capability ids: VFIO_DEVICE_INFO_CAP_*."""
+    ZPCI_BASE = C.VFIO_DEVICE_INFO_CAP_ZPCI_BASE
+    ZPCI_GROUP = C.VFIO_DEVICE_INFO_CAP_ZPCI_GROUP
+    ZPCI_UTIL = C.VFIO_DEVICE_INFO_CAP_ZPCI_UTIL
+    ZPCI_PFIP = C.VFIO_DEVICE_INFO_CAP_ZPCI_PFIP
+    PCI_ATOMIC_COMP = C.VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP
+
+
+class PCIAtomicComp(IntFlag):
+    """vfio_device_info_cap_pci_atomic_comp.flags: VFIO_PCI_ATOMIC_COMP*."""
+    COMP32 = C.VFIO_PCI_ATOMIC_COMP32
+    COMP64 = C.VFIO_PCI_ATOMIC_COMP64
+    COMP128 = C.VFIO_PCI_ATOMIC_COMP128
+
+
+class ZPCIFlag(IntFlag):
+    """vfio_device_info_cap_zpci_group.flags: VFIO_DEVICE_INFO_ZPCI_FLAG_*."""
+    REFRESH = C.VFIO_DEVICE_INFO_ZPCI_FLAG_REFRESH
+
+
+class RegionInfoFlag(IntFlag):
+    """vfio_region_info.flags: VFIO_REGION_INFO_FLAG_*."""
+    READ = C.VFIO_REGION_INFO_FLAG_READ
+    WRITE = C.VFIO_REGION_INFO_FLAG_WRITE
+    MMAP = C.VFIO_REGION_INFO_FLAG_MMAP
+    CAPS = C.VFIO_REGION_INFO_FLAG_CAPS
+
+
+class RegionInfoCap(IntEnum):
+    """VFIO_DEVICE_GET_REGION_INFO capability ids: VFIO_REGION_INFO_CAP_*."""
+    SPARSE_MMAP = C.VFIO_REGION_INFO_CAP_SPARSE_MMAP
+    TYPE = C.VFIO_REGION_INFO_CAP_TYPE
+    MSIX_MAPPABLE = C.VFIO_REGION_INFO_CAP_MSIX_MAPPABLE
+    NVLINK2_SSATGT = C.VFIO_REGION_INFO_CAP_NVLINK2_SSATGT
+    NVLINK2_LNKSPD = C.VFIO_REGION_INFO_CAP_NVLINK2_LNKSPD
+
+
+class RegionType(IntEnum):
+    """vfio_region_info_cap_type.type: VFIO_REGION_TYPE_*.
+
+    A vendor-specific type is ``PCI_VENDOR_TYPE | vendor_id`` (e.g. 0x80008086 for Intel), its
+    subtypes are in the RegionSubtype<Vendor> class; PCI_VENDOR_MASK extracts the vendor id.
+    """
+
+    PCI_VENDOR_TYPE = C.VFIO_REGION_TYPE_PCI_VENDOR_TYPE
+    PCI_VENDOR_MASK = C.VFIO_REGION_TYPE_PCI_VENDOR_MASK
+    GFX = C.VFIO_REGION_TYPE_GFX
+    CCW = C.VFIO_REGION_TYPE_CCW
+    MIGRATION_DEPRECATED = C.VFIO_REGION_TYPE_MIGRATION_DEPRECATED
+
+
+# subtypes: one number space per region type, hence one class each
+class RegionSubtypeIntel(IntEnum):
+    """Subtypes of RegionType.PCI_VENDOR_TYPE | 0x8086: VFIO_REGION_SUBTYPE_INTEL_*."""
+    IGD_OPREGION = C.VFIO_REGION_SUBTYPE_INTEL_IGD_OPREGION
+    IGD_HOST_CFG = C.VFIO_REGION_SUBTYPE_INTEL_IGD_HOST_CFG
+    IGD_LPC_CFG = C.VFIO_REGION_SUBTYPE_INTEL_IGD_LPC_CFG
+
+
+class RegionSubtypeNVIDIA(IntEnum):
+    """Subtypes of RegionType.PCI_VENDOR_TYPE | 0x10de, deprecated: VFIO_REGION_SUBTYPE_NVIDIA_*."""
+    NVLINK2_RAM = C.VFIO_REGION_SUBTYPE_NVIDIA_NVLINK2_RAM
+
+
+class RegionSubtypeIBM(IntEnum):
+    """Subtypes of RegionType.PCI_VENDOR_TYPE | 0x1014 (deprecated): VFIO_REGION_SUBTYPE_IBM_*."""
+    NVLINK2_ATSD = C.VFIO_REGION_SUBTYPE_IBM_NVLINK2_ATSD
+
+
+class RegionSubtypeGFX(IntEnum):
+    """Subtypes of RegionType.GFX: VFIO_REGION_SUBTYPE_GFX_*."""
+    EDID = C.VFIO_REGION_SUBTYPE_GFX_EDID
+
+
+class RegionSubtypeCCW(IntEnum):
+    """Subtypes of RegionType.CCW: VFIO_REGION_SUBTYPE_CCW_*."""
+    ASYNC_CMD = C.VFIO_REGION_SUBTYPE_CCW_ASYNC_CMD
+    SCHIB = C.VFIO_REGION_SUBTYPE_CCW_SCHIB
+    CRW = C.VFIO_REGION_SUBTYPE_CCW_CRW
+
+
+class RegionSubtypeMigration(IntEnum):
+    """Subtypes of RegionType.MIGRATION_DEPRECATED: VFIO_REGION_SUBTYPE_MIGRATION_*."""
+    DEPRECATED = C.VFIO_REGION_SUBTYPE_MIGRATION_DEPRECATED
+
+
+class GFXLinkState(IntEnum):
+    """vfio_region_gfx_edid.link_state: VFIO_DEVICE_GFX_LINK_STATE_*."""
+    UP = C.VFIO_DEVICE_GFX_LINK_STATE_UP
+    DOWN = C.VFIO_DEVICE_GFX_LINK_STATE_DOWN
+
+
+class DeviceStateV1(IntFlag):
+    """vfio_device_migration_info.device_state (v1 protocol): VFIO_DEVICE_STATE_V1_*."""
+    STOP = C.VFIO_DEVICE_STATE_V1_STOP
+    RUNNING = C.VFIO_DEVICE_STATE_V1_RUNNING
+    SAVING = C.VFIO_DEVICE_STATE_V1_SAVING
+    RESUMING = C.VFIO_DEVICE_STATE_V1_RESUMING
+    MASK = C.VFIO_DEVICE_STATE_MASK
+
+
+class IrqInfoFlag(IntFlag):
+    """vfio_irq_info.flags: VFIO_IRQ_INFO_*."""
+    EVENTFD = C.VFIO_IRQ_INFO_EVENTFD
+    MASKABLE = C.VFIO_IRQ_INFO_MASKABLE
+    AUTOMASKED = C.VFIO_IRQ_INFO_AUTOMASKED
+    NORESIZE = C.VFIO_IRQ_INFO_NORESIZE
+
+
+class IrqSetFlag(IntFlag):
+    """vfio_irq_set.flags: VFIO_IRQ_SET_* (one DATA_* and one ACTION_* bit)."""
+    DATA_NONE = C.VFIO_IRQ_SET_DATA_NONE
+    DATA_BOOL = C.VFIO_IRQ_SET_DATA_BOOL
+    DATA_EVENTFD = C.VFIO_IRQ_SET_DATA_EVENTFD
+    ACTION_MASK = C.VFIO_IRQ_SET_ACTION_MASK
+    ACTION_UNMASK = C.VFIO_IRQ_SET_ACTION_UNMASK
+    ACTION_TRIGGER = C.VFIO_IRQ_SET_ACTION_TRIGGER
+    DATA_TYPE_MASK = C.VFIO_IRQ_SET_DATA_TYPE_MASK
+    ACTION_TYPE_MASK = C.VFIO_IRQ_SET_ACTION_TYPE_MASK
+
+
+class PCIRegion(IntEnum):
+    """vfio-pci region indexes: VFIO_PCI_*_REGION_INDEX (device-specific ones follow)."""
+    BAR0 = C.VFIO_PCI_BAR0_REGION_INDEX
+    BAR1 = C.VFIO_PCI_BAR1_REGION_INDEX
+    BAR2 = C.VFIO_PCI_BAR2_REGION_INDEX
+    BAR3 = C.VFIO_PCI_BAR3_REGION_INDEX
+    BAR4 = C.VFIO_PCI_BAR4_REGION_INDEX
+    BAR5 = C.VFIO_PCI_BAR5_REGION_INDEX
+    ROM = C.VFIO_PCI_ROM_REGION_INDEX
+    CONFIG = C.VFIO_PCI_CONFIG_REGION_INDEX
+    VGA = C.VFIO_PCI_VGA_REGION_INDEX
+
+
+class PCIIrq(IntEnum):
+    """vfio-pci irq indexes: VFIO_PCI_*_IRQ_INDEX."""
+    INTX = C.VFIO_PCI_INTX_IRQ_INDEX
+    MSI = C.VFIO_PCI_MSI_IRQ_INDEX
+    MSIX = C.VFIO_PCI_MSIX_IRQ_INDEX
+    ERR = C.VFIO_PCI_ERR_IRQ_INDEX
+    REQ = C.VFIO_PCI_REQ_IRQ_INDEX
+
+
+class CCWRegion(IntEnum):
+    """vfio-ccw region indexes: VFIO_CCW_*_REGION_INDEX."""
+    CONFIG = C.VFIO_CCW_CONFIG_REGION_INDEX
+
+
+class CCWIrq(IntEnum):
+    """vfio-ccw irq indexes: VFIO_CCW_*_IRQ_INDEX."""
+    IO = C.VFIO_CCW_IO_IRQ_INDEX
+    CRW = C.VFIO_CCW_CRW_IRQ_INDEX
+    REQ = C.VFIO_CCW_REQ_IRQ_INDEX
+
+
+class APIrq(IntEnum):
+    """vfio-ap irq indexes: VFIO_AP_*_IRQ_INDEX."""
+    REQ = C.VFIO_AP_REQ_IRQ_INDEX
+    CFG_CHG = C.VFIO_AP_CFG_CHG_IRQ_INDEX
+
+
+VFIO_PCI_NUM_REGIONS: int = C.VFIO_PCI_NUM_REGIONS
+VFIO_PCI_NUM_IRQS: int = C.VFIO_PCI_NUM_IRQS
+VFIO_CCW_NUM_REGIONS: int = C.VFIO_CCW_NUM_REGIONS
+VFIO_CCW_NUM_IRQS: int = C.VFIO_CCW_NUM_IRQS
+VFIO_AP_NUM_IRQS: int = C.VFIO_AP_NUM_IRQS  # 1 before VFIO_AP_CFG_CHG_IRQ_INDEX (6.12)
+
+
+class PCIDevID(IntEnum):
+    """vfio_pci_dependent_device.devid: VFIO_PCI_DEVID_*."""
+    OWNED = C.VFIO_PCI_DEVID_OWNED
+    # the header's -1, as the u32 devid field reads back
+    NOT_OWNED = C.VFIO_PCI_DEVID_NOT_OWNED & 0xFFFFFFFF
+
+
+class PCIHotResetFlag(IntFlag):
+    """vfio_pci_hot_reset_info.flags: VFIO_PCI_HOT_RESET_FLAG_*."""
+    DEV_ID = C.VFIO_PCI_HOT_RESET_FLAG_DEV_ID
+    DEV_ID_OWNED = C.VFIO_PCI_HOT_RESET_FLAG_DEV_ID_OWNED
+
+
+class GFXPlaneType(IntFlag):
+    """vfio_device_gfx_plane_info.flags: VFIO_GFX_PLANE_TYPE_*."""
+    PROBE = C.VFIO_GFX_PLANE_TYPE_PROBE
+    DMABUF = C.VFIO_GFX_PLANE_TYPE_DMABUF
+    REGION = C.VFIO_GFX_PLANE_TYPE_REGION
+
+
+class IoeventfdFlag(IntFlag):
+    """vfio_device_ioeventfd.flags: VFIO_DEVICE_IOEVENTFD_{8,16,32,64,SIZE_MASK} (access width)."""
+    SIZE_8 = C.VFIO_DEVICE_IOEVENTFD_8
+    SIZE_16 = C.VFIO_DEVICE_IOEVENTFD_16
+    SIZE_32 = C.VFIO_DEVICE_IOEVENTFD_32
+    SIZE_64 = C.VFIO_DEVICE_IOEVENTFD_64
+    SIZE_MASK = C.VFIO_DEVICE_IOEVENTFD_SIZE_MASK
+
+
+class DeviceFeatureFlag(IntFlag):
+    """vfio_device_feature.flags: VFIO_DEVICE_FEATURE_{MASK,GET,SET,PROBE}; the low 16 bits
+    hold a :class:`DeviceFeature`."""
+
+    MASK = C.VFIO_DEVICE_FEATURE_MASK
+    GET = C.VFIO_DEVICE_FEATURE_GET
+    SET = C.VFIO_DEVICE_FEATURE_SET
+    PROBE = C.VFIO_DEVICE_FEATURE_PROBE
+
+
+class DeviceFeature(IntEnum):
+    """Feature ids of VFIO_DEVICE_FEATURE: VFIO_DEVICE_FEATURE_*."""
+    PCI_VF_TOKEN = C.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN
+    MIGRATION = C.VFIO_DEVICE_FEATURE_MIGRATION
+    MIG_DEVICE_STATE = C.VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE
+    LOW_POWER_ENTRY = C.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY
+    LOW_POWER_ENTRY_WITH_WAKEUP = C.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP
+    LOW_POWER_EXIT = C.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT
+    DMA_LOGGING_START = C.VFIO_DEVICE_FEATURE_DMA_LOGGING_START
+    DMA_LOGGING_STOP = C.VFIO_DEVICE_FEATURE_DMA_LOGGING_STOP
+    DMA_LOGGING_REPORT = C.VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT
+    MIG_DATA_SIZE = C.VFIO_DEVICE_FEATURE_MIG_DATA_SIZE
+    BUS_MASTER = C.VFIO_DEVICE_FEATURE_BUS_MASTER
+    DMA_BUF = C.VFIO_DEVICE_FEATURE_DMA_BUF
+    MIG_PRECOPY_INFOv2 = C.VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2
+    ZPCI_ERROR = C.VFIO_DEVICE_FEATURE_ZPCI_ERROR
+
+
+class BusMasterOp(IntEnum):
+    """vfio_device_feature_bus_master.op: VFIO_DEVICE_FEATURE_{CLEAR,SET}_MASTER."""
+    CLEAR_MASTER = C.VFIO_DEVICE_FEATURE_CLEAR_MASTER
+    SET_MASTER = C.VFIO_DEVICE_FEATURE_SET_MASTER
+
+
+class DeviceBindFlag(IntFlag):
+    """vfio_device_bind_iommufd.flags: VFIO_DEVICE_BIND_FLAG_*."""
+    TOKEN = C.VFIO_DEVICE_BIND_FLAG_TOKEN
+
+
+class DeviceAttachFlag(IntFlag):
+    """vfio_device_attach_iommufd_pt.flags: VFIO_DEVICE_ATTACH_*."""
+    PASID = C.VFIO_DEVICE_ATTACH_PASID
+
+
+class DeviceDetachFlag(IntFlag):
+    """vfio_device_detach_iommufd_pt.flags: VFIO_DEVICE_DETACH_*."""
+    PASID = C.VFIO_DEVICE_DETACH_PASID
+
+
+class MigrationFlag(IntFlag):
+    """vfio_device_feature_migration.flags: VFIO_MIGRATION_*."""
+    STOP_COPY = C.VFIO_MIGRATION_STOP_COPY
+    P2P = C.VFIO_MIGRATION_P2P
+    PRE_COPY = C.VFIO_MIGRATION_PRE_COPY
+
+
+class DeviceMigState(IntEnum):
+    """enum vfio_device_mig_state: VFIO_DEVICE_STATE_* (VFIO_DEVICE_STATE_NR is the count)."""
+    ERROR = C.VFIO_DEVICE_STATE_ERROR
+    STOP = C.VFIO_DEVICE_STATE_STOP
+    RUNNING = C.VFIO_DEVICE_STATE_RUNNING
+    STOP_COPY = C.VFIO_DEVICE_STATE_STOP_COPY
+    RESUMING = C.VFIO_DEVICE_STATE_RESUMING
+    RUNNING_P2P = C.VFIO_DEVICE_STATE_RUNNING_P2P
+    PRE_COPY = C.VFIO_DEVICE_STATE_PRE_COPY
+    PRE_COPY_P2P = C.VFIO_DEVICE_STATE_PRE_COPY_P2P
+
+
+VFIO_DEVICE_STATE_NR: int = C.VFIO_DEVICE_STATE_NR
+
+
+class PrecopyInfoFlag(IntFlag):
+    """vfio_precopy_info.flags: VFIO_PRECOPY_INFO_*."""
+    REINIT = C.VFIO_PRECOPY_INFO_REINIT
+
+
+class IOMMUInfoFlag(IntFlag):
+    """vfio_iommu_type1_info.flags: VFIO_IOMMU_INFO_*."""
+    PGSIZES = C.VFIO_IOMMU_INFO_PGSIZES
+    CAPS = C.VFIO_IOMMU_INFO_CAPS
+
+
+class IOMMUType1InfoCap(IntEnum):
+    """VFIO_IOMMU_GET_INFO capability ids: VFIO_IOMMU_TYPE1_INFO_CAP_*, _DMA_AVAIL."""
+    IOVA_RANGE = C.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE
+    MIGRATION = C.VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION
+    DMA_AVAIL = C.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL
+
+
+class DMAMapFlag(IntFlag):
+    """vfio_iommu_type1_dma_map.flags: VFIO_DMA_MAP_FLAG_*."""
+    READ = C.VFIO_DMA_MAP_FLAG_READ
+    WRITE = C.VFIO_DMA_MAP_FLAG_WRITE
+    VADDR = C.VFIO_DMA_MAP_FLAG_VADDR
+
+
+class DMAUnmapFlag(IntFlag):
+    """vfio_iommu_type1_dma_unmap.flags: VFIO_DMA_UNMAP_FLAG_*."""
+    GET_DIRTY_BITMAP = C.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP
+    ALL = C.VFIO_DMA_UNMAP_FLAG_ALL
+    VADDR = C.VFIO_DMA_UNMAP_FLAG_VADDR
+
+
+class DirtyPagesFlag(IntFlag):
+    """vfio_iommu_type1_dirty_bitmap.flags: VFIO_IOMMU_DIRTY_PAGES_FLAG_*."""
+    START = C.VFIO_IOMMU_DIRTY_PAGES_FLAG_START
+    STOP = C.VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP
+    GET_BITMAP = C.VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP
+
+
+class SPAPRInfoFlag(IntFlag):
+    """vfio_iommu_spapr_tce_info.flags: VFIO_IOMMU_SPAPR_INFO_*."""
+    DDW = C.VFIO_IOMMU_SPAPR_INFO_DDW
+
+
+class EEHPEOp(IntEnum):
+    """vfio_eeh_pe_op.op: VFIO_EEH_PE_* operations."""
+    DISABLE = C.VFIO_EEH_PE_DISABLE
+    ENABLE = C.VFIO_EEH_PE_ENABLE
+    UNFREEZE_IO = C.VFIO_EEH_PE_UNFREEZE_IO
+    UNFREEZE_DMA = C.VFIO_EEH_PE_UNFREEZE_DMA
+    GET_STATE = C.VFIO_EEH_PE_GET_STATE
+    RESET_DEACTIVATE = C.VFIO_EEH_PE_RESET_DEACTIVATE
+    RESET_HOT = C.VFIO_EEH_PE_RESET_HOT
+    RESET_FUNDAMENTAL = C.VFIO_EEH_PE_RESET_FUNDAMENTAL
+    CONFIGURE = C.VFIO_EEH_PE_CONFIGURE
+    INJECT_ERR = C.VFIO_EEH_PE_INJECT_ERR
+
+
+class EEHPEState(IntEnum):
+    """VFIO_EEH_PE_GET_STATE results: VFIO_EEH_PE_STATE_*."""
+    NORMAL = C.VFIO_EEH_PE_STATE_NORMAL
+    RESET = C.VFIO_EEH_PE_STATE_RESET
+    STOPPED = C.VFIO_EEH_PE_STATE_STOPPED
+    STOPPED_DMA = C.VFIO_EEH_PE_STATE_STOPPED_DMA
+    UNAVAIL = C.VFIO_EEH_PE_STATE_UNAVAIL
+
+
+# ---- iommufd.h ----
+
+
+class IOASMapFlag(IntFlag):
+    """iommu_ioas_map(_file).flags, iommu_ioas_copy.flags: IOMMU_IOAS_MAP_*."""
+    FIXED_IOVA = C.IOMMU_IOAS_MAP_FIXED_IOVA
+    WRITEABLE = C.IOMMU_IOAS_MAP_WRITEABLE
+    READABLE = C.IOMMU_IOAS_MAP_READABLE
+
+
+class IOMMUOption(IntEnum):
+    """iommu_option.option_id: IOMMU_OPTION_*."""
+    RLIMIT_MODE = C.IOMMU_OPTION_RLIMIT_MODE
+    HUGE_PAGES = C.IOMMU_OPTION_HUGE_PAGES
+
+
+class IOMMUOptionOp(IntEnum):
+    """iommu_option.op: IOMMU_OPTION_OP_*."""
+    SET = C.IOMMU_OPTION_OP_SET
+    GET = C.IOMMU_OPTION_OP_GET
+
+
+class VFIOIOASOp(IntEnum):
+    """iommu_vfio_ioas.op: IOMMU_VFIO_IOAS_*."""
+    GET = C.IOMMU_VFIO_IOAS_GET
+    SET = C.IOMMU_VFIO_IOAS_SET
+    CLEAR = C.IOMMU_VFIO_IOAS_CLEAR
+
+
+class HWPTAllocFlag(IntFlag):
+    """iommu_hwpt_alloc.flags: IOMMU_HWPT_ALLOC_*, IOMMU_HWPT_FAULT_ID_VALID."""
+    NEST_PARENT = C.IOMMU_HWPT_ALLOC_NEST_PARENT
+    DIRTY_TRACKING = C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+    FAULT_ID_VALID = C.IOMMU_HWPT_FAULT_ID_VALID
+    PASID = C.IOMMU_HWPT_ALLOC_PASID
+
+
+class HWPTDataType(IntEnum):
+    """iommu_hwpt_alloc.data_type: IOMMU_HWPT_DATA_*."""
+    NONE = C.IOMMU_HWPT_DATA_NONE
+    VTD_S1 = C.IOMMU_HWPT_DATA_VTD_S1
+    ARM_SMMUV3 = C.IOMMU_HWPT_DATA_ARM_SMMUV3
+    AMD_GUEST = C.IOMMU_HWPT_DATA_AMD_GUEST
+
+
+class VTDS1Flag(IntFlag):
+    """iommu_hwpt_vtd_s1.flags: IOMMU_VTD_S1_*."""
+    SRE = C.IOMMU_VTD_S1_SRE
+    EAFE = C.IOMMU_VTD_S1_EAFE
+    WPE = C.IOMMU_VTD_S1_WPE
+
+
+class HWInfoType(IntEnum):
+    """iommu_hw_info.{in,out}_data_type: IOMMU_HW_INFO_TYPE_* (DEFAULT is an alias of NONE)."""
+    NONE = C.IOMMU_HW_INFO_TYPE_NONE
+    DEFAULT = C.IOMMU_HW_INFO_TYPE_DEFAULT
+    INTEL_VTD = C.IOMMU_HW_INFO_TYPE_INTEL_VTD
+    ARM_SMMUV3 = C.IOMMU_HW_INFO_TYPE_ARM_SMMUV3
+    TEGRA241_CMDQV = C.IOMMU_HW_INFO_TYPE_TEGRA241_CMDQV
+    AMD = C.IOMMU_HW_INFO_TYPE_AMD
+
+
+class HWInfoFlag(IntFlag):
+    """iommu_hw_info.flags: IOMMU_HW_INFO_FLAG_*."""
+    INPUT_TYPE = C.IOMMU_HW_INFO_FLAG_INPUT_TYPE
+
+
+class HWCap(IntFlag):
+    """iommu_hw_info.out_capabilities: IOMMU_HW_CAP_*."""
+    DIRTY_TRACKING = C.IOMMU_HW_CAP_DIRTY_TRACKING
+    PCI_PASID_EXEC = C.IOMMU_HW_CAP_PCI_PASID_EXEC
+    PCI_PASID_PRIV = C.IOMMU_HW_CAP_PCI_PASID_PRIV
+    PCI_ATS_NOT_SUPPORTED = C.IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED
+
+
+class HWInfoVTDFlag(IntFlag):
+    """iommu_hw_info_vtd.flags: IOMMU_HW_INFO_VTD_*."""
+    ERRATA_772415_SPR17 = C.IOMMU_HW_INFO_VTD_ERRATA_772415_SPR17
+
+
+class HWInfoARMSMMUv3Flag(IntFlag):
+    """iommu_hw_info_arm_smmuv3.flags: IOMMU_HW_INFO_ARM_SMMUV3_*."""
+    ERRATA_REPEAT_TLBI_CFGI = C.IOMMU_HW_INFO_ARM_SMMUV3_ERRATA_REPEAT_TLBI_CFGI
+
+
+class HWPTDirtyTrackingFlag(IntFlag):
+    """iommu_hwpt_set_dirty_tracking.flags: IOMMU_HWPT_DIRTY_TRACKING_*."""
+    ENABLE = C.IOMMU_HWPT_DIRTY_TRACKING_ENABLE
+
+
+class HWPTGetDirtyBitmapFlag(IntFlag):
+    """iommu_hwpt_get_dirty_bitmap.flags: IOMMU_HWPT_GET_DIRTY_BITMAP_*."""
+    NO_CLEAR = C.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR
+
+
+class HWPTInvalidateDataType(IntEnum):
+    """iommu_hwpt_invalidate.data_type: IOMMU_{HWPT,VIOMMU}_INVALIDATE_DATA_*."""
+    VTD_S1 = C.IOMMU_HWPT_INVALIDATE_DATA_VTD_S1
+    VIOMMU_ARM_SMMUV3 = C.IOMMU_VIOMMU_INVALIDATE_DATA_ARM_SMMUV3
+
+
+class VTDInvalidateFlag(IntFlag):
+    """iommu_hwpt_vtd_s1_invalidate.flags: IOMMU_VTD_INV_FLAGS_*."""
+    LEAF = C.IOMMU_VTD_INV_FLAGS_LEAF
+
+
+class PgfaultFlag(IntFlag):
+    """iommu_hwpt_pgfault.flags (read from a fault fd): IOMMU_PGFAULT_FLAGS_*."""
+    PASID_VALID = C.IOMMU_PGFAULT_FLAGS_PASID_VALID
+    LAST_PAGE = C.IOMMU_PGFAULT_FLAGS_LAST_PAGE
+
+
+class PgfaultPerm(IntFlag):
+    """iommu_hwpt_pgfault.perm: IOMMU_PGFAULT_PERM_*."""
+    READ = C.IOMMU_PGFAULT_PERM_READ
+    WRITE = C.IOMMU_PGFAULT_PERM_WRITE
+    EXEC = C.IOMMU_PGFAULT_PERM_EXEC
+    PRIV = C.IOMMU_PGFAULT_PERM_PRIV
+
+
+class PageResponseCode(IntEnum):
+    """iommu_hwpt_page_response.code (written to a fault fd): IOMMUFD_PAGE_RESP_*."""
+    SUCCESS = C.IOMMUFD_PAGE_RESP_SUCCESS
+    INVALID = C.IOMMUFD_PAGE_RESP_INVALID
+
+
+class VIOMMUType(IntEnum):
+    """iommu_viommu_alloc.type: IOMMU_VIOMMU_TYPE_*."""
+    DEFAULT = C.IOMMU_VIOMMU_TYPE_DEFAULT
+    ARM_SMMUV3 = C.IOMMU_VIOMMU_TYPE_ARM_SMMUV3
+    TEGRA241_CMDQV = C.IOMMU_VIOMMU_TYPE_TEGRA241_CMDQV
+
+
+class VEventQFlag(IntFlag):
+    """iommufd_vevent_header.flags: IOMMU_VEVENTQ_FLAG_*."""
+    LOST_EVENTS = C.IOMMU_VEVENTQ_FLAG_LOST_EVENTS
+
+
+class VEventQType(IntEnum):
+    """iommu_veventq_alloc.type: IOMMU_VEVENTQ_TYPE_*."""
+    DEFAULT = C.IOMMU_VEVENTQ_TYPE_DEFAULT
+    ARM_SMMUV3 = C.IOMMU_VEVENTQ_TYPE_ARM_SMMUV3
+    TEGRA241_CMDQV = C.IOMMU_VEVENTQ_TYPE_TEGRA241_CMDQV
+
+
+class HWQueueType(IntEnum):
+    """iommu_hw_queue_alloc.type: IOMMU_HW_QUEUE_TYPE_*."""
+    DEFAULT = C.IOMMU_HW_QUEUE_TYPE_DEFAULT
+    TEGRA241_CMDQV = C.IOMMU_HW_QUEUE_TYPE_TEGRA241_CMDQV
