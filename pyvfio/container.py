@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from pyvfio.group import Group
 
 PATH = "/dev/vfio/vfio"
-_AUTO_TYPES = (C.VFIO_TYPE1v2_IOMMU, C.VFIO_TYPE1_IOMMU)
+_AUTO_TYPES = (uapi.IOMMUType.TYPE1v2, uapi.IOMMUType.TYPE1)
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ class IOMMUInfo:
         migration: dirty tracking capability, or None.
     """
 
-    flags: int
+    flags: uapi.IOMMUInfoFlag
     page_sizes: int
     iova_ranges: tuple[IOVARange, ...]
     dma_avail: int | None
@@ -67,7 +67,9 @@ def _decode_info(info: CData, raw: bytes) -> IOMMUInfo:
             migration = MigrationCap(
                 int(m.flags), int(m.pgsize_bitmap), int(m.max_dirty_bitmap_size)
             )
-    return IOMMUInfo(int(info.flags), int(info.iova_pgsizes), ranges, avail, migration)
+    return IOMMUInfo(
+        uapi.IOMMUInfoFlag(int(info.flags)), int(info.iova_pgsizes), ranges, avail, migration
+    )
 
 
 def _iova_ranges(cap: _ioctl.Capability) -> tuple[IOVARange, ...]:
@@ -161,10 +163,10 @@ class Container(FdOwner):
 
     def _pick_iommu_type(self) -> int:
         if any(group.noiommu for group in self._groups):
-            return int(C.VFIO_NOIOMMU_IOMMU)
+            return uapi.IOMMUType.NOIOMMU
         for t in _AUTO_TYPES:
             if self.check_extension(t):
-                return int(t)
+                return t
         raise UnsupportedAPIError("the kernel has neither VFIO_TYPE1v2_IOMMU nor VFIO_TYPE1_IOMMU")
 
     def iommu_info(self) -> IOMMUInfo:

@@ -51,7 +51,7 @@ class DeviceCap:
 class DeviceInfo:
     """``VFIO_DEVICE_GET_INFO`` decoded; ``flags`` are ``VFIO_DEVICE_FLAGS_*`` bits."""
 
-    flags: int
+    flags: uapi.DeviceFlag
     num_regions: int
     num_irqs: int
     caps: tuple[DeviceCap, ...] = ()
@@ -129,7 +129,7 @@ class Device(FdOwner):
         offset = info.cap_offset if info.flags & C.VFIO_DEVICE_FLAGS_CAPS else 0
         caps = _ioctl.walk_caps(raw, offset, sizeof("struct vfio_device_info *"))
         return DeviceInfo(
-            int(info.flags),
+            uapi.DeviceFlag(int(info.flags)),
             int(info.num_regions),
             int(info.num_irqs),
             tuple(_decode_cap(c) for c in caps),

@@ -79,7 +79,7 @@ def buffer_address(buffer: Any, *, writable: bool = True) -> tuple[Any, int, int
         raise TypeError(f"buffer must support the buffer protocol, not {type(buffer).__name__}")
     try:
         cdata = ffi.from_buffer(buffer, require_writable=writable)
-    except TypeError as exc:
+    except (TypeError, BufferError) as exc:
         raise TypeError(f"buffer: {exc} (DMA the device writes needs a writable buffer)") from exc
     size = len(ffi.buffer(cdata))
     address = int(ffi.cast("uintptr_t", cdata))

@@ -13,21 +13,13 @@ from pyvfio._resource import FdOwner
 from pyvfio.dma import check_int
 from pyvfio.kernel import Kernel, default
 
-# enum in vfio.h (VFIO_PCI_*_IRQ_INDEX): not a #define, so spelled here
-VFIO_PCI_INTX_IRQ_INDEX = 0
-VFIO_PCI_MSI_IRQ_INDEX = 1
-VFIO_PCI_MSIX_IRQ_INDEX = 2
-VFIO_PCI_ERR_IRQ_INDEX = 3
-VFIO_PCI_REQ_IRQ_INDEX = 4
-VFIO_PCI_NUM_IRQS = 5
-
 
 @dataclass(frozen=True)
 class IrqInfo:
     """``VFIO_DEVICE_GET_IRQ_INFO`` decoded: ``flags`` are ``VFIO_IRQ_INFO_*`` bits."""
 
     index: int
-    flags: int
+    flags: uapi.IrqInfoFlag
     count: int
 
     @property
@@ -61,7 +53,7 @@ def irq_info(kernel: Kernel, fd: int, index: int) -> IrqInfo:
     check_int("index", index, 0, 0xFFFFFFFF)
     arg = new("struct vfio_irq_info *", index=index)
     _ioctl.call(kernel, fd, uapi.VFIO_DEVICE_GET_IRQ_INFO, arg)
-    return IrqInfo(int(arg.index), int(arg.flags), int(arg.count))
+    return IrqInfo(int(arg.index), uapi.IrqInfoFlag(int(arg.flags)), int(arg.count))
 
 
 def set_irqs(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from pyvfio.dma import check_int
-from pyvfio.region import VFIO_PCI_CONFIG_REGION_INDEX
+from pyvfio.uapi import PCIRegion
 
 if TYPE_CHECKING:
     from pyvfio.device import Device
@@ -62,7 +62,7 @@ class PCIConfig:
             OSError: EFAULT outside the device's config space size.
         """
         self._check(offset, width)
-        data = self.device.read(VFIO_PCI_CONFIG_REGION_INDEX, offset, width)
+        data = self.device.read(PCIRegion.CONFIG, offset, width)
         if len(data) != width:
             raise OSError(f"short config read at {offset:#x}: {len(data)} of {width} bytes")
         return int.from_bytes(data, "little")
@@ -76,7 +76,7 @@ class PCIConfig:
         """
         self._check(offset, width)
         check_int("value", value, 0, (1 << (8 * width)) - 1)
-        self.device.write(VFIO_PCI_CONFIG_REGION_INDEX, offset, value.to_bytes(width, "little"))
+        self.device.write(PCIRegion.CONFIG, offset, value.to_bytes(width, "little"))
 
     @staticmethod
     def _check(offset: int, width: int) -> None:
@@ -144,7 +144,7 @@ class PCIConfig:
         return tuple(caps)
 
     def _extended_caps(self) -> tuple[PCICap, ...]:
-        size = self.device.region_info(VFIO_PCI_CONFIG_REGION_INDEX).size
+        size = self.device.region_info(PCIRegion.CONFIG).size
         caps: list[PCICap] = []
         offset = PCI_CFG_SPACE_SIZE if size > PCI_CFG_SPACE_SIZE else 0
         seen: set[int] = set()

@@ -14,13 +14,6 @@ from pyvfio._ffi import C, CData, sizeof
 from pyvfio.dma import check_int
 from pyvfio.kernel import Kernel
 
-# enum in vfio.h (VFIO_PCI_*_REGION_INDEX): not a #define, so spelled here
-VFIO_PCI_BAR0_REGION_INDEX = 0
-VFIO_PCI_ROM_REGION_INDEX = 6
-VFIO_PCI_CONFIG_REGION_INDEX = 7
-VFIO_PCI_VGA_REGION_INDEX = 8
-VFIO_PCI_NUM_REGIONS = 9
-
 
 @dataclass(frozen=True)
 class SparseArea:
@@ -54,7 +47,7 @@ class RegionInfo:
     """
 
     index: int
-    flags: int
+    flags: uapi.RegionInfoFlag
     size: int
     offset: int
     sparse_areas: tuple[SparseArea, ...] | None = None
@@ -115,7 +108,7 @@ def decode_region_info(info: CData, raw: bytes) -> RegionInfo:
             msix = True
     return RegionInfo(
         int(info.index),
-        int(info.flags),
+        uapi.RegionInfoFlag(int(info.flags)),
         int(info.size),
         int(info.offset),
         sparse,
