@@ -29,6 +29,8 @@ def _struct_type(ctype: str) -> Any:
         raise ValueError(f"ctype: unknown C type {ctype!r}") from exc
     if t.kind != "pointer" or t.item.kind != "struct":
         raise ValueError(f"ctype must be a pointer to a struct, not {ctype!r}")
+    if t.item.fields is None:  # an undeclared `struct x *` is a pointer to an opaque struct
+        raise ValueError(f"ctype: {t.item.cname} is not declared in cdefs/")
     return t
 
 
