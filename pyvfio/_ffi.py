@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 try:
-    from pyvfio._vfio_cffi import ffi  # generated at build time (out-of-line ABI mode)
+    from pyvfio._vfio_cffi import ffi as ffi  # generated at build time (out-of-line ABI mode)
 except ImportError:  # a source checkout that was never built: parse cdefs/ in-line (slower import)
     from pyvfio._ffi_build import make_ffi
 

@@ -73,6 +73,7 @@ class Report:
     newest: bool
     checked: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, list[str]] = field(default_factory=dict)
+    changed: list[str] = field(default_factory=list)  # CHANGED_SINCE_OLDER found changed
     notes: list[str] = field(default_factory=list)
     differences: list[str] = field(default_factory=list)
 
@@ -100,7 +101,7 @@ class Report:
 # ---- what cffi knows -> probe items -------------------------------------------------------------
 
 def uapi_ffi(cdef_text: str | None = None) -> Any:
-    """Return a cffi FFI of cdefs/ (or of ``cdef_text``) and the names libc.h declares."""
+    """Return a cffi FFI of cdefs/ (or of ``cdef_text``), parsed afresh from the source tree."""
     ffi = cffi.FFI()
     ffi.cdef(cdef_text if cdef_text is not None else _ffi_build.cdef_source())
     return ffi
@@ -162,10 +163,10 @@ def collect(ffi: Any, ioctls: dict[str, int], strings: dict[str, str]) -> list[I
     return items
 
 
-def project_items() -> list[Item]:
-    """Return the probe items of this source tree: cdefs/ plus pyvfio.uapi."""
+def project_items(cdef_text: str | None = None) -> list[Item]:
+    """Return the probe items of this source tree: cdefs/ (or ``cdef_text``) plus pyvfio.uapi."""
     strings = {n: v for n, v in vars(uapi).items() if n.startswith("VFIO_") and isinstance(v, str)}
-    return collect(uapi_ffi(), dict(uapi.IOCTLS), strings)
+    return collect(uapi_ffi(cdef_text), dict(uapi.IOCTLS), strings)
 
 
 # ---- the C probe --------------------------------------------------------------------------------
@@ -252,6 +253,7 @@ def _compare(item: Item, got: list[str], report: Report) -> None:
     if same:
         report.checked[item.kind] = report.checked.get(item.kind, 0) + 1
     elif not report.newest and item.key in CHANGED_SINCE_OLDER:
+        report.changed.append(item.key)
         report.notes.append(f"{item.key} is {got[0]} here, {item.want[0]} in cdefs: "
                             f"{CHANGED_SINCE_OLDER[item.key]}")
     else:

@@ -98,7 +98,7 @@ def test_new_bad_ctype_is_valueerror(ctype: str) -> None:
 
 def test_new_ctype_not_str_is_typeerror() -> None:
     with pytest.raises(TypeError, match="ctype"):
-        new(ffi.typeof("struct vfio_irq_set *"))  # type: ignore[arg-type]
+        new(ffi.typeof("struct vfio_irq_set *"))
 
 
 def test_tail_field_and_sizeof() -> None:
