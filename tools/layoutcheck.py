@@ -17,6 +17,7 @@ Usage::
 
     python3 tools/layoutcheck.py            # both releases; exit 1 on any difference
     python3 tools/layoutcheck.py newest     # or: 6.12
+    python3 tools/layoutcheck.py -v 6.12    # also list every skipped item
 """
 
 from __future__ import annotations
@@ -41,7 +42,6 @@ from pyvfio import _ffi_build, uapi  # noqa: E402
 
 RELEASES = {"6.12": ["trixie"], "newest": ["trixie", "trixie-backports"]}
 HEADERS = ("linux/vfio.h", "linux/vfio_zdev.h", "linux/iommufd.h")
-UAPI_CDEFS = ("vfio.h", "vfio_zdev.h", "iommufd.h")
 # constants whose value legitimately differs in an older release (cdefs follow the newest)
 CHANGED_SINCE_OLDER = {"VFIO_AP_NUM_IRQS": "grew with VFIO_AP_CFG_CHG_IRQ_INDEX after 6.12"}
 
@@ -85,14 +85,17 @@ class Report:
         verdict = "all equal" if not self.differences else f"{len(self.differences)} differences"
         return f"linux-libc-dev {self.package}: {counts}: {verdict}"
 
-    def lines(self) -> list[str]:
-        """Return the summary, one line per skip reason and note, and one per difference."""
+    def lines(self, verbose: bool = False) -> list[str]:
+        """Return the summary, the skip counts (and names if ``verbose``), notes and differences."""
         out = [self.summary()]
         skipped = {kind: names for kind, names in self.skipped.items() if names}
         if skipped:
             what = ", ".join(f"{len(names)} {_PLURAL[kind]}" for kind, names in skipped.items())
             out.append(f"  skipped, absent from these older headers (newer uAPI, checked against "
                        f"the newest only): {what}")
+        if verbose:
+            out += [f"  skipped {'' if kind == 'struct' else kind + ' '}{name}"
+                    for kind, names in skipped.items() for name in names]
         out += [f"  note: {note}" for note in self.notes]
         out += [f"  DIFFERENCE {diff}" for diff in self.differences]
         return out
@@ -157,7 +160,7 @@ def collect(ffi: Any, ioctls: dict[str, int], strings: dict[str, str]) -> list[I
         if isinstance(value, int):
             items.append(Item("const", name, f"(long long)({name}), sizeof({name})", (value,)))
     for name, number in sorted(ioctls.items()):
-        items.append(Item("ioctl", name, f"(long long)({name}), sizeof(long)", (int(number),)))
+        items.append(Item("ioctl", name, f"(long long)({name}), sizeof({name})", (int(number),)))
     for name, text in sorted(strings.items()):
         items.append(Item("string", name, f"({name})", (text,)))
     return items
@@ -350,7 +353,11 @@ def check(release: str, items: list[Item] | None = None) -> Report:
 
 def main(argv: list[str]) -> int:
     """Check the releases named in ``argv`` (default: all); print the reports; 1 on a difference."""
-    releases = argv or list(RELEASES)
+    verbose = "-v" in argv
+    releases = [arg for arg in argv if arg != "-v"] or list(RELEASES)
+    if not set(releases) <= set(RELEASES):
+        print(f"usage: layoutcheck.py [-v] [{' | '.join(RELEASES)}]...", file=sys.stderr)
+        return 2
     status = 0
     for release in releases:
         try:
@@ -358,7 +365,7 @@ def main(argv: list[str]) -> int:
         except UnavailableError as exc:
             print(f"layoutcheck: cannot check {release}: {exc}", file=sys.stderr)
             return 2
-        print("\n".join(report.lines()))
+        print("\n".join(report.lines(verbose)))
         status |= bool(report.differences)
     return status
 
