@@ -1,33 +1,153 @@
 """The ``pyvfio`` command: the only module that prints or exits.
 
-Exit codes: 0 success, 1 the operation failed (the kernel or a precondition said no), 2 usage error.
+argparse, not click: it is in the standard library (no new dependency for a tool that must run on
+bare hosts and in initramfs-like environments), and subcommands with a shared ``--json`` parent
+parser are all this command needs.
+
+Exit codes:
+    0  success (``doctor``: the host is ready)
+    1  the operation failed: the kernel refused, a bind failed and was rolled back, no such device
+       or group, ``doctor`` found a problem
+    2  usage error: bad syntax, or a malformed BDF, driver, group number or UUID
+    3  refused for safety: the device is in use by the host (``--force`` overrides)
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
+import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from pyvfio import __version__
+from pyvfio import __version__, bind, commands, hostos
+from pyvfio.commands import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Context, Output
+from pyvfio.errors import BindError, InUseError, PyvfioError
+from pyvfio.kernel import Kernel, LinuxKernel
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "build_parser", "main"]
+
+Handler = Callable[[Context, argparse.Namespace], Output]
+EPILOG = ("exit codes: 0 success, 1 operation failed, 2 usage error, "
+          "3 refused because the device is in use (--force)")
+
+
+def _size(text: str) -> int:
+    units = {"k": 10, "m": 20, "g": 30, "t": 40}
+    t = text.strip().lower().removesuffix("ib").removesuffix("b")
+    shift = units.get(t[-1:], 0)
+    try:
+        return int(t[:-1] if shift else t) << shift
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size like 64M: {text!r}") from None
+
+
+def _sub(subs: argparse._SubParsersAction[argparse.ArgumentParser], name: str, handler: Handler,
+         help_: str, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    p = subs.add_parser(name, help=help_, description=help_, parents=[common], epilog=EPILOG)
+    p.set_defaults(handler=handler)
+    return p
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``pyvfio`` command."""
     parser = argparse.ArgumentParser(
-        prog="pyvfio",
-        description="Drive PCI devices from Python over Linux VFIO and iommufd.",
-        epilog="exit codes: 0 success, 1 operation failed, 2 usage error",
-    )
+        prog="pyvfio", description="Drive PCI devices from Python over Linux VFIO and iommufd.",
+        epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"pyvfio {__version__}")
-    parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _sub(subs, "ls", commands.cmd_ls, "list PCI devices, drivers, groups, viability", common)
+    p = _sub(subs, "group", commands.cmd_group, "diagnose an IOMMU group's viability", common)
+    p.add_argument("group", help="IOMMU group number")
+    p = _sub(subs, "info", commands.cmd_info, "show a device (regions and irqs when bound)", common)
+    p.add_argument("bdf", help="PCI address, e.g. 0000:01:00.0")
+    for name, fn, help_ in (("bind", commands.cmd_bind, "bind a device to vfio-pci safely"),
+                            ("unbind", commands.cmd_unbind, "give a device back to its driver")):
+        p = _sub(subs, name, fn, help_, common)
+        p.add_argument("bdf", help="PCI address, e.g. 0000:01:00.0")
+        p.add_argument("--driver", default="vfio-pci" if name == "bind" else None,
+                       help="driver to bind to (unbind: default the previous driver)")
+        p.add_argument("--group", action="store_true", help="the whole IOMMU group")
+        p.add_argument("--persist", action="store_true",
+                       help="survive reboot and hot-plug (unbind: remove the persistent binding)")
+        p.add_argument("--dry-run", action="store_true", help="print every sysfs write, do none")
+        if name == "bind":
+            p.add_argument("--force", action="store_true", help="bind even if in use by the host")
+            p.add_argument("--user", help="give this user the group node and cdev (mode 0660)")
+            p.add_argument("--timeout", type=float, default=5.0,
+                           help="seconds to wait for /dev/vfio nodes (default 5)")
+    p = _sub(subs, "doctor", commands.cmd_doctor, "check the host is ready for VFIO", common)
+    p.add_argument("--memlock", type=_size, default=64 << 20, metavar="SIZE",
+                   help="how much you plan to map (default 64M)")
+    p = _sub(subs, "persist", commands.cmd_persist, "list or remove persistent bindings", common)
+    p.add_argument("action", choices=["list", "remove"])
+    p.add_argument("bdf", nargs="?", help="PCI address (remove)")
+    p.add_argument("--dry-run", action="store_true")
+    p = _sub(subs, "mdev", commands.cmd_mdev, "mediated devices: types, list, create, remove",
+             common)
+    p.add_argument("action", choices=["types", "list", "create", "remove"])
+    p.add_argument("parent", nargs="?", help="parent device (types, create)")
+    p.add_argument("type", nargs="?", help="mdev type (create)")
+    p.add_argument("--uuid", help="UUID (create: default random; remove: required)")
+    p = _sub(subs, "sriov", commands.cmd_sriov, "SR-IOV: show, set or clear VFs", common)
+    p.add_argument("action", choices=["show", "set", "clear"])
+    p.add_argument("bdf", help="PCI address of the physical function")
+    p.add_argument("count", nargs="?", type=int, help="number of VFs (set)")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+def _missing(args: argparse.Namespace) -> str | None:
+    need: dict[tuple[str, str | None], list[str]] = {
+        ("persist", "remove"): ["bdf"], ("mdev", "create"): ["parent", "type"],
+        ("mdev", "remove"): ["uuid"], ("sriov", "set"): ["count"]}
+    for arg in need.get((args.command, getattr(args, "action", None)), []):
+        if getattr(args, arg) is None:
+            return f"{args.command} {args.action} needs {arg.upper()}"
+    return None
+
+
+def _hint(exc: BaseException) -> str | None:
+    if isinstance(exc, InUseError):
+        return "stop using it first (umount, swapoff, ip link set down), or pass --force"
+    if isinstance(exc, BindError):
+        return ("the device is back on its previous driver" if exc.rolled_back else
+                "ROLLBACK INCOMPLETE: check the device with 'pyvfio info'")
+    if isinstance(exc, PermissionError):
+        return "run as root (sysfs writes and /dev/vfio need it)"
+    if isinstance(exc, FileNotFoundError):
+        return "see 'pyvfio ls' for the devices and groups of this host"
+    if isinstance(exc, OSError) and exc.errno == errno.EBUSY:
+        return "another process holds the device or group; close it first"
+    return None
+
+
+def _fail(args: argparse.Namespace, code: int, exc: BaseException) -> int:
+    message = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        message = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+    hint = _hint(exc)
+    if getattr(args, "json", False):
+        err: dict[str, object] = {"type": type(exc).__name__, "message": message, "hint": hint}
+        if isinstance(exc, InUseError):
+            err["uses"] = [str(u) for u in exc.uses]
+        print(json.dumps({"schema": "pyvfio.error/1", "ok": False, "error": err}, indent=2))
+    else:
+        print(f"pyvfio: error: {message}", file=sys.stderr)
+        if hint:
+            print(f"hint: {hint}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None, *, kernel: Kernel | None = None,
+         host: hostos.HostOS | None = None, root: str = "/",
+         state_dir: str | None = None) -> int:
+    """Run the command line; return the exit code.
+
+    ``kernel``, ``host``, ``root`` and ``state_dir`` are where the command acts (the real host by
+    default); tests pass a fake kernel and temporary directories.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -36,7 +156,31 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_OK
-    return EXIT_USAGE  # pragma: no cover - every subcommand returns through its handler
+    missing = _missing(args)
+    if missing:
+        print(f"pyvfio {args.command}: error: {missing}", file=sys.stderr)
+        return EXIT_USAGE
+    ctx = Context(kernel or LinuxKernel(), host or hostos.LinuxHostOS(root), root,
+                  state_dir or bind.STATE_DIR)
+    return _run(ctx, args)
+
+
+def _run(ctx: Context, args: argparse.Namespace) -> int:
+    handler: Handler = args.handler
+    try:
+        out = handler(ctx, args)
+    except InUseError as exc:
+        return _fail(args, EXIT_REFUSED, exc)
+    except (ValueError, KeyError) as exc:
+        return _fail(args, EXIT_USAGE, exc)
+    except (OSError, PyvfioError) as exc:
+        return _fail(args, EXIT_FAILED, exc)
+    if args.json:
+        doc = {"schema": f"pyvfio.{args.command}/1", "ok": out.code == EXIT_OK, **out.data}
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print("\n".join(out.lines))
+    return out.code
 
 
 if __name__ == "__main__":

@@ -5,6 +5,8 @@ A kernel refusal is never one of these: it stays the builtin ``OSError`` with th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class PyvfioError(Exception):
     """Base class of pyvfio's own errors."""
@@ -38,7 +40,34 @@ class NotBoundError(PyvfioError):
 
 
 class BindError(PyvfioError):
-    """Binding or unbinding a device failed; the previous state was restored."""
+    """Binding or unbinding a device failed; the previous state was restored.
+
+    Attributes:
+        bdf: the device whose step failed (None when not one device's).
+        step: the sysfs write or action that failed, as text.
+        rolled_back: whether every device is back on the driver it had before.
+    """
+
+    def __init__(
+        self, message: str, *, bdf: str | None = None, step: str | None = None,
+        rolled_back: bool = True,
+    ) -> None:
+        super().__init__(message)
+        self.bdf, self.step, self.rolled_back = bdf, step, rolled_back
+
+
+class InUseError(PyvfioError):
+    """A device the host depends on (mounted disk, configured interface, console) was not touched.
+
+    Attributes:
+        bdf: the device.
+        uses: the :class:`pyvfio.inuse.Use` records naming what uses it.
+    """
+
+    def __init__(self, bdf: str, uses: Sequence[object]) -> None:
+        self.bdf, self.uses = bdf, list(uses)
+        what = ", ".join(str(u) for u in self.uses)
+        super().__init__(f"{bdf} is in use by the host: {what}")
 
 
 class ModeUnavailableError(PyvfioError):

@@ -1,0 +1,52 @@
+"""What ``pyvfio info`` reads through VFIO from a bound device: regions, irqs and capabilities.
+
+Opens the device's group in a fresh legacy container (type1), reads ``VFIO_DEVICE_GET_INFO``,
+every region and irq index, and closes everything again.  Needs the group to be viable and not
+opened by anyone else (EBUSY otherwise).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyvfio import discover
+from pyvfio.kernel import Kernel
+
+
+def read(kernel: Kernel, bdf: str) -> dict[str, Any]:
+    """Return device info, regions and irqs of ``bdf`` as a JSON-ready dict.
+
+    Raises:
+        OSError: ENOENT (no group node), EBUSY (group open elsewhere), EACCES, or any ioctl errno.
+        GroupNotViableError: a group member is bound to a host driver.
+    """
+    from pyvfio.container import Container  # noqa: PLC0415 - the object API loads cffi
+    from pyvfio.group import Group  # noqa: PLC0415
+
+    group = discover.group_of(kernel, bdf)
+    if group is None:
+        raise FileNotFoundError(2, "device has no IOMMU group", bdf)
+    with Container(kernel) as container, Group(group, kernel=kernel) as grp:
+        grp.check_viable()
+        grp.set_container(container)
+        container.set_iommu()
+        with grp.open_device(bdf) as dev:
+            info = dev.info()
+            regions = []
+            for i in range(info.num_regions):
+                try:
+                    r = dev.region_info(i)
+                except OSError:
+                    continue  # EINVAL: an index the device does not implement (VGA, ROM)
+                if r.size:
+                    regions.append({"index": i, "size": r.size, "offset": r.offset,
+                                    "flags": str(r.flags), "mmap_areas": None if r.sparse_areas
+                                    is None else len(r.sparse_areas),
+                                    "msix_mappable": r.msix_mappable})
+            irqs = []
+            for i in range(info.num_irqs):
+                q = dev.irq_info(i)
+                irqs.append({"index": i, "count": q.count, "flags": str(q.flags)})
+        grp.unset_container()
+    return {"flags": str(info.flags), "num_regions": info.num_regions, "num_irqs": info.num_irqs,
+            "caps": [c.id for c in info.caps], "regions": regions, "irqs": irqs}
