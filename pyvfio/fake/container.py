@@ -1,0 +1,232 @@
+"""The legacy container fd, /dev/vfio/vfio (drivers/vfio/container.c + vfio_iommu_type1.c).
+
+Without an IOMMU driver the container answers only the core ioctls and EINVAL for anything
+else (container.c:``vfio_fops_unl_ioctl``); after ``VFIO_SET_IOMMU`` the type1 driver answers
+and unknown requests are ENOTTY (vfio_iommu_type1.c:``vfio_iommu_type1_ioctl``).
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from typing import TYPE_CHECKING
+
+from pyvfio._ffi import C
+from pyvfio.fake.memory import UserMemory, kerr
+from pyvfio.fake.type1 import U64, DmaMap, Knobs, Mapping
+from pyvfio.fake.uaccess import FakeFile, IoctlArg
+
+if TYPE_CHECKING:
+    from pyvfio.fake.group import GroupFile
+
+_CORE = ("VFIO_GET_API_VERSION", "VFIO_CHECK_EXTENSION", "VFIO_SET_IOMMU")
+_TYPE1 = ("VFIO_IOMMU_GET_INFO", "VFIO_IOMMU_MAP_DMA", "VFIO_IOMMU_UNMAP_DMA",
+          "VFIO_IOMMU_DIRTY_PAGES")
+_TYPE1_EXT = {C.VFIO_TYPE1_IOMMU, C.VFIO_TYPE1v2_IOMMU, C.__VFIO_RESERVED_TYPE1_NESTING_IOMMU,
+              C.VFIO_UNMAP_ALL}
+_SET_EXT = {C.VFIO_UPDATE_VADDR, C.VFIO_DMA_CC_IOMMU}
+_MAP_FLAGS = C.VFIO_DMA_MAP_FLAG_READ | C.VFIO_DMA_MAP_FLAG_WRITE | C.VFIO_DMA_MAP_FLAG_VADDR
+_UNMAP_FLAGS = (C.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | C.VFIO_DMA_UNMAP_FLAG_ALL
+                | C.VFIO_DMA_UNMAP_FLAG_VADDR)
+_DIRTY_FLAGS = (C.VFIO_IOMMU_DIRTY_PAGES_FLAG_START | C.VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP
+                | C.VFIO_IOMMU_DIRTY_PAGES_FLAG_GET_BITMAP)
+MAX_DIRTY_BITMAP_SIZE = 1 << 28
+
+
+class Container(FakeFile):
+    """One open of /dev/vfio/vfio: groups, at most one IOMMU driver, and its DMA map."""
+
+    kind = "container"
+
+    def __init__(self, knobs: Knobs, mem: UserMemory) -> None:
+        self.knobs = knobs
+        self.mem = mem
+        self.groups: list[GroupFile] = []
+        self.iommu: int | None = None  # the VFIO_SET_IOMMU type
+        self.dma = DmaMap(knobs)
+
+    @property
+    def noiommu(self) -> bool:
+        return bool(self.groups) and self.groups[0].noiommu
+
+    def handlers(self) -> dict[int, str]:
+        table = super().handlers()
+        from pyvfio import uapi
+
+        names = _CORE + (_TYPE1 if self.iommu in (1, 3) else ())
+        return table | {int(uapi.IOCTLS[n]): n for n in names}
+
+    def unknown_errno(self) -> int:
+        return errno.EINVAL if self.iommu is None else errno.ENOTTY
+
+    # -- groups ----------------------------------------------------------------------------
+
+    def attach(self, group: GroupFile) -> None:
+        """container.c:``vfio_container_attach_group``: EPERM mixing noiommu and IOMMU groups,
+        EBUSY while a vaddr is invalid (``vfio_iommu_type1_attach_group``)."""
+        if self.groups and group.noiommu != self.noiommu:
+            raise kerr(errno.EPERM)
+        if self.iommu is not None and any(m.vaddr_invalid for m in self.dma.maps.values()):
+            raise kerr(errno.EBUSY)
+        self.groups.append(group)
+
+    def detach(self, group: GroupFile) -> None:
+        """The last group leaving releases the IOMMU driver and drops every mapping."""
+        self.groups.remove(group)
+        if not self.groups:
+            self.iommu = None
+            self.dma.clear()
+
+    def translate(self, iova: int, size: int, *, write: bool) -> list[tuple[int, int]] | None:
+        """Translate a device access; None when blocked (no type1 yet, unmapped, read-only)."""
+        if self.iommu not in (1, 3):
+            return None
+        return self.dma.translate(iova, size, write=write)
+
+    # -- core ioctls -----------------------------------------------------------------------
+
+    def VFIO_GET_API_VERSION(self, arg: IoctlArg) -> int:  # noqa: N802
+        return int(C.VFIO_API_VERSION)
+
+    def VFIO_CHECK_EXTENSION(self, arg: IoctlArg) -> int:  # noqa: N802
+        ext = arg.value
+        arg.record["arg"] = ext
+        noiommu_ok = self.knobs.noiommu and (not self.groups or self.noiommu)
+        type1_ok = not self.groups or not self.noiommu
+        if self.iommu is not None:
+            if self.iommu == C.VFIO_NOIOMMU_IOMMU:
+                return int(ext == C.VFIO_NOIOMMU_IOMMU)
+            return int(ext in _TYPE1_EXT or ext in _SET_EXT)
+        if ext == C.VFIO_NOIOMMU_IOMMU:
+            return int(noiommu_ok)
+        return int(type1_ok and ext in _TYPE1_EXT)
+
+    def VFIO_SET_IOMMU(self, arg: IoctlArg) -> int:  # noqa: N802
+        kind = arg.value
+        arg.record["arg"] = kind
+        if not self.groups or self.iommu is not None:
+            raise kerr(errno.EINVAL)
+        if not self.VFIO_CHECK_EXTENSION(arg) or kind not in (1, 3, 6, C.VFIO_NOIOMMU_IOMMU):
+            raise kerr(errno.ENODEV)
+        if kind == C.__VFIO_RESERVED_TYPE1_NESTING_IOMMU:
+            raise kerr(errno.EINVAL)  # iommu.c:iommu_enable_nesting: no VT-d/AMD op
+        self.iommu = kind
+        self.dma.v2 = kind == C.VFIO_TYPE1v2_IOMMU
+        return 0
+
+    # -- type1 ioctls ----------------------------------------------------------------------
+
+    def VFIO_IOMMU_GET_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
+        info = arg.struct("struct vfio_iommu_type1_info *", 16)
+        info.flags = C.VFIO_IOMMU_INFO_PGSIZES
+        info.iova_pgsizes = self.knobs.pgsize_bitmap
+        ranges = self.knobs.iova_ranges
+        caps = [
+            (C.VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, 1,
+             struct.pack("<I4xQQ", 0, self.knobs.pgsize, MAX_DIRTY_BITMAP_SIZE)),
+            (C.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, struct.pack("<I", self.dma.dma_avail)),
+            (C.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1,
+             struct.pack("<II", len(ranges), 0) + b"".join(struct.pack("<QQ", *r) for r in ranges)),
+        ]
+        arg.reply_caps(info, caps, C.VFIO_IOMMU_INFO_CAPS)
+        return 0
+
+    def VFIO_IOMMU_MAP_DMA(self, arg: IoctlArg) -> int:  # noqa: N802
+        m = arg.struct("struct vfio_iommu_type1_dma_map *", 32)
+        prot = m.flags & (C.VFIO_DMA_MAP_FLAG_READ | C.VFIO_DMA_MAP_FLAG_WRITE)
+        set_vaddr = bool(m.flags & C.VFIO_DMA_MAP_FLAG_VADDR)
+        pg = self.knobs.pgsize
+        if m.flags & ~_MAP_FLAGS or bool(prot) == set_vaddr:
+            raise kerr(errno.EINVAL)
+        if not m.size or (m.size | m.iova | m.vaddr) & (pg - 1):
+            raise kerr(errno.EINVAL)
+        if m.iova + m.size - 1 > U64 or m.vaddr + m.size - 1 > U64:
+            raise kerr(errno.EINVAL)
+        if set_vaddr:
+            self.dma.update_vaddr(m.iova, m.size, m.vaddr)
+            return 0
+        self.dma.check_map(m.iova, m.size)
+        write = bool(m.flags & C.VFIO_DMA_MAP_FLAG_WRITE)
+        self.mem.check_pinnable(m.vaddr, m.size, write=write)
+        read = bool(m.flags & C.VFIO_DMA_MAP_FLAG_READ)
+        self.dma.insert(Mapping(m.iova, m.size, m.vaddr, read, write))
+        return 0
+
+    def VFIO_IOMMU_UNMAP_DMA(self, arg: IoctlArg) -> int:  # noqa: N802
+        u = arg.struct("struct vfio_iommu_type1_dma_unmap *", 24)
+        flags = u.flags
+        dirty = flags & C.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP
+        unmap_all = flags & C.VFIO_DMA_UNMAP_FLAG_ALL
+        if flags & ~_UNMAP_FLAGS or (dirty and flags & ~dirty):
+            raise kerr(errno.EINVAL)
+        bitmap = self._unmap_bitmap(arg, u) if dirty else None
+        iova, size = self._unmap_range(u.iova, u.size, bool(unmap_all))
+        if flags & C.VFIO_DMA_UNMAP_FLAG_VADDR:
+            u.size = self.dma.invalidate_vaddr(iova, size)
+        else:
+            if bitmap is not None:
+                pgsize, data = bitmap
+                self._check_no_bisect(iova, size)
+                arg.mem.write(data, self.dma.dirty_bitmap(iova, size, pgsize))
+            unmap = self.dma.unmap_v2 if self.dma.v2 or unmap_all else self.dma.unmap_v1
+            u.size = unmap(iova, size)
+        arg.copy_out(u, 24)
+        return 0
+
+    def _unmap_range(self, iova: int, size: int, unmap_all: bool) -> tuple[int, int]:
+        pg = self.knobs.pgsize
+        if iova & (pg - 1):
+            raise kerr(errno.EINVAL)
+        if unmap_all:
+            if iova or size:
+                raise kerr(errno.EINVAL)
+            return 0, 1 << 64
+        if not size or size & (pg - 1) or iova + size - 1 > U64:
+            raise kerr(errno.EINVAL)
+        return iova, size
+
+    def _unmap_bitmap(self, arg: IoctlArg, u: object) -> tuple[int, int]:
+        if arg.argsz < 24 + 24:
+            raise kerr(errno.EINVAL)
+        pgsize, size, data = struct.unpack("<QQQ", arg.read(24, 24))
+        self._check_bitmap(pgsize, size, getattr(u, "size", 0))
+        return pgsize, data
+
+    def _check_bitmap(self, pgsize: int, size: int, span: int) -> None:
+        """vfio_iommu_type1.c:``verify_bitmap_size`` and the tracking/pgsize checks."""
+        npages = span // self.knobs.pgsize if self.knobs.pgsize else 0
+        need = (npages + 63) // 64 * 8
+        if not size or size > MAX_DIRTY_BITMAP_SIZE or size < need:
+            raise kerr(errno.EINVAL)
+        if not self.dma.dirty_tracking or pgsize != self.knobs.pgsize:
+            raise kerr(errno.EINVAL)
+
+    def _check_no_bisect(self, iova: int, size: int) -> None:
+        found = self.dma.in_range(iova, size)
+        if found and (found[0].iova < iova or found[-1].end > iova + size):
+            raise kerr(errno.EINVAL)
+
+    def VFIO_IOMMU_DIRTY_PAGES(self, arg: IoctlArg) -> int:  # noqa: N802
+        if not self.dma.v2:
+            raise kerr(errno.EACCES)
+        d = arg.struct("struct vfio_iommu_type1_dirty_bitmap *", 8)
+        if d.flags & ~_DIRTY_FLAGS or bin(d.flags).count("1") != 1:
+            raise kerr(errno.EINVAL)
+        if d.flags & C.VFIO_IOMMU_DIRTY_PAGES_FLAG_START:
+            self.dma.dirty_tracking = True
+        elif d.flags & C.VFIO_IOMMU_DIRTY_PAGES_FLAG_STOP:
+            self.dma.dirty_tracking = False
+        else:
+            self._dirty_get(arg)
+        return 0
+
+    def _dirty_get(self, arg: IoctlArg) -> None:
+        if arg.argsz < 8 + 40:
+            raise kerr(errno.EINVAL)
+        iova, size, pgsize, bsize, data = struct.unpack("<QQQQQ", arg.read(8, 40))
+        pg = self.knobs.pgsize
+        if iova + size < iova or not size or (iova | size) & (pg - 1):
+            raise kerr(errno.EINVAL)
+        self._check_bitmap(pgsize, bsize, size)
+        self._check_no_bisect(iova, size)
+        arg.mem.write(data, self.dma.dirty_bitmap(iova, size, pgsize))

@@ -1,0 +1,194 @@
+"""/dev/vfio and the files behind it: opening groups and devices, device I/O, and DMA routing.
+
+A mixin of :class:`pyvfio.fake.kernel.FakeKernel`, kept apart so each module stays one noun:
+this one is the device nodes and what the fds opened from them reach.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import TYPE_CHECKING
+
+from pyvfio.fake.container import Container
+from pyvfio.fake.group import GroupFile
+from pyvfio.fake.memory import PAGE_SIZE, kerr
+from pyvfio.fake.pci import Fault, PCIDevice
+from pyvfio.fake.region import CONFIG_INDEX, OFFSET_SHIFT, FakeMMIO
+from pyvfio.fake.vfio_pci import NUM_REGIONS, VFIOPCIDevice
+
+if TYPE_CHECKING:
+    from pyvfio.fake.bus import PCIBus
+    from pyvfio.fake.memory import UserMemory
+    from pyvfio.fake.type1 import Knobs
+    from pyvfio.fake.uaccess import FakeFile
+
+_OFFSET_MASK = (1 << OFFSET_SHIFT) - 1
+
+
+class DevNodes:
+    """/dev/vfio/vfio, /dev/vfio/<N> (or noiommu-<N>), device fds, and the DMA port."""
+
+    knobs: Knobs
+    bus: PCIBus
+    mem: UserMemory
+
+    def __init__(self) -> None:
+        self.open_groups: dict[int, GroupFile] = {}
+        self.open_devices: dict[str, VFIOPCIDevice] = {}
+
+    def _new_fd(self, f: FakeFile) -> int:
+        raise NotImplementedError
+
+    def _operation(self, name: str) -> None:
+        raise NotImplementedError
+
+    def file(self, fd: int) -> FakeFile | None:
+        raise NotImplementedError
+
+    def _group_path(self, group: int) -> str:
+        return f"/dev/vfio/noiommu-{group}" if self.knobs.noiommu else f"/dev/vfio/{group}"
+
+    def listdir(self, path: str) -> list[str]:
+        """List /dev/vfio: ``vfio`` and one node per VFIO group. Raises ENOENT."""
+        if path.rstrip("/") != "/dev/vfio":
+            raise kerr(errno.ENOENT, path)
+        return sorted(["vfio", *(os.path.basename(self._group_path(g))
+                                 for g in self.bus.vfio_groups())])
+
+    def exists(self, path: str) -> bool:
+        """Tell whether a /dev node exists (/dev/iommu only with the ``iommufd`` knob)."""
+        if path == "/dev/iommu":
+            return self.knobs.iommufd
+        return path in ("/dev/vfio", "/dev/vfio/vfio") or path in {
+            self._group_path(g) for g in self.bus.vfio_groups()}
+
+    def open(self, path: str, flags: int = os.O_RDWR) -> int:
+        """Open /dev/vfio/vfio (a new container) or a group node (exclusive: EBUSY)."""
+        self._operation(path)
+        if path == "/dev/vfio/vfio":
+            return self._new_fd(Container(self.knobs, self.mem))
+        groups = {self._group_path(g): g for g in self.bus.vfio_groups()}
+        if path not in groups:
+            err = errno.ENODEV if path == "/dev/iommu" and self.knobs.iommufd else errno.ENOENT
+            raise kerr(err, path)
+        number = groups[path]
+        if number in self.open_groups:
+            raise kerr(errno.EBUSY, path)  # group.c:vfio_group_fops_open, opened_file
+        group = GroupFile(number, self.bus, self.file, self._open_device)
+        self.open_groups[number] = group
+        return self._new_fd(group)
+
+    def _open_device(self, group: GroupFile, bdf: str) -> int:
+        dev = self.open_devices.get(bdf)
+        if dev is None:
+            dev = VFIOPCIDevice(self.bus.devices[bdf], lambda: self._reset_peers(bdf),
+                                self._group_of_fd)
+            self.open_devices[bdf] = dev
+        dev.opens += 1
+        group.devices.append(dev)
+        return self._new_fd(dev)
+
+    def _group_of_fd(self, fd: int) -> int | None:
+        f = self.file(fd)
+        return f.number if isinstance(f, GroupFile) else None
+
+    def _reset_peers(self, bdf: str) -> list[tuple[str, int]] | None:
+        """The bus-reset scope: None on a root bus (no bridge to reset), else the bus's devices."""
+        bus = bdf[:7]
+        if bus.endswith(":00"):
+            return None
+        return [(b, self.bus.group_of.get(b, 0)) for b in sorted(self.bus.devices)
+                if b.startswith(bus)]
+
+    def release(self, f: FakeFile) -> None:
+        """The last fd of ``f`` closed: run its release, and the group's if it was waiting."""
+        if isinstance(f, GroupFile):
+            f.fd_closed = True
+            if not f.devices:
+                self._release_group(f)
+            return
+        f.release()
+        if isinstance(f, VFIOPCIDevice):
+            group = next(g for g in self.open_groups.values() if f in g.devices)
+            group.devices.remove(f)
+            if f.opens == 0:
+                del self.open_devices[f.dev.bdf]
+            if not group.devices and group.fd_closed:
+                self._release_group(group)
+
+    def _release_group(self, group: GroupFile) -> None:
+        group.release()
+        del self.open_groups[group.number]
+
+    # -- device I/O ------------------------------------------------------------------------
+
+    def _device(self, fd: int, err: int) -> VFIOPCIDevice:
+        f = self.file(fd)
+        if f is None:
+            raise kerr(errno.EBADF)
+        if not isinstance(f, VFIOPCIDevice):
+            raise kerr(err)
+        return f
+
+    def device_rw(self, dev: VFIOPCIDevice, offset: int, data: bytes | None,
+                  count: int) -> bytes | int:
+        """vfio_pci_rw: dispatch a pread/pwrite to config space or a BAR."""
+        index, pos = offset >> OFFSET_SHIFT, offset & _OFFSET_MASK
+        if index >= NUM_REGIONS:
+            raise kerr(errno.EINVAL)
+        if count == 0:
+            return b"" if data is None else 0
+        if index == CONFIG_INDEX:
+            out = dev.regions.config_rw(pos, data, count)
+            return out if data is None else count
+        if index >= 6:
+            raise kerr(errno.EINVAL)  # no ROM, not VGA
+        return dev.regions.bar_rw(index, pos, data, count)
+
+    def device_mmap(self, dev: VFIOPCIDevice, length: int, offset: int) -> FakeMMIO:
+        """vfio_pci_core_mmap: BARs 0-5 with MMAP only, within the page-rounded BAR."""
+        index, pos = offset >> OFFSET_SHIFT, offset & _OFFSET_MASK
+        if length <= 0 or offset % PAGE_SIZE or index >= 6 or not dev.regions.mmappable(index):
+            raise kerr(errno.EINVAL)
+        size = -(-dev.dev.bars[index].size // PAGE_SIZE) * PAGE_SIZE
+        if pos + length > size:
+            raise kerr(errno.EINVAL)
+        return FakeMMIO(dev.regions, index, pos, length)
+
+    # -- the IOMMU as the devices' DMA port --------------------------------------------------
+
+    def _container_of(self, dev: PCIDevice) -> Container | None:
+        group = self.open_groups.get(self.bus.group_of.get(dev.bdf, -1))
+        return group.container if group is not None else None
+
+    def _translate(self, dev: PCIDevice, iova: int, size: int, write: bool) -> list[tuple[int, int]]:
+        container = self._container_of(dev)
+        pieces = container.translate(iova, size, write=write) if container else None
+        if pieces is None:
+            reason = "IOVA not mapped" if container else "no IOMMU domain"
+            dev.faults.append(Fault(reason + (" for write" if write else ""), iova, size, write))
+            return []
+        return pieces
+
+    def dma_read(self, dev: PCIDevice, iova: int, size: int) -> bytes | None:
+        """A device's DMA read through the IOMMU; None (fault recorded) when blocked."""
+        pieces = self._translate(dev, iova, size, False)
+        try:
+            return b"".join(self.mem.read(va, n) for va, n in pieces) if pieces else None
+        except OSError:
+            dev.faults.append(Fault("user memory gone", iova, size, False))
+            return None
+
+    def dma_write(self, dev: PCIDevice, iova: int, data: bytes) -> bool:
+        """A device's DMA write through the IOMMU; False (fault recorded, memory untouched)."""
+        pieces = self._translate(dev, iova, len(data), True)
+        done = 0
+        try:
+            for va, n in pieces:
+                self.mem.write(va, data[done : done + n])
+                done += n
+        except OSError:
+            dev.faults.append(Fault("user memory gone", iova, len(data), True))
+            return False
+        return bool(pieces)

@@ -1,0 +1,111 @@
+"""The group fd, /dev/vfio/<N> or /dev/vfio/noiommu-<N> (drivers/vfio/group.c, container.c).
+
+The group fd is exclusive (a second open is EBUSY), viable only when no member is bound to a
+driver that uses the DMA API, and the gate to device fds: ``VFIO_GROUP_GET_DEVICE_FD`` needs a
+container with an IOMMU set.  Every open device fd keeps the group in use, so the container cannot
+be unset under it (EBUSY).
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pyvfio._ffi import C
+from pyvfio.fake.bus import VFIO_PCI, PCIBus
+from pyvfio.fake.container import Container
+from pyvfio.fake.memory import kerr
+from pyvfio.fake.uaccess import FakeFile, IoctlArg
+
+if TYPE_CHECKING:
+    from pyvfio.fake.vfio_pci import VFIOPCIDevice
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+class GroupFile(FakeFile):
+    """One open group: its container, and the device fds opened through it."""
+
+    kind = "group"
+    IOCTLS = ("VFIO_GROUP_GET_STATUS", "VFIO_GROUP_SET_CONTAINER", "VFIO_GROUP_UNSET_CONTAINER",
+              "VFIO_GROUP_GET_DEVICE_FD")
+
+    def __init__(self, number: int, bus: PCIBus, files: Callable[[int], FakeFile | None],
+                 open_device: Callable[[GroupFile, str], int]) -> None:
+        self.number = number
+        self.bus = bus
+        self.noiommu = bus.noiommu
+        self.container: Container | None = None
+        self.devices: list[VFIOPCIDevice] = []  # open device files of this group
+        self.fd_closed = False  # the group fd is closed; release waits for the devices
+        self._files = files
+        self._open_device = open_device
+
+    def viable(self) -> bool:
+        """Tell whether no member of the group is bound to a DMA-API driver."""
+        return not self.bus.blockers(self.number)
+
+    def VFIO_GROUP_GET_STATUS(self, arg: IoctlArg) -> int:  # noqa: N802
+        status = arg.struct("struct vfio_group_status *", 8)
+        if self.container is not None:
+            status.flags = C.VFIO_GROUP_FLAGS_VIABLE | C.VFIO_GROUP_FLAGS_CONTAINER_SET
+        else:
+            status.flags = C.VFIO_GROUP_FLAGS_VIABLE if self.viable() else 0
+        arg.copy_out(status)
+        return 0
+
+    def VFIO_GROUP_SET_CONTAINER(self, arg: IoctlArg) -> int:  # noqa: N802
+        fd = arg.int32()
+        target = self._files(fd)
+        if target is None:
+            raise kerr(errno.EBADF)
+        if self.container is not None:
+            raise kerr(errno.EINVAL)
+        if not isinstance(target, Container):
+            raise kerr(errno.EBADFD)
+        if not self.viable():
+            raise kerr(errno.EPERM)  # iommu_group_claim_dma_owner
+        target.attach(self)
+        self.container = target
+        self.bus.claimed.add(self.number)
+        return 0
+
+    def VFIO_GROUP_UNSET_CONTAINER(self, arg: IoctlArg) -> int:  # noqa: N802
+        if self.container is None:
+            raise kerr(errno.EINVAL)
+        if self.devices:
+            raise kerr(errno.EBUSY)  # vfio_group_ioctl_unset_container: container_users != 1
+        self.unset_container()
+        return 0
+
+    def unset_container(self) -> None:
+        """Leave the container (the last group out drops its IOMMU and mappings)."""
+        if self.container is not None:
+            self.container.detach(self)
+            self.container = None
+            self.bus.claimed.discard(self.number)
+
+    def VFIO_GROUP_GET_DEVICE_FD(self, arg: IoctlArg) -> int:  # noqa: N802
+        text = arg.string()
+        if self.container is None or self.container.iommu is None:
+            raise kerr(errno.EINVAL)  # vfio_df_group_open / vfio_group_use_container
+        bdf, _, options = text.partition(" ")
+        if bdf not in self.bus.members(self.number) or self.bus.driver_of[bdf] != VFIO_PCI:
+            raise kerr(errno.ENODEV)
+        if text != bdf:
+            _check_vf_token(options)
+        return self._open_device(self, bdf)
+
+    def release(self) -> None:
+        self.unset_container()
+
+
+def _check_vf_token(options: str) -> None:
+    """vfio_pci_core.c:``vfio_pci_core_match``: only ``vf_token=<uuid>``; the edu devices are
+    neither PF nor VF, so even a well-formed token is EINVAL (``vfio_pci_validate_vf_token``)."""
+    key, _, value = options.partition("=")
+    if key != "vf_token" or not _UUID.fullmatch(value):
+        raise kerr(errno.EINVAL)
+    raise kerr(errno.EINVAL)

@@ -1,0 +1,249 @@
+"""FakeKernel: the Kernel seam answered by a model of Linux VFIO (legacy container API).
+
+Fake fds count up from 10001, so a leaked fake fd can never close a real one; eventfds are real.
+Every ioctl is logged in :attr:`FakeKernel.calls`, may be failed on purpose (:meth:`inject`,
+:meth:`fail_nth`), and dispatches on (fd kind, request) to a handler named after the ioctl.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyvfio._ffi import CData
+from pyvfio.fake.bus import PCIBus
+from pyvfio.fake.container import Container
+from pyvfio.fake.dev import DevNodes
+from pyvfio.fake.memory import UserMemory, kerr
+from pyvfio.fake.pci import PCIDevice
+from pyvfio.fake.region import FakeMMIO
+from pyvfio.fake.sysfs import SysfsTree
+from pyvfio.fake.type1 import Knobs
+from pyvfio.fake.uaccess import FakeFile, IoctlArg
+from pyvfio.kernel import PROT_RW
+
+FIRST_FD = 10001
+
+
+@dataclass
+class Call:
+    """One ioctl as the fake saw it: name, fd, fd kind, the argument's fields, the outcome."""
+
+    name: str
+    fd: int
+    kind: str
+    args: dict[str, Any] = field(default_factory=dict)
+    result: int | None = None
+    errno: int | None = None
+
+
+@dataclass
+class _Injection:
+    key: str | int
+    err: int
+    nth: int
+    seen: int = 0
+
+
+class FakeKernel(DevNodes):
+    """A fake Linux host with VFIO: sysfs, /dev/vfio, containers, groups and vfio-pci devices.
+
+    Args:
+        dma_entry_limit: vfio_iommu_type1 ``dma_entry_limit`` (default 65535).
+        memlock_limit: RLIMIT_MEMLOCK in bytes (default None: unlimited, as for root).
+        iova_ranges: valid IOVA ranges, inclusive ends (default Intel VT-d minus the MSI window).
+        pgsize_bitmap: IOMMU page sizes (default 4K|2M|1G).
+        iommufd: whether /dev/iommu exists (the iommufd model is not part of this fake yet).
+        noiommu: vfio no-IOMMU mode (groups are /dev/vfio/noiommu-N).
+    """
+
+    def __init__(self, **knobs: Any) -> None:
+        self.knobs = Knobs(**knobs)
+        self.sysfs_root = "/sys"
+        self.sysfs = SysfsTree()
+        self.bus = PCIBus(self.sysfs, noiommu=self.knobs.noiommu)
+        self.mem = UserMemory()
+        self.calls: list[Call] = []
+        self.labels: dict[str, Any] = {}
+        self._files: dict[int, FakeFile] = {}
+        self._next_fd = FIRST_FD
+        self._eventfds: set[int] = set()
+        self._mmaps: list[FakeMMIO] = []
+        self._injections: list[_Injection] = []
+        self._fail_nth: tuple[int, int] | None = None
+        self._baseline: dict[str, Any] = {}
+        self.bus.busy = lambda bdf: bdf in self.open_devices
+        super().__init__()
+
+    def __repr__(self) -> str:
+        return f"<FakeKernel devices={len(self.bus.devices)} fds={len(self._files)}>"
+
+    def add_device(self, dev: PCIDevice, group: int | None, driver: str | None = None) -> None:
+        """Plug a device model in (see :class:`pyvfio.fake.bus.PCIBus.add_device`)."""
+        dev.dma = self
+        self.bus.add_device(dev, group, driver)
+
+    def mark_clean(self) -> None:
+        """Record the current bindings as the state :meth:`assert_clean` expects back."""
+        self._baseline = {"drivers": dict(self.bus.driver_of), "override": dict(self.bus.override)}
+
+    # -- fault injection -------------------------------------------------------------------
+
+    def inject(self, request: int | str, err: int, nth: int = 1) -> None:
+        """Fail the ``nth`` next call of ioctl ``request`` (an Ioctl, a number or a kernel name)
+        with ``err``, before the handler runs (nothing changes)."""
+        key: str | int = request if isinstance(request, str) else getattr(request, "name", None) \
+            or int(request)
+        self._injections.append(_Injection(key, err, nth))
+
+    def fail_nth(self, nth: int | None, err: int = errno.ENOMEM) -> None:
+        """Fail the ``nth`` next operation (open, ioctl or mmap) with ``err``; None disarms.
+
+        A sweep arms 1, 2, ... until :attr:`fail_nth_pending` stays true after the sequence.
+        """
+        self._fail_nth = None if nth is None else (nth, err)
+
+    @property
+    def fail_nth_pending(self) -> bool:
+        """True while an armed :meth:`fail_nth` has not fired yet."""
+        return self._fail_nth is not None
+
+    def _operation(self, name: str) -> None:
+        if self._fail_nth is not None:
+            nth, err = self._fail_nth
+            self._fail_nth = (nth - 1, err) if nth > 1 else None
+            if nth == 1:
+                raise kerr(err, name)
+
+    def _injected(self, name: str, request: int) -> None:
+        for rule in self._injections:
+            if rule.key in (name, int(request)):
+                rule.seen += 1
+                if rule.seen == rule.nth:
+                    self._injections.remove(rule)
+                    raise kerr(rule.err)
+
+    # -- ioctl -----------------------------------------------------------------------------
+
+    def ioctl(self, fd: int, request: int, arg: CData | int = 0) -> int:
+        """Dispatch ``request`` on ``fd``'s kind; raise ``OSError(errno, ..., IOCTL_NAME)``."""
+        f = self._files.get(fd)
+        if f is None:
+            raise kerr(errno.EBADF if fd not in self._eventfds else errno.ENOTTY,
+                       getattr(request, "name", None) or f"ioctl {int(request):#x}")
+        name = f.handlers().get(int(request))
+        label = name or getattr(request, "name", None) or f"ioctl {int(request):#x}"
+        call = Call(label, fd, f.kind)
+        self.calls.append(call)
+        try:
+            self._operation(label)
+            if name is None:
+                raise kerr(f.unknown_errno())
+            self._injected(name, request)
+            call.result = int(getattr(f, name)(IoctlArg(self.mem, arg, call.args)))
+        except OSError as exc:
+            call.errno = exc.errno
+            raise kerr(exc.errno or errno.EIO, label) from None
+        return call.result
+
+    # -- fds -------------------------------------------------------------------------------
+
+    def _new_fd(self, f: FakeFile) -> int:
+        fd = self._next_fd
+        self._next_fd += 1
+        self._files[fd] = f
+        return fd
+
+    def file(self, fd: int) -> FakeFile | None:
+        """Return the fake file behind ``fd`` (None if not a fake fd)."""
+        return self._files.get(fd)
+
+    def close(self, fd: int) -> None:
+        """Close a fake fd (its release runs on the last reference) or a real eventfd."""
+        if fd in self._eventfds:
+            self._eventfds.discard(fd)
+            os.close(fd)
+            return
+        f = self._files.pop(fd, None)
+        if f is None:
+            raise kerr(errno.EBADF)
+        self.release(f)
+
+    def eventfd(self, initval: int = 0, flags: int = 0) -> int:
+        """Create a real eventfd (interrupts must work with select/poll/asyncio)."""
+        fd = os.eventfd(initval, flags | os.EFD_CLOEXEC)
+        self._eventfds.add(fd)
+        return fd
+
+    def read(self, fd: int, size: int) -> bytes:
+        """read(2) of an eventfd; fake fds have no read (EINVAL)."""
+        if fd in self._files:
+            raise kerr(errno.EINVAL)
+        return os.read(fd, size)
+
+    def write(self, fd: int, data: bytes) -> int:
+        """write(2) to an eventfd; fake fds have no write (EINVAL)."""
+        if fd in self._files:
+            raise kerr(errno.EINVAL)
+        return os.write(fd, data)
+
+    def mmap(self, fd: int, length: int, offset: int, prot: int = PROT_RW) -> FakeMMIO:
+        """mmap a BAR of a device fd. Raises EBADF, ENODEV (not a device), EINVAL."""
+        self._operation("mmap")
+        mmio = self.device_mmap(self._device(fd, errno.ENODEV), length, offset)
+        self._mmaps.append(mmio)
+        return mmio
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        """pread of a device region (index = offset >> 40)."""
+        result = self.device_rw(self._device(fd, errno.EINVAL), offset, None, size)
+        assert isinstance(result, bytes)
+        return result
+
+    def pwrite(self, fd: int, data: bytes, offset: int) -> int:
+        """pwrite of a device region; returns the count written."""
+        result = self.device_rw(self._device(fd, errno.EINVAL), offset, bytes(data), len(data))
+        assert isinstance(result, int)
+        return result
+
+    # -- sysfs -----------------------------------------------------------------------------
+
+    def sysfs_read(self, relpath: str) -> str:
+        return self.sysfs.read(relpath)
+
+    def sysfs_write(self, relpath: str, value: str) -> None:
+        self.sysfs.write(relpath, value)
+
+    def sysfs_readlink(self, relpath: str) -> str:
+        return self.sysfs.readlink(relpath)
+
+    def sysfs_listdir(self, relpath: str) -> list[str]:
+        return self.sysfs.listdir(relpath)
+
+    def sysfs_exists(self, relpath: str) -> bool:
+        return self.sysfs.exists(relpath)
+
+    # -- teardown check --------------------------------------------------------------------
+
+    def leaks(self) -> list[str]:
+        """Return what a test left behind: fds, eventfds, mmaps, mappings, changed bindings."""
+        out = [f"fd {fd} ({f.kind}) still open" for fd, f in sorted(self._files.items())]
+        out += [f"eventfd {fd} still open" for fd in sorted(self._eventfds)]
+        out += [f"mmap of BAR {m.index} of {m.regions.dev.bdf} not closed"
+                for m in self._mmaps if m.regions is not None]
+        live = {id(f): f for f in self._files.values() if isinstance(f, Container)}
+        out += [f"container has {len(c.dma)} DMA mappings" for c in live.values() if len(c.dma)]
+        for bdf, drv in self.bus.driver_of.items():
+            if self._baseline and self._baseline["drivers"].get(bdf) != drv:
+                out.append(f"{bdf} bound to {drv}, was {self._baseline['drivers'].get(bdf)}")
+        if self._baseline and self._baseline["override"] != self.bus.override:
+            out.append(f"driver_override changed: {self.bus.override}")
+        return out
+
+    def assert_clean(self) -> None:
+        """Raise AssertionError listing every leak (see :meth:`leaks`)."""
+        leaks = self.leaks()
+        if leaks:
+            raise AssertionError("FakeKernel leaked:\n  " + "\n  ".join(leaks))

@@ -1,0 +1,195 @@
+"""vfio-pci regions: config-space virtualization, BAR read/write, BAR mmap (vfio_pci_config.c,
+vfio_pci_rdwr.c, vfio_pci_core.c:``vfio_pci_core_mmap``).
+
+Region ``index`` lives at file offset ``index << 40``.  BAR registers are virtualized so that
+writing all-ones and reading back yields the size mask; MEMORY decode off makes BAR access EIO.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+
+from pyvfio.fake.memory import PAGE_SIZE, kerr
+from pyvfio.fake.pci import (
+    PCI_CAP_ID_MSI,
+    PCI_CAP_ID_MSIX,
+    PCI_COMMAND_MEMORY,
+    PCI_MSI_FLAGS_ENABLE,
+    PCIDevice,
+)
+from pyvfio.kernel import check_access
+
+OFFSET_SHIFT = 40
+CONFIG_INDEX = 7
+_WRITABLE_HEADER = {0x04, 0x05, 0x0C, 0x0D, 0x0F, 0x3C}
+_BAR_REGS = range(0x10, 0x28)
+
+
+def split(pos: int, count: int) -> list[tuple[int, int]]:
+    """Split [pos, pos+count) into naturally aligned 8/4/2/1-byte accesses."""
+    out = []
+    while count:
+        width = next(w for w in (8, 4, 2, 1) if pos % w == 0 and count >= w)
+        out.append((pos, width))
+        pos, count = pos + width, count - width
+    return out
+
+
+class Regions:
+    """The regions of one open vfio-pci device over its :class:`PCIDevice` model."""
+
+    def __init__(self, dev: PCIDevice) -> None:
+        self.dev = dev
+        self.vbars = [0] * 6
+        for i, bar in enumerate(dev.bars):
+            if bar.size:
+                self.vbars[i] = (bar.address & 0xFFFFFFF0) | bar.type_bits
+                if bar.mem64 and i < 5:
+                    self.vbars[i + 1] = bar.address >> 32
+
+    # -- config space ----------------------------------------------------------------------
+
+    def config_rw(self, pos: int, data: bytes | None, count: int) -> bytes:
+        """Read (data None) or write config space. Raises EFAULT outside [0, cfg_size)."""
+        if pos < 0 or pos + count > len(self.dev.config):
+            raise kerr(errno.EFAULT)
+        out = b""
+        for off, width in split(pos, count):
+            if width == 8:
+                parts = [(off, 4), (off + 4, 4)]
+            else:
+                parts = [(off, width)]
+            for p, w in parts:
+                if data is None:
+                    out += self._cfg_read(p, w).to_bytes(w, "little")
+                else:
+                    chunk = data[p - pos : p - pos + w]
+                    self._cfg_write(p, w, int.from_bytes(chunk, "little"))
+        return out
+
+    def _cfg_read(self, pos: int, width: int) -> int:
+        if pos in _BAR_REGS or pos + width - 1 in _BAR_REGS:
+            raw = b"".join(struct.pack("<I", self._bar_reg(i)) for i in range(6))
+            base = pos - 0x10
+            return int.from_bytes(raw[base : base + width], "little")
+        if 0x30 <= pos < 0x34:
+            return 0  # no expansion ROM
+        return self.dev.cfg_read(pos, width)
+
+    def _bar_reg(self, i: int) -> int:
+        bars = self.dev.bars
+        if bars[i].size:
+            mask = ~(bars[i].size - 1) & 0xFFFFFFFF
+            return (self.vbars[i] & mask & ~0xF) | bars[i].type_bits
+        if i and bars[i - 1].mem64 and bars[i - 1].size:
+            return self.vbars[i] & (~(bars[i - 1].size - 1) >> 32) & 0xFFFFFFFF
+        return 0  # vfio_bar_fixup: unimplemented BARs read 0
+
+    def _cfg_write(self, pos: int, width: int, value: int) -> None:
+        if pos in _BAR_REGS:
+            i = (pos - 0x10) // 4
+            shift = (pos % 4) * 8
+            mask = ((1 << width * 8) - 1) << shift
+            self.vbars[i] = (self.vbars[i] & ~mask) | (value << shift & mask)
+            return
+        if pos < 0x40:
+            for b in range(width):
+                if pos + b in _WRITABLE_HEADER:
+                    self.dev.config[pos + b] = value >> 8 * b & 0xFF
+            return
+        msix = self.dev.caps.get(PCI_CAP_ID_MSIX)
+        if msix is not None and msix <= pos < msix + 12:
+            return  # the MSI-X capability is read-only: SET_IRQS controls it
+        msi = self.dev.caps.get(PCI_CAP_ID_MSI)
+        if msi is not None and pos <= msi + 2 < pos + width:
+            bit = PCI_MSI_FLAGS_ENABLE << 8 * (msi + 2 - pos)
+            value = (value & ~bit) | (self.dev.cfg_read(pos, width) & bit)
+        self.dev.cfg_write(pos, width, value)
+
+    # -- BARs ------------------------------------------------------------------------------
+
+    def bar_check(self, index: int, pos: int) -> int:
+        """Return the BAR's size; EINVAL unimplemented or ``pos`` past the end, EIO decode off."""
+        size = self.dev.bars[index].size
+        if not size or pos >= size:
+            raise kerr(errno.EINVAL)
+        if not self.dev.command & PCI_COMMAND_MEMORY:
+            raise kerr(errno.EIO)
+        return size
+
+    def bar_rw(self, index: int, pos: int, data: bytes | None, count: int) -> bytes | int:
+        """pread/pwrite of a BAR: short at the end, MSI-X table reads 0xff and drops writes."""
+        count = min(count, self.bar_check(index, pos) - pos)
+        out = b""
+        for off, width in split(pos, count):
+            if self._in_msix_table(index, off):
+                out += b"\xff" * width
+            elif data is None:
+                out += self.dev.bar_read(index, off, width).to_bytes(width, "little")
+            else:
+                chunk = data[off - pos : off - pos + width]
+                self.dev.bar_write(index, off, width, int.from_bytes(chunk, "little"))
+        return out if data is None else count
+
+    def _in_msix_table(self, index: int, pos: int) -> bool:
+        c = self.dev.cfg
+        return bool(c.msix_vectors) and index == c.msix_bar and pos < c.msix_vectors * 16
+
+    def mmappable(self, index: int) -> bool:
+        """Memory BARs of a page or more can be mmapped."""
+        bar = self.dev.bars[index] if 0 <= index < 6 else None
+        return bar is not None and bar.size >= PAGE_SIZE and not bar.io
+
+
+class FakeMMIO:
+    """An mmap of a BAR: every access goes to the device model at its exact width."""
+
+    def __init__(self, regions: Regions, index: int, pgoff: int, length: int) -> None:
+        self.regions: Regions | None = regions
+        self.index = index
+        self.base = pgoff
+        self._len = length
+
+    def __len__(self) -> int:
+        return self._len
+
+    @property
+    def closed(self) -> bool:
+        return self.regions is None
+
+    def _live(self) -> Regions:
+        if self.regions is None:
+            raise ValueError("I/O operation on a closed mapping")
+        if not self.regions.dev.command & PCI_COMMAND_MEMORY:
+            # vfio-pci zaps BAR mmaps while memory decode is off: the access would SIGBUS
+            raise kerr(errno.EIO)
+        return self.regions
+
+    def read(self, offset: int, width: int) -> int:
+        regions = self._live()
+        check_access(self._len, offset, width)
+        return regions.dev.bar_read(self.index, self.base + offset, width)
+
+    def write(self, offset: int, width: int, value: int) -> None:
+        regions = self._live()
+        check_access(self._len, offset, width)
+        if not isinstance(value, int) or not 0 <= value < 1 << (8 * width):
+            raise ValueError(f"value must be an int in [0, 2**{8 * width}), not {value!r}")
+        regions.dev.bar_write(self.index, self.base + offset, width, value)
+
+    def read_bytes(self, offset: int, size: int) -> bytes:
+        self._range(offset, size)
+        return b"".join(self.read(o, w).to_bytes(w, "little") for o, w in split(offset, size))
+
+    def write_bytes(self, offset: int, data: bytes) -> None:
+        self._range(offset, len(data))
+        for o, w in split(offset, len(data)):
+            self.write(o, w, int.from_bytes(data[o - offset : o - offset + w], "little"))
+
+    def _range(self, offset: int, size: int) -> None:
+        if not 0 <= offset <= offset + size <= self._len:
+            raise ValueError(f"[{offset:#x}, +{size:#x}) is outside the mapping of {self._len:#x}")
+
+    def close(self) -> None:
+        self.regions = None

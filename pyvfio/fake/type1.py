@@ -1,0 +1,197 @@
+"""The type1 IOMMU driver's DMA map (drivers/vfio/vfio_iommu_type1.c), O(log n) per lookup.
+
+Mappings are kept in a list of start IOVAs sorted for ``bisect`` plus a dict from start to
+:class:`Mapping`, so finding, inserting and removing one costs O(log n) comparisons.
+"""
+
+from __future__ import annotations
+
+import bisect
+import errno
+from dataclasses import dataclass, field
+
+from pyvfio.fake.memory import kerr
+
+U64 = (1 << 64) - 1
+INTEL_PGSIZES = 0x40201000  # 4K | 2M | 1G, what intel/iommu.c reports
+INTEL_IOVA_RANGES = ((0, 0xFEDFFFFF), (0xFEF00000, 0x7FFFFFFFFFFF))  # MSI window excluded
+
+
+@dataclass
+class Knobs:
+    """The fake host's tunables (module parameters, rlimits, platform facts).
+
+    Attributes:
+        dma_entry_limit: vfio_iommu_type1's ``dma_entry_limit`` module parameter.
+        memlock_limit: RLIMIT_MEMLOCK in bytes; None = unlimited (root or CAP_IPC_LOCK).
+        iova_ranges: valid IOVA ranges (inclusive ends) after reserved regions.
+        pgsize_bitmap: the IOMMU's supported page sizes.
+        iommufd: whether /dev/iommu exists (kept for the iommufd model; absent = ENOENT).
+        noiommu: vfio's no-IOMMU mode: groups are /dev/vfio/noiommu-N, no type1.
+    """
+
+    dma_entry_limit: int = 65535
+    memlock_limit: int | None = None
+    iova_ranges: tuple[tuple[int, int], ...] = INTEL_IOVA_RANGES
+    pgsize_bitmap: int = INTEL_PGSIZES
+    iommufd: bool = False
+    noiommu: bool = False
+
+    @property
+    def pgsize(self) -> int:
+        """The smallest IOMMU page (``1 << __ffs(pgsize_bitmap)``)."""
+        return self.pgsize_bitmap & -self.pgsize_bitmap
+
+
+@dataclass
+class Mapping:
+    """One ``vfio_dma``: [iova, iova+size) -> vaddr with read/write permission."""
+
+    iova: int
+    size: int
+    vaddr: int
+    read: bool
+    write: bool
+    vaddr_invalid: bool = False
+
+    @property
+    def end(self) -> int:
+        return self.iova + self.size
+
+
+@dataclass
+class DmaMap:
+    """The mappings of one type1 container, with the container's accounting."""
+
+    knobs: Knobs
+    v2: bool = True
+    starts: list[int] = field(default_factory=list)
+    maps: dict[int, Mapping] = field(default_factory=dict)
+    locked: int = 0
+    dirty_tracking: bool = False
+
+    @property
+    def dma_avail(self) -> int:
+        return self.knobs.dma_entry_limit - len(self.maps)
+
+    def __len__(self) -> int:
+        return len(self.maps)
+
+    def first_overlap(self, iova: int, size: int) -> Mapping | None:
+        """Return the lowest mapping intersecting [iova, iova+size), or None."""
+        i = bisect.bisect_right(self.starts, iova) - 1
+        if i >= 0 and self.maps[self.starts[i]].end > iova:
+            return self.maps[self.starts[i]]
+        i += 1
+        if i < len(self.starts) and self.starts[i] < iova + size:
+            return self.maps[self.starts[i]]
+        return None
+
+    def in_range(self, iova: int, size: int) -> list[Mapping]:
+        """Return the mappings intersecting [iova, iova+size) in ascending order."""
+        i = max(bisect.bisect_right(self.starts, iova) - 1, 0)
+        out = []
+        while i < len(self.starts) and self.starts[i] < iova + size:
+            m = self.maps[self.starts[i]]
+            if m.end > iova:
+                out.append(m)
+            i += 1
+        return out
+
+    def insert(self, m: Mapping) -> None:
+        """Add a mapping that overlaps nothing (checked by the caller)."""
+        bisect.insort(self.starts, m.iova)
+        self.maps[m.iova] = m
+        self.locked += m.size
+
+    def remove(self, m: Mapping) -> None:
+        """Drop a mapping and give back its accounting."""
+        del self.starts[bisect.bisect_left(self.starts, m.iova)]
+        del self.maps[m.iova]
+        self.locked -= m.size
+
+    def clear(self) -> None:
+        """Drop every mapping (the last group left the container)."""
+        self.starts.clear()
+        self.maps.clear()
+        self.locked = 0
+        self.dirty_tracking = False
+
+    def translate(self, iova: int, size: int, *, write: bool) -> list[tuple[int, int]] | None:
+        """Translate a device access into (vaddr, length) pieces; None if any byte is unmapped
+        or lacks the permission (the IOMMU blocks the whole transaction)."""
+        pieces = []
+        end = iova + size
+        while iova < end:
+            m = self.first_overlap(iova, 1)
+            if m is None or m.iova > iova or not (m.write if write else m.read):
+                return None
+            n = min(end, m.end) - iova
+            pieces.append((m.vaddr + iova - m.iova, n))
+            iova += n
+        return pieces
+
+    def check_map(self, iova: int, size: int) -> None:
+        """Rules 6-8 of ``vfio_dma_do_map``: EEXIST overlap, ENOSPC limit, EINVAL outside ranges,
+        then the RLIMIT_MEMLOCK accounting of ``vfio_pin_pages_remote`` (ENOMEM)."""
+        if self.first_overlap(iova, size) is not None:
+            raise kerr(errno.EEXIST)
+        if self.dma_avail <= 0:
+            raise kerr(errno.ENOSPC)
+        last = iova + size - 1
+        if not any(lo <= iova and last <= hi for lo, hi in self.knobs.iova_ranges):
+            raise kerr(errno.EINVAL)
+        limit = self.knobs.memlock_limit
+        if limit is not None and self.locked + size > limit:
+            raise kerr(errno.ENOMEM)
+
+    def unmap_v2(self, iova: int, size: int) -> int:
+        """Unmap whole mappings in [iova, iova+size); EINVAL if that would bisect one.
+
+        Returns the bytes unmapped (0 when nothing was there: success on type1).
+        """
+        found = self.in_range(iova, size)
+        if found and (found[0].iova < iova or found[-1].end > iova + size):
+            raise kerr(errno.EINVAL)
+        return self._drop(found)
+
+    def unmap_v1(self, iova: int, size: int) -> int:
+        """Legacy type1: whole mappings from the first one starting at/after ``iova``."""
+        found = self.in_range(iova, size)
+        if found and found[0].iova < iova:
+            return 0
+        return self._drop(found)
+
+    def _drop(self, found: list[Mapping]) -> int:
+        for m in found:
+            self.remove(m)
+        return sum(m.size for m in found)
+
+    def invalidate_vaddr(self, iova: int, size: int) -> int:
+        """UNMAP with VFIO_DMA_UNMAP_FLAG_VADDR: mark vaddrs invalid; EINVAL (no change) if one is."""
+        found = self.in_range(iova, size)
+        if any(m.vaddr_invalid for m in found):
+            raise kerr(errno.EINVAL)
+        for m in found:
+            m.vaddr_invalid = True
+        return sum(m.size for m in found)
+
+    def update_vaddr(self, iova: int, size: int, vaddr: int) -> None:
+        """MAP with VFIO_DMA_MAP_FLAG_VADDR: ENOENT none there, EINVAL not invalid/different."""
+        m = self.first_overlap(iova, size)
+        if m is None:
+            raise kerr(errno.ENOENT)
+        if not m.vaddr_invalid or m.iova != iova or m.size != size:
+            raise kerr(errno.EINVAL)
+        m.vaddr, m.vaddr_invalid = vaddr, False
+
+    def dirty_bitmap(self, iova: int, size: int, pgsize: int) -> bytes:
+        """Bitmap of [iova, iova+size) in ``pgsize`` pages: vfio-pci groups are not in the
+        pinned-page dirty scope, so every mapped page reads dirty (``update_user_bitmap``)."""
+        npages = size // pgsize
+        bits = bytearray((npages + 63) // 64 * 8)
+        for m in self.in_range(iova, size):
+            lo, hi = max(m.iova, iova), min(m.end, iova + size)
+            for page in range((lo - iova) // pgsize, (hi - iova) // pgsize):
+                bits[page // 8] |= 1 << page % 8
+        return bytes(bits)

@@ -1,0 +1,240 @@
+"""The vfio-pci device fd (drivers/vfio/pci/vfio_pci_core.c): info, regions, irqs, reset.
+
+One :class:`VFIOPCIDevice` exists per device while any fd of it is open (the group path may open
+a device several times); the first open enables it, the last close disables its interrupts and
+resets it, as ``vfio_pci_core_enable``/``vfio_pci_core_disable`` do.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from collections.abc import Callable
+
+from pyvfio._ffi import C
+from pyvfio.fake.irq import ERR, INTX, MSIX, Interrupts, eventfd_get, put
+from pyvfio.fake.memory import kerr
+from pyvfio.fake.pci import PCI_CAP_ID_EXP, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCIDevice
+from pyvfio.fake.region import CONFIG_INDEX, OFFSET_SHIFT, Regions
+from pyvfio.fake.uaccess import FakeFile, IoctlArg
+
+NUM_REGIONS, NUM_IRQS = 9, 5
+_IRQ_SET_MASK = (C.VFIO_IRQ_SET_DATA_NONE | C.VFIO_IRQ_SET_DATA_BOOL | C.VFIO_IRQ_SET_DATA_EVENTFD
+                 | C.VFIO_IRQ_SET_ACTION_MASK | C.VFIO_IRQ_SET_ACTION_UNMASK
+                 | C.VFIO_IRQ_SET_ACTION_TRIGGER)
+_FEATURE_FLAGS = (C.VFIO_DEVICE_FEATURE_MASK | C.VFIO_DEVICE_FEATURE_GET
+                  | C.VFIO_DEVICE_FEATURE_SET | C.VFIO_DEVICE_FEATURE_PROBE)
+# vfio_pci_core_ioctl_feature: feature -> payload size; all SET-only
+_FEATURES = {C.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: 0,
+             C.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: 8,
+             C.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT: 0}
+MAX_IOEVENTFDS = 1000
+
+
+class VFIOPCIDevice(FakeFile):
+    """A device opened through vfio-pci; ``reset_peers`` gives its bus-reset scope."""
+
+    kind = "device"
+    IOCTLS = ("VFIO_DEVICE_GET_INFO", "VFIO_DEVICE_GET_REGION_INFO", "VFIO_DEVICE_GET_IRQ_INFO",
+              "VFIO_DEVICE_SET_IRQS", "VFIO_DEVICE_RESET", "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
+              "VFIO_DEVICE_PCI_HOT_RESET", "VFIO_DEVICE_IOEVENTFD", "VFIO_DEVICE_FEATURE")
+
+    def __init__(self, dev: PCIDevice, reset_peers: Callable[[], list[tuple[str, int]] | None],
+                 group_of_fd: Callable[[int], int | None]) -> None:
+        self.dev = dev
+        self.opens = 0
+        self.regions = Regions(dev)
+        self.irqs = Interrupts(dev)
+        self.ioeventfds: dict[tuple[int, int, int, int], int] = {}
+        self.low_power = False
+        self._reset_peers = reset_peers
+        self._group_of_fd = group_of_fd
+        dev.irq = self.irqs
+        self._reset()  # vfio_pci_core_enable: pci_enable_device (MEMORY on), try FLR; master off
+        dev.config[4] = (dev.config[4] | PCI_COMMAND_MEMORY) & ~PCI_COMMAND_MASTER
+
+    def release(self) -> None:
+        self.opens -= 1
+        if self.opens == 0:
+            self.irqs.close()
+            for fd in self.ioeventfds.values():
+                put(fd)
+            self.ioeventfds.clear()
+            self.dev.irq = None
+            self._reset()
+            self.dev.config[4] &= ~PCI_COMMAND_MASTER  # vfio_pci_core_disable: pci_clear_master
+
+    def held_fds(self) -> list[int]:
+        """Return the eventfd references the device holds."""
+        return [*self.irqs.held(), *self.ioeventfds.values()]
+
+    def _reset(self) -> None:
+        if self.dev.cfg.reset:
+            saved = bytes(self.dev.config)
+            self.dev.reset()
+            self.dev.config[:0x40] = saved[:0x40]  # pci_reset_function saves/restores state
+
+    # -- info ------------------------------------------------------------------------------
+
+    def VFIO_DEVICE_GET_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
+        info = arg.struct("struct vfio_device_info *", 16)
+        info.flags = C.VFIO_DEVICE_FLAGS_PCI | (C.VFIO_DEVICE_FLAGS_RESET if self.dev.cfg.reset else 0)
+        info.num_regions, info.num_irqs = NUM_REGIONS, NUM_IRQS
+        arg.copy_out(info)
+        return 0
+
+    def VFIO_DEVICE_GET_REGION_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
+        info = arg.struct("struct vfio_region_info *", 32)
+        index = info.index
+        info.offset = index << OFFSET_SHIFT
+        info.cap_offset = 0
+        caps: list[tuple[int, int, bytes]] = []
+        if index < 6:
+            info.size = self.dev.bars[index].size
+            info.flags = (C.VFIO_REGION_INFO_FLAG_READ | C.VFIO_REGION_INFO_FLAG_WRITE) if info.size else 0
+            if self.regions.mmappable(index):
+                info.flags |= C.VFIO_REGION_INFO_FLAG_MMAP
+                caps = self._region_caps(index)
+        elif index == 6:
+            info.size, info.flags = 0, 0  # no ROM
+        elif index == CONFIG_INDEX:
+            info.size = len(self.dev.config)
+            info.flags = C.VFIO_REGION_INFO_FLAG_READ | C.VFIO_REGION_INFO_FLAG_WRITE
+        else:
+            raise kerr(errno.EINVAL)  # VGA only for VGA-class devices; no device regions
+        arg.reply_caps(info, caps, C.VFIO_REGION_INFO_FLAG_CAPS)
+        return 0
+
+    def _region_caps(self, index: int) -> list[tuple[int, int, bytes]]:
+        c = self.dev.cfg
+        caps: list[tuple[int, int, bytes]] = []
+        if index == 0 and c.sparse_mmap:
+            body = struct.pack("<II", len(c.sparse_mmap), 0)
+            body += b"".join(struct.pack("<QQ", off, size) for off, size in c.sparse_mmap)
+            caps.append((C.VFIO_REGION_INFO_CAP_SPARSE_MMAP, 1, body))
+        if c.msix_vectors and index == c.msix_bar:
+            caps.append((C.VFIO_REGION_INFO_CAP_MSIX_MAPPABLE, 1, b""))
+        return caps
+
+    def VFIO_DEVICE_GET_IRQ_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
+        info = arg.struct("struct vfio_irq_info *", 16)
+        index = info.index
+        if index >= NUM_IRQS or (index == ERR and PCI_CAP_ID_EXP not in self.dev.caps):
+            raise kerr(errno.EINVAL)
+        info.flags = C.VFIO_IRQ_INFO_EVENTFD
+        if index == INTX:
+            info.flags |= C.VFIO_IRQ_INFO_MASKABLE | C.VFIO_IRQ_INFO_AUTOMASKED
+        elif index != MSIX:  # dynamic MSI-X allocation: no NORESIZE
+            info.flags |= C.VFIO_IRQ_INFO_NORESIZE
+        info.count = self.irqs.count(index)
+        arg.copy_out(info, 16)
+        return 0
+
+    # -- interrupts ------------------------------------------------------------------------
+
+    def VFIO_DEVICE_SET_IRQS(self, arg: IoctlArg) -> int:  # noqa: N802
+        hdr = arg.struct("struct vfio_irq_set *", 20)
+        flags, index, start, count = hdr.flags, hdr.index, hdr.start, hdr.count
+        if index >= NUM_IRQS or count >= 0xFFFFFFFF - start or flags & ~_IRQ_SET_MASK:
+            raise kerr(errno.EINVAL)
+        limit = self.irqs.count(index)
+        if start >= limit or start + count > limit:
+            raise kerr(errno.EINVAL)
+        kind = flags & (C.VFIO_IRQ_SET_DATA_NONE | C.VFIO_IRQ_SET_DATA_BOOL
+                        | C.VFIO_IRQ_SET_DATA_EVENTFD)
+        size = {C.VFIO_IRQ_SET_DATA_NONE: 0, C.VFIO_IRQ_SET_DATA_BOOL: 1,
+                C.VFIO_IRQ_SET_DATA_EVENTFD: 4}.get(kind)
+        if size is None or arg.argsz - 20 < count * size:
+            raise kerr(errno.EINVAL)
+        raw = arg.read(20, count * size)
+        data = ([1] * count if not size else list(raw) if size == 1
+                else list(struct.unpack(f"<{count}i", raw)))
+        arg.record["data"] = data
+        return self.irqs.set_irqs(flags, index, start, data)
+
+    # -- reset -----------------------------------------------------------------------------
+
+    def VFIO_DEVICE_RESET(self, arg: IoctlArg) -> int:  # noqa: N802
+        if not self.dev.cfg.reset:
+            raise kerr(errno.EINVAL)
+        self._reset()
+        return 0
+
+    def VFIO_DEVICE_GET_PCI_HOT_RESET_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
+        info = arg.struct("struct vfio_pci_hot_reset_info *", 12)
+        peers = self._reset_peers()
+        if peers is None:
+            raise kerr(errno.ENODEV)  # on a root bus: neither slot nor bus reset
+        info.flags, info.count = 0, len(peers)
+        arg.copy_out(info, 12)
+        if (arg.argsz - 12) // 8 < len(peers):
+            raise kerr(errno.ENOSPC)
+        for i, (bdf, group) in enumerate(peers):
+            bus, devfn = _bus_devfn(bdf)
+            arg.write(12 + 8 * i, struct.pack("<IHBB", group, int(bdf[:4], 16), bus, devfn))
+        return 0
+
+    def VFIO_DEVICE_PCI_HOT_RESET(self, arg: IoctlArg) -> int:  # noqa: N802
+        hdr = arg.struct("struct vfio_pci_hot_reset *", 12)
+        if hdr.flags or hdr.count == 0:
+            raise kerr(errno.EINVAL)
+        peers = self._reset_peers()
+        if peers is None:
+            raise kerr(errno.ENODEV)
+        if hdr.count > len(peers):
+            raise kerr(errno.EINVAL)
+        fds = struct.unpack(f"<{hdr.count}i", arg.read(12, 4 * hdr.count))
+        groups = {self._group_of_fd(fd) for fd in fds}
+        if None in groups or any(g not in groups for _, g in peers):
+            raise kerr(errno.EINVAL)
+        self._reset()
+        return 0
+
+    # -- ioeventfd and features ------------------------------------------------------------
+
+    def VFIO_DEVICE_IOEVENTFD(self, arg: IoctlArg) -> int:  # noqa: N802
+        io = arg.struct("struct vfio_device_ioeventfd *", 28)
+        size = io.flags & C.VFIO_DEVICE_IOEVENTFD_SIZE_MASK
+        if io.flags & ~C.VFIO_DEVICE_IOEVENTFD_SIZE_MASK or bin(size).count("1") != 1 or io.fd < -1:
+            raise kerr(errno.EINVAL)
+        width = {1: 1, 2: 2, 4: 4, 8: 8}[size]
+        index, pos = io.offset >> OFFSET_SHIFT, io.offset & ((1 << OFFSET_SHIFT) - 1)
+        if index > 5 or pos + width > self.dev.bars[index].size:
+            raise kerr(errno.EINVAL)
+        key = (index, pos, io.data, width)
+        if key in self.ioeventfds:
+            if io.fd != -1:
+                raise kerr(errno.EEXIST)
+            put(self.ioeventfds.pop(key))
+            return 0
+        if io.fd == -1:
+            raise kerr(errno.ENODEV)
+        if len(self.ioeventfds) >= MAX_IOEVENTFDS:
+            raise kerr(errno.ENOSPC)
+        self.ioeventfds[key] = eventfd_get(io.fd)
+        return 0
+
+    def VFIO_DEVICE_FEATURE(self, arg: IoctlArg) -> int:  # noqa: N802
+        feat = arg.struct("struct vfio_device_feature *", 8)
+        flags = feat.flags
+        get, set_, probe = (flags & C.VFIO_DEVICE_FEATURE_GET, flags & C.VFIO_DEVICE_FEATURE_SET,
+                            flags & C.VFIO_DEVICE_FEATURE_PROBE)
+        if flags & ~_FEATURE_FLAGS or (get and set_ and not probe):
+            raise kerr(errno.EINVAL)
+        payload = _FEATURES.get(flags & C.VFIO_DEVICE_FEATURE_MASK)
+        if payload is None:
+            raise kerr(errno.ENOTTY)  # no migration/logging ops, not an SR-IOV PF
+        if get:
+            raise kerr(errno.EINVAL)  # vfio_check_feature: SET only
+        if probe:
+            return 0
+        if not set_ or arg.argsz - 8 < payload:
+            raise kerr(errno.EINVAL)
+        self.low_power = flags & C.VFIO_DEVICE_FEATURE_MASK != C.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT
+        return 0
+
+
+def _bus_devfn(bdf: str) -> tuple[int, int]:
+    bus, slot_fn = bdf.split(":")[1:]
+    slot, fn = slot_fn.split(".")
+    return int(bus, 16), int(slot, 16) << 3 | int(fn)
