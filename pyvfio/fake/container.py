@@ -22,8 +22,8 @@ if TYPE_CHECKING:
 _CORE = ("VFIO_GET_API_VERSION", "VFIO_CHECK_EXTENSION", "VFIO_SET_IOMMU")
 _TYPE1 = ("VFIO_IOMMU_GET_INFO", "VFIO_IOMMU_MAP_DMA", "VFIO_IOMMU_UNMAP_DMA",
           "VFIO_IOMMU_DIRTY_PAGES")
-_TYPE1_EXT = {C.VFIO_TYPE1_IOMMU, C.VFIO_TYPE1v2_IOMMU, C.__VFIO_RESERVED_TYPE1_NESTING_IOMMU,
-              C.VFIO_UNMAP_ALL}
+_NESTING = C.__VFIO_RESERVED_TYPE1_NESTING_IOMMU  # module level: a class body would mangle __name
+_TYPE1_EXT = {C.VFIO_TYPE1_IOMMU, C.VFIO_TYPE1v2_IOMMU, _NESTING, C.VFIO_UNMAP_ALL}
 _SET_EXT = {C.VFIO_UPDATE_VADDR, C.VFIO_DMA_CC_IOMMU}
 _MAP_FLAGS = C.VFIO_DMA_MAP_FLAG_READ | C.VFIO_DMA_MAP_FLAG_WRITE | C.VFIO_DMA_MAP_FLAG_VADDR
 _UNMAP_FLAGS = (C.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | C.VFIO_DMA_UNMAP_FLAG_ALL
@@ -108,7 +108,7 @@ class Container(FakeFile):
             raise kerr(errno.EINVAL)
         if not self.VFIO_CHECK_EXTENSION(arg) or kind not in (1, 3, 6, C.VFIO_NOIOMMU_IOMMU):
             raise kerr(errno.ENODEV)
-        if kind == C.__VFIO_RESERVED_TYPE1_NESTING_IOMMU:
+        if kind == _NESTING:
             raise kerr(errno.EINVAL)  # iommu.c:iommu_enable_nesting: no VT-d/AMD op
         self.iommu = kind
         self.dma.v2 = kind == C.VFIO_TYPE1v2_IOMMU
