@@ -280,7 +280,9 @@ class Container(FdOwner):
         self._check_mapping(mapping)
         cdata, vaddr, size = buffer_address(buffer, writable=mapping.writable)
         if size != mapping.size:
-            raise ValueError(f"buffer has {size:#x} bytes, the mapping {mapping.size:#x}")
+            raise ValueError(
+                f"buffer size {size:#x} differs from the mapping size {mapping.size:#x}"
+            )
         self._map_dma(C.VFIO_DMA_MAP_FLAG_VADDR, vaddr, mapping.iova, size)
         mapping._replace(buffer, cdata)
 

@@ -1,0 +1,142 @@
+"""Device on the fake kernel: info, region access, mmap, reset, hot reset, ioeventfd, features."""
+
+from __future__ import annotations
+
+import errno
+import gc
+from collections.abc import Iterator
+
+import pytest
+
+from pyvfio import uapi
+from pyvfio.container import Container
+from pyvfio.group import Group
+from pyvfio.irq import EventFD
+from pyvfio.uapi import PCIRegion
+from tests.conftest import Host
+from tests.helpers import expect_errno
+from tests.unit.vfio_env import Opened, fake_host, opened_edu
+
+EDU_IDENT = 0x010000ED
+
+
+@pytest.fixture
+def host() -> Iterator[Host]:
+    with fake_host() as h:
+        yield h
+
+
+@pytest.fixture
+def edu(host: Host) -> Iterator[Opened]:
+    with opened_edu(host) as o:
+        yield o
+
+
+def test_device_info_pci_with_reset(edu: Opened) -> None:
+    info = edu.device.info()
+    assert info.pci and info.flags & uapi.DeviceFlag.PCI
+    assert info.reset_supported
+    assert (info.num_regions, info.num_irqs) >= (9, 5)
+    assert isinstance(info.caps, tuple)
+
+
+def test_device_read_write_config(edu: Opened) -> None:
+    assert edu.device.read(PCIRegion.CONFIG, 0, 4) == bytes.fromhex("3412e811")
+    assert edu.device.write(PCIRegion.CONFIG, 0x3C, b"\x0b") == 1
+    assert edu.device.read(PCIRegion.CONFIG, 0x3C, 1) == b"\x0b"
+
+
+def test_device_read_outside_region_valueerror(edu: Opened) -> None:
+    size = edu.device.region_info(PCIRegion.CONFIG).size
+    with pytest.raises(ValueError, match="outside region"):
+        edu.device.read(PCIRegion.CONFIG, size - 2, 4)
+    with pytest.raises(TypeError, match="data"):
+        edu.device.write(PCIRegion.CONFIG, 0, "x")  # type: ignore[arg-type]
+
+
+def test_device_bar_pread_ident(edu: Opened) -> None:
+    data = edu.device.read(PCIRegion.BAR0, 0, 4)
+    assert int.from_bytes(data, "little") == EDU_IDENT
+
+
+def test_device_mmap_bar0_exact_width(edu: Opened) -> None:
+    bar = edu.device.mmap(PCIRegion.BAR0)
+    assert len(bar) == 1 << 20
+    assert bar.read(0, 4) == EDU_IDENT
+    bar.write(0x04, 4, 0x12345678)  # liveness: reads back inverted
+    assert bar.read(0x04, 4) == 0x12345678 ^ 0xFFFFFFFF
+
+
+def test_device_mmap_not_mmappable_valueerror(edu: Opened) -> None:
+    with pytest.raises(ValueError, match="not mmappable"):
+        edu.device.mmap(PCIRegion.CONFIG)
+    with pytest.raises(ValueError, match="page aligned"):
+        edu.device.mmap(PCIRegion.BAR0, 0x10, 0x100)
+
+
+def test_device_close_closes_mmaps(host: Host) -> None:
+    with opened_edu(host) as o:
+        bar = o.device.mmap(PCIRegion.BAR0)
+        o.device.close()
+        assert o.device.closed
+        with pytest.raises(ValueError):
+            bar.read(0, 4)
+
+
+def test_device_reset(edu: Opened) -> None:
+    edu.device.reset()
+
+
+def test_device_hot_reset_info(edu: Opened) -> None:
+    try:
+        flags, devices = edu.device.hot_reset_info()
+    except OSError as exc:
+        assert exc.errno == errno.ENODEV  # no slot or bus reset for this device
+        return
+    assert edu.host.edu in [d.bdf for d in devices]
+    assert not flags & uapi.PCIHotResetFlag.DEV_ID
+    edu.device.hot_reset([edu.group])
+
+
+def test_device_hot_reset_needs_groups(edu: Opened) -> None:
+    with pytest.raises(ValueError, match="groups"):
+        edu.device.hot_reset([])
+
+
+def test_device_ioeventfd_add_duplicate_remove(edu: Opened) -> None:
+    with EventFD(edu.host.kernel) as efd:
+        edu.device.ioeventfd(PCIRegion.BAR0, 0x04, 4, 7, eventfd=efd)
+        expect_errno(errno.EEXIST, edu.device.ioeventfd, PCIRegion.BAR0, 0x04, 4, 7, eventfd=efd)
+        edu.device.ioeventfd(PCIRegion.BAR0, 0x04, 4, 7, eventfd=None)
+        expect_errno(errno.ENODEV, edu.device.ioeventfd, PCIRegion.BAR0, 0x04, 4, 7, eventfd=None)
+
+
+def test_device_ioeventfd_bad_args(edu: Opened) -> None:
+    with pytest.raises(ValueError, match="width"):
+        edu.device.ioeventfd(PCIRegion.BAR0, 0, 3, 0, eventfd=None)
+    with pytest.raises(ValueError, match="data"):
+        edu.device.ioeventfd(PCIRegion.BAR0, 0, 1, 256, eventfd=None)
+
+
+def test_device_feature_probe(edu: Opened) -> None:
+    assert not edu.device.probe_feature(uapi.DeviceFeature.MIGRATION, uapi.DeviceFeatureFlag.GET)
+    expect_errno(
+        errno.ENOTTY,
+        edu.device.feature,
+        uapi.DeviceFeature.MIGRATION,
+        uapi.DeviceFeatureFlag.GET,
+        8,
+    )
+    with pytest.raises(ValueError, match="flags"):
+        edu.device.feature(uapi.DeviceFeature.MIGRATION, 0)
+
+
+def test_device_forgotten_warns(host: Host) -> None:
+    with Container(host.kernel) as c, Group(host.edu_group, kernel=host.kernel) as g:
+        g.set_container(c)
+        c.set_iommu()
+        with pytest.warns(ResourceWarning, match="unclosed <Device"):
+            g.open_device(host.edu)  # dropped at once
+            gc.collect()
+        with g.open_device(host.edu):  # the forgotten fd was closed: it opens again
+            pass

@@ -1,0 +1,83 @@
+"""Interrupts: irq info, eventfd triggers for MSI/INTx/ERR/REQ, mask/unmask, disable; EventFD."""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+
+import pytest
+
+from pyvfio.irq import EventFD
+from pyvfio.kernel import LinuxKernel
+from pyvfio.uapi import IrqInfoFlag, PCIIrq
+from tests.helpers import expect_errno
+from tests.unit.vfio_env import Opened, fake_host, opened_edu
+
+
+@pytest.fixture
+def edu() -> Iterator[Opened]:
+    with fake_host() as host, opened_edu(host) as o:
+        yield o
+
+
+def test_eventfd_wait_signal_timeout() -> None:
+    with EventFD(LinuxKernel()) as efd:
+        assert efd.wait(0) is None and efd.read() is None
+        efd.signal(2)
+        efd.signal()
+        assert efd.wait(1) == 3
+        assert efd.wait(0.01) is None
+        with pytest.raises(ValueError, match="timeout"):
+            efd.wait(-1)
+        with pytest.raises(ValueError, match="value"):
+            efd.signal(0)
+    assert efd.closed
+    with pytest.raises(ValueError, match="closed"):
+        efd.wait(0)
+
+
+def test_irq_info_msi_and_intx(edu: Opened) -> None:
+    msi = edu.device.irq_info(PCIIrq.MSI)
+    assert msi.index == PCIIrq.MSI and msi.count == 1 and msi.eventfd and msi.noresize
+    intx = edu.device.irq_info(PCIIrq.INTX)
+    assert intx.flags & IrqInfoFlag.MASKABLE and intx.maskable and intx.automasked
+    req = edu.device.irq_info(PCIIrq.REQ)
+    assert req.count == 1
+
+
+def test_irq_info_bad_index(edu: Opened) -> None:
+    expect_errno(errno.EINVAL, edu.device.irq_info, 99)
+    with pytest.raises(ValueError, match="index"):
+        edu.device.irq_info(-1)
+
+
+def test_msi_trigger_loopback_and_disable(edu: Opened) -> None:
+    with EventFD(edu.host.kernel) as efd:
+        assert edu.device.enable_irq(PCIIrq.MSI, [efd]) == 0
+        edu.device.trigger_irq(PCIIrq.MSI)
+        assert efd.wait(1) == 1
+        expect_errno(errno.ENOTTY, edu.device.mask_irq, PCIIrq.MSI)
+        expect_errno(errno.EINVAL, edu.device.enable_irq, PCIIrq.INTX, [efd])  # MSI is on
+        edu.device.disable_irq(PCIIrq.MSI)
+        expect_errno(errno.EINVAL, edu.device.trigger_irq, PCIIrq.MSI)
+
+
+def test_intx_mask_unmask(edu: Opened) -> None:
+    with EventFD(edu.host.kernel) as efd:
+        edu.device.enable_irq(PCIIrq.INTX, [efd])
+        edu.device.mask_irq(PCIIrq.INTX)
+        edu.device.unmask_irq(PCIIrq.INTX)
+        edu.device.disable_irq(PCIIrq.INTX)
+
+
+def test_req_trigger_set_and_clear(edu: Opened) -> None:
+    with EventFD(edu.host.kernel) as efd:
+        edu.device.enable_irq(PCIIrq.REQ, [efd])
+        edu.device.enable_irq(PCIIrq.REQ, [None])  # fd -1: clear
+
+
+def test_enable_irq_bad_args_before_syscall(edu: Opened) -> None:
+    with pytest.raises(ValueError, match="eventfds"):
+        edu.device.enable_irq(PCIIrq.MSI, [])
+    with pytest.raises(ValueError, match="start"):
+        edu.device.enable_irq(PCIIrq.MSI, [None], start=-1)

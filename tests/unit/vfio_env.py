@@ -1,0 +1,41 @@
+"""Shared set-up for the object-API unit tests: the fake standard host and an opened edu."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from pyvfio.container import Container
+from pyvfio.device import Device
+from pyvfio.fake import standard_host
+from pyvfio.group import Group
+from tests.conftest import Host, discover
+
+
+@contextmanager
+def fake_host() -> Iterator[Host]:
+    """Yield the fake standard host; on exit, check that nothing leaked."""
+    kernel = standard_host()
+    yield discover(kernel, "fake")
+    kernel.assert_clean()  # type: ignore[attr-defined]
+
+
+@dataclass
+class Opened:
+    """A container with the edu's group joined, the IOMMU set and the edu device open."""
+
+    host: Host
+    container: Container
+    group: Group
+    device: Device
+
+
+@contextmanager
+def opened_edu(host: Host) -> Iterator[Opened]:
+    """Open container, group and device of the lone edu; close them all on exit."""
+    with Container(host.kernel) as container, Group(host.edu_group, kernel=host.kernel) as group:
+        group.set_container(container)
+        container.set_iommu()
+        with group.open_device(host.edu) as device:
+            yield Opened(host, container, group, device)
