@@ -14,6 +14,12 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+try:
+    import pyvfio  # noqa: F401
+except ImportError:  # run from a source checkout without installing
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyvfio.container import Container
 from pyvfio.device import Device
