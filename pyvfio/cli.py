@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -175,11 +176,15 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
         return _fail(args, EXIT_USAGE, exc)
     except (OSError, PyvfioError) as exc:
         return _fail(args, EXIT_FAILED, exc)
-    if args.json:
-        doc = {"schema": f"pyvfio.{args.command}/1", "ok": out.code == EXIT_OK, **out.data}
-        print(json.dumps(doc, indent=2, default=str))
-    else:
-        print("\n".join(out.lines))
+    except Exception as exc:  # a bug of ours: still one line, no traceback
+        return _fail(args, EXIT_FAILED, RuntimeError(f"internal error: {type(exc).__name__}: "
+                                                     f"{exc} (please report it)"))
+    doc = {"schema": f"pyvfio.{args.command}/1", "ok": out.code == EXIT_OK, **out.data}
+    try:
+        print(json.dumps(doc, indent=2, default=str) if args.json else "\n".join(out.lines))
+        sys.stdout.flush()
+    except BrokenPipeError:  # `pyvfio ls | head`: the reader left, which is not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return out.code
 
 

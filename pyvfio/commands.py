@@ -96,8 +96,8 @@ def cmd_info(ctx: Context, args: argparse.Namespace) -> Output:
 
         try:
             data["vfio"] = vfio = vfioinfo.read(ctx.kernel, dev.bdf)
-        except (OSError, ValueError) as exc:
-            data["vfio_error"] = str(exc)
+        except Exception as exc:  # the VFIO view is optional in info
+            data["vfio_error"] = f"{type(exc).__name__}: {exc}"
             lines.append(f"  vfio: cannot open the device ({exc})")
         else:
             lines.append(f"  vfio: flags {vfio['flags']}, {vfio['num_regions']} regions, "
@@ -124,7 +124,8 @@ def cmd_bind(ctx: Context, args: argparse.Namespace) -> Output:
     if args.user:
         nodes: list[str] = []
         for b in res.devices:
-            nodes += persist.grant(ctx.kernel, ctx.host, b, args.user, dry_run=res.dry_run)
+            got = persist.grant(ctx.kernel, ctx.host, b, args.user, dry_run=res.dry_run)
+            nodes += [n for n in got if n not in nodes]
         data["granted"] = nodes
         lines += [f"owner {args.user}, mode 0660: {n}" for n in nodes]
         if args.persist:

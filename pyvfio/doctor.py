@@ -66,17 +66,21 @@ def check_iommu(kernel: Kernel, host: HostOS) -> list[Check]:
                   ("intel_iommu", "amd_iommu", "iommu", "iommu.passthrough", "iommu.strict")]
     table = {"intel": "DMAR (Intel VT-d)", "amd": "IVRS (AMD-Vi)", "arm": "IORT (Arm SMMU)"}
     out = [Check("cmdline", INFO, "IOMMU kernel arguments: " + (" ".join(iommu_args) or "none"))]
-    if not vendor and not units:
+    if "nomodule" in cmdline:
+        out.append(Check("nomodule", WARN, "the kernel was booted with 'nomodule': modules "
+                         "cannot be loaded, VFIO must be built in", "remove nomodule from the "
+                         "kernel command line"))
+    groups = _ls(kernel, "kernel/iommu_groups")
+    if not vendor and not units and not groups:
         out.append(Check("iommu-firmware", FAIL, "no DMAR/IVRS/IORT ACPI table: the firmware "
                          "exposes no IOMMU",
                          "enable VT-d / AMD-Vi (IOMMU) in the firmware setup; in a VM, give the "
                          "guest a vIOMMU (QEMU: -device intel-iommu,intremap=on)"))
     elif vendor:
         out.append(Check("iommu-firmware", OK, f"{table[vendor]} table present"))
-    groups = _ls(kernel, "kernel/iommu_groups")
-    if units and groups:
-        out.append(Check("iommu-enabled", OK, f"{len(units)} IOMMU unit(s) ({', '.join(units)}), "
-                         f"{len(groups)} IOMMU groups"))
+    if groups:
+        out.append(Check("iommu-enabled", OK, f"{len(groups)} IOMMU groups, IOMMU units: "
+                         f"{', '.join(units) or 'none listed'}"))
     elif vendor:
         arg = "intel_iommu=on" if vendor == "intel" else "amd_iommu=on"
         out.append(Check("iommu-enabled", FAIL, "the firmware has an IOMMU but the kernel did not "
