@@ -9,6 +9,7 @@ import pytest
 from pyvfio._ffi import ffi
 from pyvfio._ioctl import Capability, walk_caps
 from pyvfio.container import _decode_info
+from pyvfio.device import _decode_cap
 from pyvfio.region import decode_region_info
 
 HDR = 32  # sizeof(struct vfio_region_info)
@@ -117,3 +118,14 @@ def test_decode_iommu_info_type1_order() -> None:
         (0xFEF00000, 2**47 - 1),
     ]
     assert 0xFEE00000 not in decoded.iova_ranges[0] and decoded.iova_ranges[0].size == 0xFEE00000
+
+
+def test_decode_device_caps_zpci_and_atomics() -> None:
+    util = cap(3, 64, struct.pack("<I", 5) + b"hello" + bytes(3))  # util_str of 5 bytes
+    atomic = cap(5, 0, struct.pack("<II", 0x3, 0))
+    caps = walk_caps(buffer((24, cap(1, 40, bytes(8))), (40, util), (64, atomic)), 24, 24)
+    decoded = [_decode_cap(c) for c in caps]
+    assert [d.id for d in decoded] == [1, 3, 5]
+    assert decoded[0].fields["start_dma"] == 0  # short cap zero-padded to its struct
+    assert decoded[1].payload == b"hello" and decoded[1].fields["size"] == 5
+    assert decoded[2].fields == {"flags": 3}

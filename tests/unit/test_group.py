@@ -11,8 +11,9 @@ import pytest
 from pyvfio import uapi
 from pyvfio.container import Container
 from pyvfio.errors import GroupNotViableError
+from pyvfio.fake import standard_host
 from pyvfio.group import Group
-from tests.conftest import Host
+from tests.conftest import Host, discover
 from tests.helpers import expect_errno
 from tests.unit.vfio_env import fake_host
 
@@ -142,3 +143,15 @@ def test_two_groups_one_container(host: Host) -> None:
             b.set_container(c)
             with b.open_device(host.pair[0]) as d1, b.open_device(host.pair[1]) as d2:
                 assert not d1.closed and not d2.closed
+
+
+def test_noiommu_group_path_and_iommu_type() -> None:
+    kernel = standard_host(noiommu=True)
+    host = discover(kernel, "noiommu")
+    with Container(kernel) as c, Group(host.edu_group, kernel=kernel) as g:
+        assert g.noiommu and g.path == f"/dev/vfio/noiommu-{host.edu_group}"
+        g.set_container(c)
+        assert c.set_iommu() == uapi.IOMMUType.NOIOMMU
+        with g.open_device(host.edu) as d:
+            assert d.info().pci
+    kernel.assert_clean()
