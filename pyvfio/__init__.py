@@ -4,6 +4,9 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from pyvfio.container import Container
+from pyvfio.device import Device
+from pyvfio.dma import DMASpace, Mapping, allocate
 from pyvfio.errors import (
     BindError,
     GroupNotViableError,
@@ -12,16 +15,27 @@ from pyvfio.errors import (
     PyvfioError,
     UnsupportedAPIError,
 )
+from pyvfio.group import Group
+from pyvfio.irq import EventFD
 from pyvfio.kernel import Kernel, LinuxKernel
+from pyvfio.pci import PCIConfig
 
 __all__ = [
     "BindError",
+    "Container",
+    "DMASpace",
+    "Device",
+    "EventFD",
+    "Group",
     "GroupNotViableError",
     "Kernel",
     "LinuxKernel",
+    "Mapping",
     "ModeUnavailableError",
     "NotBoundError",
+    "PCIConfig",
     "PyvfioError",
     "UnsupportedAPIError",
     "__version__",
+    "allocate",
 ]
