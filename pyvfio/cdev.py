@@ -1,0 +1,244 @@
+"""Devices opened through their VFIO cdev (/dev/vfio/devices/vfioX), and choosing the IOMMU mode.
+
+A cdev device is opened on its own, then bound to an iommufd (until then every other ioctl is
+EINVAL, vfio_main.c), then attached to an IOAS or HWPT.  Regions, interrupts and reset are the same
+code as for a group-opened :class:`pyvfio.device.Device`.  :func:`open_device` picks iommufd when
+/dev/iommu and the cdev exist, the legacy container otherwise, and says why.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from pyvfio import uapi
+from pyvfio._ffi import C, ffi, new
+from pyvfio.container import Container
+from pyvfio.device import Device
+from pyvfio.dma import DMASpace, check_int
+from pyvfio.errors import ModeUnavailableError
+from pyvfio.group import Group
+from pyvfio.hwpt import HWPT
+from pyvfio.iommufd import IOAS, IOMMUFD, U32_MAX
+from pyvfio.iommufd import PATH as IOMMU_PATH
+from pyvfio.kernel import Kernel, default
+
+MODES = ("auto", "iommufd", "legacy")
+
+
+def cdev_path(bdf: str, *, kernel: Kernel | None = None) -> str | None:
+    """Return /dev/vfio/devices/vfioX of PCI device ``bdf`` from sysfs ``vfio-dev/``, or None."""
+    if not isinstance(bdf, str):
+        raise TypeError(f"bdf must be a str, not {type(bdf).__name__}")
+    kernel = default() if kernel is None else kernel
+    rel = f"bus/pci/devices/{bdf}/vfio-dev"
+    if not kernel.sysfs_exists(rel):
+        return None
+    names = [n for n in kernel.sysfs_listdir(rel) if n.startswith("vfio")]
+    return f"/dev/vfio/devices/{names[0]}" if names else None
+
+
+class CdevDevice(Device):
+    """A VFIO device opened through its cdev; bind it to an :class:`IOMMUFD` before use."""
+
+    def __init__(self, bdf: str, *, kernel: Kernel | None = None, path: str | None = None) -> None:
+        """Open the cdev of ``bdf`` (``path`` overrides the sysfs lookup).
+
+        Raises:
+            TypeError: ``bdf`` not a str.
+            FileNotFoundError: the device has no cdev (not bound to vfio-pci, or a kernel
+                without CONFIG_VFIO_DEVICE_CDEV).
+        """
+        kernel = default() if kernel is None else kernel
+        path = path or cdev_path(bdf, kernel=kernel)
+        if path is None:
+            raise FileNotFoundError(2, f"{bdf} has no VFIO cdev (sysfs vfio-dev)", bdf)
+        # what Device.__init__ sets up, without a group: the cdev stands alone
+        self.group = None  # type: ignore[assignment]
+        self.name, self.path = bdf, path
+        self._maps: list[Any] = []
+        self._regions: dict[int, Any] = {}
+        self.iommufd: IOMMUFD | None = None
+        self.dev_id: int | None = None
+        self.hwpt_id: int | None = None
+        self._own(kernel, kernel.open(path))
+
+    def __repr__(self) -> str:
+        return f"<CdevDevice {self.name} {self.path} fd={self._fd} dev_id={self.dev_id}>"
+
+    def bind(self, iommufd: IOMMUFD, *, vf_token: uuid.UUID | str | None = None) -> int:
+        """Bind to ``iommufd`` (``VFIO_DEVICE_BIND_IOMMUFD``); return the DEVICE id.
+
+        Raises:
+            ValueError: already bound through this object, or a malformed ``vf_token``.
+            OSError: EBUSY (the group is open through /dev/vfio/N), EINVAL (bound already,
+                or a token on kernels before 6.16 / on a device that is not PF or VF), EPERM
+                (DMA owner conflict in the group, no interrupt remapping).
+        """
+        if self.iommufd is not None:
+            raise ValueError(f"{self!r} is already bound")
+        if not isinstance(iommufd, IOMMUFD):
+            raise TypeError(f"iommufd must be an IOMMUFD, not {type(iommufd).__name__}")
+        token = None
+        if vf_token is not None:
+            token = ffi.new("uint8_t[16]", list(uuid.UUID(str(vf_token)).bytes))
+        arg = new("struct vfio_device_bind_iommufd *", iommufd=iommufd.fileno(),
+                  flags=C.VFIO_DEVICE_BIND_FLAG_TOKEN if token is not None else 0,
+                  token_uuid_ptr=int(ffi.cast("uintptr_t", token)) if token is not None else 0)
+        if token is None:
+            arg.argsz = 16  # the 6.12 layout: older kernels need not see the new field
+        self._call(uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
+        self.iommufd, self.dev_id = iommufd, int(arg.out_devid)
+        iommufd._adopt(self)  # the iommufd closes its devices first
+        return self.dev_id
+
+    def attach(self, pt: IOAS | HWPT | int) -> int:
+        """Attach to an IOAS (an automatic HWPT) or a HWPT; replaces a previous attachment.
+
+        Returns:
+            The id of the HWPT now in use.
+
+        Raises:
+            ValueError: not bound.
+            OSError: ENOENT (no such object), EINVAL (not an IOAS/HWPT, or another device of the
+                IOMMU group is attached elsewhere), EADDRINUSE (reserved regions collide with
+                mappings or allowed ranges), EBUSY (during reset, 6.16+).
+        """
+        pt_id = pt if isinstance(pt, int) else getattr(pt, "id", None)
+        if not isinstance(pt_id, int) or isinstance(pt_id, bool):
+            raise TypeError(f"pt must be an IOAS, a HWPT or an id, not {type(pt).__name__}")
+        check_int("pt_id", pt_id, 0, U32_MAX)
+        self._check_bound()
+        arg = new("struct vfio_device_attach_iommufd_pt *", pt_id=pt_id)
+        arg.argsz = 12  # 6.12 layout (no pasid)
+        self._call(uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, arg)
+        self.hwpt_id = int(arg.pt_id)
+        return self.hwpt_id
+
+    def detach(self) -> None:
+        """Detach from the IOAS/HWPT; nothing happens if not attached.
+
+        Raises:
+            ValueError: not bound.
+        """
+        self._check_bound()
+        arg = new("struct vfio_device_detach_iommufd_pt *")
+        arg.argsz = 8
+        self._call(uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT, arg)
+        self.hwpt_id = None
+
+    def hw_info(self) -> Any:
+        """Return :meth:`IOMMUFD.hw_info` of this device."""
+        self._check_bound()
+        assert self.iommufd is not None and self.dev_id is not None
+        return self.iommufd.hw_info(self.dev_id)
+
+    def _check_bound(self) -> None:
+        self._check_open()
+        if self.iommufd is None:
+            raise ValueError(f"{self!r} is not bound to an iommufd")
+
+    def close(self) -> None:
+        """Close the cdev: the kernel detaches and unbinds (idempotent)."""
+        super().close()
+        self.hwpt_id = None
+
+
+@dataclass(frozen=True)
+class OpenedDevice:
+    """What :func:`open_device` opened, in which IOMMU mode, and why not the other.
+
+    Attributes:
+        device: the device, ready for regions, interrupts and DMA.
+        dma: its DMA space (an :class:`IOAS` or a legacy ``Container``).
+        mode: ``"iommufd"`` or ``"legacy"``.
+        reason: why the other mode was not used.
+        owners: the fds opened for it, closed by :meth:`close` (device first).
+    """
+
+    device: Device
+    dma: DMASpace
+    mode: str
+    reason: str
+    owners: tuple[Any, ...]
+
+    def close(self) -> None:
+        """Close the device, then its group/container or IOAS and iommufd."""
+        for owner in self.owners:
+            owner.close()
+
+    def __enter__(self) -> OpenedDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _iommufd_unavailable(bdf: str, kernel: Kernel) -> str | None:
+    if not kernel.exists(IOMMU_PATH):
+        return f"{IOMMU_PATH} does not exist (kernel without CONFIG_IOMMUFD, e.g. Debian's)"
+    if cdev_path(bdf, kernel=kernel) is None:
+        return f"{bdf} has no VFIO cdev (CONFIG_VFIO_DEVICE_CDEV unset or not bound to vfio-pci)"
+    return None
+
+
+def open_device(bdf: str, mode: str = "auto", *, kernel: Kernel | None = None) -> OpenedDevice:
+    """Open PCI device ``bdf`` with its DMA space in the best (or the given) IOMMU mode.
+
+    Args:
+        bdf: the device, bound to vfio-pci (``0000:00:03.0``).
+        mode: ``"auto"`` (iommufd if /dev/iommu and the cdev exist, else legacy),
+            ``"iommufd"`` or ``"legacy"``.
+        kernel: the kernel; the real one by default.
+
+    Raises:
+        TypeError, ValueError: bad ``bdf`` or ``mode``.
+        ModeUnavailableError: ``mode="iommufd"`` on a host without it.
+        OSError: the kernel's refusal of any step (nothing stays open).
+    """
+    if not isinstance(bdf, str) or not bdf:
+        raise TypeError(f"bdf must be a non-empty str, not {bdf!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    kernel = default() if kernel is None else kernel
+    why_not = _iommufd_unavailable(bdf, kernel)
+    if mode == "iommufd" and why_not:
+        raise ModeUnavailableError(f"iommufd mode unavailable: {why_not}")
+    if mode == "legacy" or why_not:
+        reason = "legacy mode requested" if mode == "legacy" else why_not
+        return _open_legacy(bdf, kernel, f"iommufd not used: {reason}")
+    why = "iommufd requested" if mode == "iommufd" else "iommufd and the cdev are available"
+    return _open_iommufd(bdf, kernel, f"legacy container not used: {why}")
+
+
+def _open_iommufd(bdf: str, kernel: Kernel, reason: str) -> OpenedDevice:
+    iommufd = IOMMUFD(kernel)
+    try:
+        ioas = iommufd.ioas()
+        device = CdevDevice(bdf, kernel=kernel)
+        device.bind(iommufd)
+        device.attach(ioas)
+    except BaseException:
+        iommufd.close()  # closes the cdev first: unbind and detach come with it
+        raise
+    return OpenedDevice(device, ioas, "iommufd", reason, (device, iommufd))
+
+
+def _open_legacy(bdf: str, kernel: Kernel, reason: str) -> OpenedDevice:
+    link = kernel.sysfs_readlink(f"bus/pci/devices/{bdf}/iommu_group")
+    container = Container(kernel)
+    group = None
+    try:
+        group = Group(int(posixpath.basename(link)), kernel=kernel)
+        group.set_container(container)
+        container.set_iommu()
+        device = group.open_device(bdf)
+    except BaseException:
+        if group is not None:
+            group.close()
+        container.close()
+        raise
+    return OpenedDevice(device, container, "legacy", reason, (device, group, container))
+

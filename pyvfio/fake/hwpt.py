@@ -1,0 +1,426 @@
+"""HWPTs, bound devices and fault queues of the fake iommufd (hw_pagetable.c, device.c, fault.c).
+
+A device enters an iommufd through :func:`bind` (the VFIO cdev's BIND_IOMMUFD), gets a DEVICE object
+and then attaches to an IOAS (an automatic HWPT is found or made) or to a HWPT.  All devices of one
+IOMMU group share one HWPT (device.c:iommufd_hw_pagetable_attach); re-attaching replaces the
+group's HWPT.  Device models reach memory through :func:`dma_translate`, which also marks pages
+dirty when tracking is on and queues a page fault when the HWPT has a fault queue and no mapping.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections import deque
+from typing import Any
+
+from pyvfio import uapi
+from pyvfio._ffi import C, CData, ffi
+from pyvfio.fake.iommufd import IOASObj, IommufdCtx, Obj, handler
+from pyvfio.fake.memory import kerr
+
+PGFAULT_SIZE = ffi.sizeof("struct iommu_hwpt_pgfault")
+RESPONSE_SIZE = ffi.sizeof("struct iommu_hwpt_page_response")
+
+
+class FaultObj(Obj):
+    """IOMMUFD_OBJ_FAULT: the queue behind a fault fd."""
+
+    kind = "FAULT"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: deque[bytes] = deque()
+        self.pending: dict[int, bytes] = {}  # cookie -> event awaiting a response
+        self.responses: list[tuple[int, int]] = []  # (cookie, code) written by user space
+        self.cookie = 0
+        self.fd_open = True
+
+    def report(self, dev_id: int, addr: int, perm: int, flags: int = 2) -> int:
+        """Queue one fault record (the device model feeds this); return its cookie."""
+        self.cookie += 1
+        fields = {"flags": flags, "dev_id": dev_id, "perm": perm, "addr": addr,
+                  "length": 4096, "cookie": self.cookie}
+        rec = ffi.new("struct iommu_hwpt_pgfault *", fields)
+        self.events.append(bytes(ffi.buffer(rec)))
+        return self.cookie
+
+
+class FaultFile:
+    """The fd of a fault queue: read() returns records, write() takes page responses (fault.c)."""
+
+    kind = "iommufd-fault"
+
+    def __init__(self, ctx: IommufdCtx, fault: FaultObj) -> None:
+        self.ctx, self.fault = ctx, fault
+
+    def read(self, size: int) -> bytes:
+        """Return whole records that fit in ``size``. Raises EINVAL if not even one fits."""
+        if size < PGFAULT_SIZE:
+            raise kerr(errno.EINVAL)
+        out = b""
+        while self.fault.events and len(out) + PGFAULT_SIZE <= size:
+            rec = self.fault.events.popleft()
+            self.fault.pending[int.from_bytes(rec[36:40], "little")] = rec
+            out += rec
+        return out
+
+    def write(self, data: bytes) -> int:
+        """Take page responses. Raises EINVAL for a partial record or an unknown cookie."""
+        if len(data) % RESPONSE_SIZE:
+            raise kerr(errno.EINVAL)
+        for off in range(0, len(data), RESPONSE_SIZE):
+            cookie = int.from_bytes(data[off : off + 4], "little")
+            code = int.from_bytes(data[off + 4 : off + 8], "little")
+            if cookie not in self.fault.pending:
+                raise kerr(errno.EINVAL)
+            del self.fault.pending[cookie]
+            self.fault.responses.append((cookie, code))
+        return len(data)
+
+    def release(self) -> None:
+        """Close the fd: the object stays until destroyed, the ctx reference goes."""
+        self.fault.fd_open = False
+        self.ctx.put()
+
+
+class HWPTObj(Obj):
+    """IOMMUFD_OBJ_HWPT_PAGING (``parent is None``) or IOMMUFD_OBJ_HWPT_NESTED."""
+
+    def __init__(self, ioas: IOASObj, flags: int, *, auto: bool, parent: HWPTObj | None = None):
+        super().__init__()
+        self.kind = "HWPT_NESTED" if parent else "HWPT_PAGING"
+        self.ioas, self.flags, self.auto, self.parent = ioas, flags, auto, parent
+        self.devices: set[Any] = set()
+        self.dirty_enabled = False
+        self.dirty: set[int] = set()  # IOVAs of dirty pages (page size of the model)
+        self.fault: FaultObj | None = None
+        self.invalidations: list[bytes] = []
+        if parent:
+            parent.users += 1
+        else:
+            ioas.users += 1
+            ioas.hwpts.append(self)
+
+    def busy(self) -> bool:
+        return self.users > 0 or bool(self.devices)
+
+    def destroy(self, ctx: IommufdCtx) -> None:
+        if self.parent:
+            self.parent.users -= 1
+        else:
+            self.ioas.users -= 1
+            self.ioas.hwpts.remove(self)
+            _domains_changed(ctx, self.ioas)
+        if self.fault:
+            self.fault.users -= 1
+
+
+class DeviceObj(Obj):
+    """IOMMUFD_OBJ_DEVICE: a device bound through its cdev; always EBUSY for IOMMU_DESTROY."""
+
+    kind = "DEVICE"
+
+    def __init__(self, dev: Any, group: object) -> None:
+        super().__init__()
+        self.dev, self.group = dev, group
+        self.hwpt: HWPTObj | None = None
+
+    def busy(self) -> bool:
+        return True  # the VFIO driver holds its reference until unbind (device.c)
+
+
+def _domains_changed(ctx: IommufdCtx, ioas: IOASObj) -> None:
+    """Recompute reserved ranges and alignment after domains come or go (iopt_table_*)."""
+    iopt = ioas.iopt
+    if not ioas.hwpts:
+        iopt.unreserve("aperture")
+        iopt.update_alignment(1)
+
+
+def _add_domain(ctx: IommufdCtx, ioas: IOASObj) -> None:
+    """Reserve outside the aperture, raise the alignment (io_pagetable.c:iopt_table_add_domain)."""
+    model, iopt = ctx.model, ioas.iopt
+    if any(o == "aperture" for _, _, o in iopt.reserved.items()):
+        return
+    start, last = model.aperture
+    added = []
+    try:
+        if start > 0:
+            iopt.reserve(0, start - 1, "aperture")
+            added.append(1)
+        if last < (1 << 64) - 1:
+            iopt.reserve(last + 1, (1 << 64) - 1, "aperture")
+        iopt.update_alignment(model.page_size)
+    except OSError:
+        iopt.unreserve("aperture")
+        raise
+
+
+# -- device side: bind, attach, detach, unbind ------------------------------------------------
+
+
+def bind(ctx: IommufdCtx, dev: Any, group: object) -> DeviceObj:
+    """Bind ``dev`` (of IOMMU ``group``) to ``ctx`` (device.c:iommufd_device_bind)."""
+    obj = DeviceObj(dev, group)
+    ctx.table.add(obj)
+    return obj
+
+
+def unbind(ctx: IommufdCtx, obj: DeviceObj) -> None:
+    """Detach and forget the device (iommufd_device_unbind)."""
+    detach(ctx, obj)
+    ctx.table.remove(obj)
+
+
+def _group_members(ctx: IommufdCtx, group: object) -> list[DeviceObj]:
+    return [o for o in ctx.table.objects.values() if isinstance(o, DeviceObj) and o.group == group]
+
+
+def _auto_hwpt(ctx: IommufdCtx, ioas: IOASObj) -> HWPTObj:
+    for found in ioas.hwpts:
+        if found.auto:
+            auto: HWPTObj = found  # every fake device is compatible with every fake domain
+            return auto
+    hwpt = HWPTObj(ioas, 0, auto=True)
+    ctx.table.add(hwpt)
+    return hwpt
+
+
+def _reserve_device(ctx: IommufdCtx, ioas: IOASObj, obj: DeviceObj) -> None:
+    window = ctx.model.msi_window
+    if window and not any(o is obj for _, _, o in ioas.iopt.reserved.items()):
+        ioas.iopt.reserve(window[0], window[1], obj)
+
+
+def attach(ctx: IommufdCtx, obj: DeviceObj, pt_id: int) -> int:
+    """Attach (or replace) ``obj``'s group to the IOAS/HWPT ``pt_id``; return the HWPT id.
+
+    Raises:
+        OSError: ENOENT unknown id, EINVAL wrong object type or a group neighbour on another
+            HWPT, EADDRINUSE reserved regions colliding with mappings or allowed ranges.
+    """
+    target = ctx.table.get(pt_id)
+    if not isinstance(target, (IOASObj, HWPTObj)):
+        raise kerr(errno.EINVAL)
+    members = _group_members(ctx, obj.group)
+    current = obj.hwpt or next((m.hwpt for m in members if m.hwpt), None)
+    same = current is target or (current is not None and current.auto and current.ioas is target)
+    if obj.hwpt is None and current is not None and not same:
+        raise kerr(errno.EINVAL)  # device.c: igroup->hwpt != hwpt
+    ioas = target if isinstance(target, IOASObj) else target.ioas
+    created = isinstance(target, IOASObj) and not any(h.auto for h in ioas.hwpts)
+    hwpt = _auto_hwpt(ctx, target) if isinstance(target, IOASObj) else target
+    try:
+        _add_domain(ctx, ioas)
+        _reserve_device(ctx, ioas, obj)
+    except OSError:
+        ioas.iopt.unreserve(obj)
+        if created:
+            ctx.destroy(hwpt)
+        raise
+    movers = [obj] if current is None else [m for m in members if m.hwpt is current] + [obj]
+    for m in set(movers):
+        _set_hwpt(ctx, m, hwpt)
+    return hwpt.id
+
+
+def _set_hwpt(ctx: IommufdCtx, obj: DeviceObj, hwpt: HWPTObj | None) -> None:
+    old, obj.hwpt = obj.hwpt, hwpt
+    if hwpt is not None:
+        hwpt.devices.add(obj)
+    if old is not None and old is not hwpt:
+        old.devices.discard(obj)
+        if old.ioas is not (hwpt.ioas if hwpt else None):
+            old.ioas.iopt.unreserve(obj)
+        if old.auto and not old.devices:
+            ctx.destroy(old)
+
+
+def detach(ctx: IommufdCtx, obj: DeviceObj) -> None:
+    """Detach ``obj`` if attached; a no-op otherwise (vfio_iommufd_physical_detach_ioas)."""
+    if obj.hwpt is not None:
+        _set_hwpt(ctx, obj, None)
+
+
+def dma_translate(
+    ctx: IommufdCtx, obj: DeviceObj, iova: int, write: bool
+) -> tuple[int, int] | None:
+    """Translate a device access; return ``(user address, bytes left)`` or None (DMA fault).
+
+    A write marks the page dirty when the HWPT tracks dirty pages; a miss on a HWPT with a fault
+    queue queues a page fault for user space.
+    """
+    hwpt = obj.hwpt
+    if hwpt is None:
+        return None  # blocked: a bound but unattached device has no DMA
+    hit = hwpt.ioas.iopt.translate(iova)
+    perm = C.IOMMU_IOAS_MAP_WRITEABLE if write else C.IOMMU_IOAS_MAP_READABLE
+    if hit is None or not hit[2] & perm:
+        if hwpt.fault is not None:
+            hwpt.fault.report(obj.id, iova - iova % 4096, 2 if write else 1)
+        return None
+    if write and hwpt.dirty_enabled:
+        hwpt.dirty.add(iova - iova % ctx.model.page_size)
+    return hit[0], hit[1]
+
+
+# -- ioctls ------------------------------------------------------------------------------------
+
+
+def _get_device(ctx: IommufdCtx, dev_id: int) -> DeviceObj:
+    obj = ctx.table.get(dev_id, "DEVICE")
+    assert isinstance(obj, DeviceObj)
+    return obj
+
+
+def _get_hwpt(ctx: IommufdCtx, hwpt_id: int, kind: str = "HWPT_PAGING") -> HWPTObj:
+    obj = ctx.table.get(hwpt_id)
+    if not isinstance(obj, HWPTObj) or obj.kind != kind:
+        raise kerr(errno.ENOENT)
+    hwpt: HWPTObj = obj
+    return hwpt
+
+
+@handler(uapi.IOMMU_HWPT_ALLOC, "struct iommu_hwpt_alloc", "__reserved")
+def IOMMU_HWPT_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kernel name
+    if cmd.__reserved:
+        raise kerr(errno.EOPNOTSUPP)
+    if (cmd.data_type == C.IOMMU_HWPT_DATA_NONE) == bool(cmd.data_len):
+        raise kerr(errno.EINVAL)
+    _get_device(ctx, cmd.dev_id)
+    pt = ctx.table.objects.get(cmd.pt_id)
+    if isinstance(pt, IOASObj):
+        hwpt = _alloc_paging(ctx, pt, cmd)
+    elif isinstance(pt, HWPTObj) and pt.kind == "HWPT_PAGING":
+        hwpt = _alloc_nested(ctx, pt, cmd)
+    else:
+        raise kerr(errno.EINVAL)  # hw_pagetable.c: a bad pt_id is EINVAL, not ENOENT
+    if cmd.flags & C.IOMMU_HWPT_FAULT_ID_VALID:
+        fault = ctx.table.objects.get(cmd.fault_id)
+        if not isinstance(fault, FaultObj):
+            hwpt.destroy(ctx)
+            raise kerr(errno.ENOENT)
+        hwpt.fault = fault
+        fault.users += 1
+    cmd.out_hwpt_id = ctx.table.add(hwpt)
+
+
+def _alloc_paging(ctx: IommufdCtx, ioas: IOASObj, cmd: CData) -> HWPTObj:
+    valid = C.IOMMU_HWPT_ALLOC_NEST_PARENT | C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+    valid |= C.IOMMU_HWPT_FAULT_ID_VALID
+    if cmd.data_type != C.IOMMU_HWPT_DATA_NONE:
+        raise kerr(errno.EINVAL)
+    if cmd.flags & ~valid:
+        raise kerr(errno.EOPNOTSUPP)
+    if cmd.flags & C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not ctx.model.dirty_tracking:
+        raise kerr(errno.EOPNOTSUPP)
+    if cmd.flags & C.IOMMU_HWPT_ALLOC_NEST_PARENT and not ctx.model.nesting:
+        raise kerr(errno.EOPNOTSUPP)
+    _add_domain(ctx, ioas)
+    return HWPTObj(ioas, cmd.flags, auto=False)
+
+
+def _alloc_nested(ctx: IommufdCtx, parent: HWPTObj, cmd: CData) -> HWPTObj:
+    if not parent.flags & C.IOMMU_HWPT_ALLOC_NEST_PARENT:
+        raise kerr(errno.EINVAL)
+    if cmd.flags & ~C.IOMMU_HWPT_FAULT_ID_VALID:
+        raise kerr(errno.EOPNOTSUPP)
+    if cmd.data_type != C.IOMMU_HWPT_DATA_VTD_S1:
+        raise kerr(errno.EOPNOTSUPP)
+    if cmd.data_len < ffi.sizeof("struct iommu_hwpt_vtd_s1"):
+        raise kerr(errno.EINVAL)
+    ctx.memory.read(cmd.data_uptr, cmd.data_len)  # copy_struct_from_user: EFAULT
+    return HWPTObj(parent.ioas, cmd.flags, auto=False, parent=parent)
+
+
+@handler(uapi.IOMMU_GET_HW_INFO, "struct iommu_hw_info", "__reserved")
+def IOMMU_GET_HW_INFO(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    if cmd.flags or any(cmd.__reserved):
+        raise kerr(errno.EOPNOTSUPP)
+    _get_device(ctx, cmd.dev_id)
+    data = ctx.model.hw_info_data
+    if cmd.data_len:
+        n = min(cmd.data_len, len(data))
+        ctx.memory.write(cmd.data_uptr, data[:n] + bytes(cmd.data_len - n))
+    cmd.data_len = len(data)
+    cmd.out_data_type = ctx.model.hw_info_type
+    cmd.out_capabilities = ctx.model.capabilities
+    cmd.out_max_pasid_log2 = ctx.model.max_pasid_log2
+
+
+@handler(
+    uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, "struct iommu_hwpt_set_dirty_tracking", "__reserved"
+)
+def IOMMU_HWPT_SET_DIRTY_TRACKING(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    if cmd.flags & ~C.IOMMU_HWPT_DIRTY_TRACKING_ENABLE or cmd.__reserved:
+        raise kerr(errno.EOPNOTSUPP)
+    hwpt = _get_hwpt(ctx, cmd.hwpt_id)
+    if not hwpt.flags & C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING:
+        raise kerr(errno.EOPNOTSUPP)  # a domain without dirty_ops
+    hwpt.dirty_enabled = bool(cmd.flags)
+    hwpt.dirty.clear()
+
+
+@handler(uapi.IOMMU_HWPT_GET_DIRTY_BITMAP, "struct iommu_hwpt_get_dirty_bitmap", "data")
+def IOMMU_HWPT_GET_DIRTY_BITMAP(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    if cmd.flags & ~C.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR or cmd.__reserved:
+        raise kerr(errno.EOPNOTSUPP)
+    hwpt = _get_hwpt(ctx, cmd.hwpt_id)
+    if not hwpt.flags & C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING:
+        raise kerr(errno.EOPNOTSUPP)
+    _check_bitmap_range(hwpt.ioas.iopt.iova_alignment, cmd)
+    npages = cmd.length // cmd.page_size
+    bitmap = bytearray(ctx.memory.read(cmd.data, (npages + 7) // 8))
+    for page in sorted(hwpt.dirty):
+        if cmd.iova <= page < cmd.iova + cmd.length:
+            i = (page - cmd.iova) // cmd.page_size
+            bitmap[i // 8] |= 1 << (i % 8)  # the kernel ORs into the user's bitmap
+            if not cmd.flags & C.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR:
+                hwpt.dirty.discard(page)
+    ctx.memory.write(cmd.data, bytes(bitmap))
+
+
+def _check_bitmap_range(align: int, cmd: CData) -> None:
+    """hw_pagetable.c:iommufd_check_iova_range."""
+    if cmd.length == 0 or cmd.iova + cmd.length - 1 > (1 << 64) - 1:
+        raise kerr(errno.EOVERFLOW)
+    end = cmd.iova + cmd.length
+    if cmd.iova % align or end % align or not cmd.page_size:
+        raise kerr(errno.EINVAL)
+    if cmd.iova % cmd.page_size or end % cmd.page_size:
+        raise kerr(errno.EINVAL)
+
+
+@handler(uapi.IOMMU_HWPT_INVALIDATE, "struct iommu_hwpt_invalidate", "__reserved")
+def IOMMU_HWPT_INVALIDATE(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    if cmd.__reserved:
+        raise kerr(errno.EOPNOTSUPP)
+    if cmd.entry_num and (not cmd.data_uptr or not cmd.entry_len):
+        raise kerr(errno.EINVAL)
+    obj = ctx.table.get(cmd.hwpt_id)
+    if not isinstance(obj, HWPTObj) or obj.kind != "HWPT_NESTED":
+        raise kerr(errno.EINVAL)
+    if cmd.data_type != C.IOMMU_HWPT_INVALIDATE_DATA_VTD_S1:
+        raise kerr(errno.EINVAL)
+    want, done, n = ffi.sizeof("struct iommu_hwpt_vtd_s1_invalidate"), 0, cmd.entry_num
+    try:
+        for i in range(n):
+            raw = ctx.memory.read(cmd.data_uptr + i * cmd.entry_len, min(cmd.entry_len, want))
+            raw += bytes(want - len(raw))
+            if int.from_bytes(raw[16:20], "little") & ~C.IOMMU_VTD_INV_FLAGS_LEAF or any(raw[20:]):
+                raise kerr(errno.EOPNOTSUPP)
+            obj.invalidations.append(raw)
+            done += 1
+    finally:
+        cmd.entry_num = done
+
+
+@handler(uapi.IOMMU_FAULT_QUEUE_ALLOC, "struct iommu_fault_alloc", "out_fault_fd")
+def IOMMU_FAULT_QUEUE_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    if cmd.flags:
+        raise kerr(errno.EOPNOTSUPP)
+    fault = FaultObj()
+    ctx.table.add(fault)
+    ctx.users += 1
+    cmd.out_fault_fd = ctx.install_fd(FaultFile(ctx, fault))
+    cmd.out_fault_id = fault.id

@@ -1,0 +1,427 @@
+"""The /dev/iommu fd kind of the fake kernel: iommufd objects, ids and the IOMMU_* ioctls.
+
+One :class:`IommufdFile` per open of /dev/iommu (main.c:iommufd_fops_open).  Requests go through
+:meth:`IommufdFile.ioctl`, which applies the size convention of main.c:iommufd_fops_ioctl (size
+below the minimum EINVAL, non-zero bytes past the struct E2BIG, the struct copied back on success)
+and dispatches to a handler named after the ioctl.  Object ids come from one per-fd space, as the
+kernel's ``xa_alloc(XA_FLAGS_ALLOC1, xa_limit_31b)``: the lowest free id >= 1, so a destroyed id is
+handed out again.  The HWPT ioctls live in :mod:`pyvfio.fake.hwpt`.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pyvfio import uapi
+from pyvfio._ffi import C, CData, ffi
+from pyvfio.fake.ioas import PAGE_SIZE, U64_MAX, ULONG_MAX, Area, IOPageTable
+from pyvfio.fake.memory import UserMemory, address, kerr
+
+MAP_FLAGS = C.IOMMU_IOAS_MAP_FIXED_IOVA | C.IOMMU_IOAS_MAP_WRITEABLE | C.IOMMU_IOAS_MAP_READABLE
+RW = C.IOMMU_IOAS_MAP_WRITEABLE | C.IOMMU_IOAS_MAP_READABLE
+
+
+@dataclass
+class IOMMUModel:
+    """What the fake IOMMU hardware offers (the knobs of a host's vIOMMU).
+
+    Defaults imitate QEMU's intel-iommu: VT-d hw info, 48-bit aperture, the x86 MSI window
+    reserved, 4 KiB pages, no dirty tracking, no nesting.
+    """
+
+    hw_info_type: int = 1  # IOMMU_HW_INFO_TYPE_INTEL_VTD
+    hw_info_data: bytes = b"\0" * 24  # struct iommu_hw_info_vtd
+    capabilities: int = 0
+    max_pasid_log2: int = 0
+    aperture: tuple[int, int] = (0, (1 << 48) - 1)
+    msi_window: tuple[int, int] | None = (0xFEE00000, 0xFEEFFFFF)
+    page_size: int = PAGE_SIZE
+    dirty_tracking: bool = False
+    nesting: bool = False
+    map_file: bool = True  # IOMMU_IOAS_MAP_FILE (Linux 6.13+)
+
+
+class Obj:
+    """An iommufd object; ``users`` counts references other objects hold on it."""
+
+    kind = "ANY"
+
+    def __init__(self) -> None:
+        self.id = 0
+        self.users = 0
+
+    def busy(self) -> bool:
+        """Tell whether IOMMU_DESTROY must answer EBUSY."""
+        return self.users > 0
+
+    def destroy(self, ctx: IommufdCtx) -> None:
+        """Drop the references this object holds (called once it is out of the table)."""
+
+
+class IOASObj(Obj):
+    """IOMMUFD_OBJ_IOAS."""
+
+    kind = "IOAS"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.iopt = IOPageTable()
+        self.hwpts: list[Any] = []  # HWPT_PAGING objects whose domains map this IOAS
+
+
+@dataclass
+class ObjectTable:
+    """The per-fd xarray of objects: ids from 1, lowest free first."""
+
+    objects: dict[int, Obj] = field(default_factory=dict)
+
+    def add(self, obj: Obj) -> int:
+        """Give ``obj`` the lowest free id and return it."""
+        new_id = 1
+        while new_id in self.objects:  # ids stay small: a test's handful of objects
+            new_id += 1
+        if new_id >= 1 << 31:
+            raise kerr(errno.EBUSY)
+        obj.id = new_id
+        self.objects[new_id] = obj
+        return new_id
+
+    def get(self, obj_id: int, kind: str = "ANY") -> Obj:
+        """Return the object ``obj_id`` of ``kind`` (iommufd_get_object). Raises ENOENT."""
+        obj = self.objects.get(obj_id)
+        if obj is None or kind not in ("ANY", obj.kind):
+            raise kerr(errno.ENOENT)
+        return obj
+
+    def remove(self, obj: Obj) -> None:
+        """Forget ``obj`` (its id becomes free)."""
+        del self.objects[obj.id]
+
+
+class IommufdCtx:
+    """The state behind one /dev/iommu fd (struct iommufd_ctx)."""
+
+    def __init__(self, model: IOMMUModel, memory: UserMemory, install_fd: Callable[[Any], int]):
+        self.model = model
+        self.memory = memory
+        self.install_fd = install_fd
+        self.table = ObjectTable()
+        self.account_mode_mm = False
+        self.vfio_ioas: IOASObj | None = None
+        self.groups: dict[object, Any] = {}  # iommu group key -> HWPT its devices are attached to
+        self.users = 0  # bound devices and fault fds keep the ctx alive (file references)
+        self.closed = False  # the /dev/iommu fd itself was closed
+
+    def get_ioas(self, ioas_id: int) -> IOASObj:
+        """Return the IOAS ``ioas_id``. Raises ENOENT."""
+        obj = self.table.get(ioas_id, "IOAS")
+        assert isinstance(obj, IOASObj)
+        return obj
+
+    def destroy(self, obj: Obj) -> None:
+        """Remove ``obj`` from the table and release what it holds."""
+        self.table.remove(obj)
+        if obj is self.vfio_ioas:
+            self.vfio_ioas = None
+        obj.destroy(self)
+
+    def release(self) -> None:
+        """Destroy everything, leaves first (main.c:iommufd_fops_release)."""
+        while self.table.objects:
+            for obj in sorted(self.table.objects.values(), key=lambda o: -o.id):
+                if not obj.busy():
+                    self.destroy(obj)
+                    break
+            else:  # a reference cycle would be a fake bug: do not loop forever
+                raise RuntimeError(f"iommufd objects still referenced: {self.table.objects}")
+
+    def put(self) -> None:
+        """Drop a file reference; the last one after close runs the release."""
+        self.users -= 1
+        if self.closed and not self.users:
+            self.release()
+
+    def pin(self, ioas: IOASObj, uptr: int, length: int, writable: bool) -> None:
+        """Pin user pages if a domain maps this IOAS (lazy otherwise, pages.c). Raises EFAULT."""
+        if ioas.hwpts:
+            self.memory.check_pinnable(uptr, length, write=writable)
+
+
+# -- the size convention ----------------------------------------------------------------------
+
+Handler = Callable[[IommufdCtx, CData], None]
+
+
+class RespondThen(Exception):  # noqa: N818 - not an error class: a control-flow signal
+    """Raised by a handler that wants its struct copied back and then an errno returned."""
+
+    def __init__(self, err: int) -> None:
+        super().__init__(err)
+        self.err = err
+
+
+def _copy_in(memory: UserMemory, arg: CData | int, ctype: str, min_size: int) -> tuple[CData, int]:
+    """copy_struct_from_user as iommufd_fops_ioctl does it; return the kernel copy and size."""
+    uaddr = address(arg)
+    size = int.from_bytes(memory.read(uaddr, 4), "little")
+    full = ffi.sizeof(ctype)
+    if size < min_size:
+        raise kerr(errno.EINVAL)
+    cmd = ffi.new(ctype + " *")
+    ffi.memmove(cmd, memory.read(uaddr, min(size, full)), min(size, full))
+    if size > full and any(memory.read(uaddr + full, size - full)):
+        raise kerr(errno.E2BIG)
+    return cmd, size
+
+
+def _respond(memory: UserMemory, arg: CData | int, cmd: CData, size: int) -> None:
+    n = min(size, ffi.sizeof(cmd[0]))
+    memory.write(address(arg), bytes(ffi.buffer(cmd, n)))
+
+
+class IommufdFile:
+    """An open /dev/iommu: the fake kernel calls :meth:`ioctl` and :meth:`release`."""
+
+    kind = "iommufd"
+    # request -> (struct, min size, handler), filled by @handler
+    table: ClassVar[dict[int, tuple[str, int, Handler]]] = {}
+
+    def __init__(self, model: IOMMUModel, memory: UserMemory, install_fd: Callable[[Any], int]):
+        self.ctx = IommufdCtx(model, memory, install_fd)
+
+    def ioctl(self, request: int, arg: CData | int) -> int:
+        """Run ``request`` on this fd. Raises OSError with the ioctl's name."""
+        name = getattr(request, "name", None) or f"ioctl {int(request):#x}"
+        try:
+            return self._ioctl(request, arg)
+        except OSError as exc:
+            raise kerr(exc.errno or errno.EIO, name) from None
+
+    def _ioctl(self, request: int, arg: CData | int) -> int:
+        entry = self.table.get(int(request))
+        no_file = int(request) == uapi.IOMMU_IOAS_MAP_FILE and not self.ctx.model.map_file
+        if entry is None or no_file:
+            raise kerr(errno.ENOTTY)
+        ctype, min_size, handler = entry
+        cmd, size = _copy_in(self.ctx.memory, arg, ctype, min_size)
+        try:
+            handler(self.ctx, cmd)
+        except RespondThen as then:
+            _respond(self.ctx.memory, arg, cmd, size)
+            raise kerr(then.err) from None
+        _respond(self.ctx.memory, arg, cmd, size)
+        return 0
+
+    def release(self) -> None:
+        """Close: destroy every object once no bound device or fault fd holds the ctx."""
+        self.ctx.closed = True
+        if not self.ctx.users:
+            self.ctx.release()
+
+
+def handler(request: int, ctype: str, last_field: str) -> Callable[[Handler], Handler]:
+    """Register a handler for ``request`` whose minimum size ends at ``last_field``."""
+    t = ffi.typeof(ctype + " *").item
+    min_size = ffi.offsetof(t, last_field) + ffi.sizeof(dict(t.fields)[last_field].type)
+
+    def register(fn: Handler) -> Handler:
+        IommufdFile.table[int(request)] = (ctype, min_size, fn)
+        return fn
+
+    return register
+
+
+# -- objects and IOAS handlers (main.c, ioas.c) -----------------------------------------------
+
+
+@handler(uapi.IOMMU_DESTROY, "struct iommu_destroy", "id")
+def IOMMU_DESTROY(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kernel name
+    obj = ctx.table.get(cmd.id)
+    if obj.busy():
+        raise kerr(errno.EBUSY)  # main.c:iommufd_object_remove, refcount_dec_if_one
+    ctx.destroy(obj)
+
+
+@handler(uapi.IOMMU_IOAS_ALLOC, "struct iommu_ioas_alloc", "out_ioas_id")
+def IOMMU_IOAS_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    if cmd.flags:
+        raise kerr(errno.EOPNOTSUPP)
+    cmd.out_ioas_id = ctx.table.add(IOASObj())
+
+
+@handler(uapi.IOMMU_IOAS_IOVA_RANGES, "struct iommu_ioas_iova_ranges", "out_iova_alignment")
+def IOMMU_IOAS_IOVA_RANGES(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    if cmd.__reserved:
+        raise kerr(errno.EOPNOTSUPP)
+    ioas = ctx.get_ioas(cmd.ioas_id)
+    ranges = ioas.iopt.iova_ranges()
+    room = cmd.num_iovas
+    for i, (start, last) in enumerate(ranges[:room]):
+        data = start.to_bytes(8, "little") + last.to_bytes(8, "little")
+        ctx.memory.write(cmd.allowed_iovas + 16 * i, data)
+    cmd.num_iovas = len(ranges)
+    cmd.out_iova_alignment = ioas.iopt.iova_alignment
+    if len(ranges) > room:
+        raise RespondThen(errno.EMSGSIZE)  # the count is copied back first (ioas.c)
+
+
+@handler(uapi.IOMMU_IOAS_ALLOW_IOVAS, "struct iommu_ioas_allow_iovas", "allowed_iovas")
+def IOMMU_IOAS_ALLOW_IOVAS(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    if cmd.__reserved:
+        raise kerr(errno.EOPNOTSUPP)
+    ioas = ctx.get_ioas(cmd.ioas_id)
+    ranges = []
+    for i in range(cmd.num_iovas):
+        raw = ctx.memory.read(cmd.allowed_iovas + 16 * i, 16)
+        ranges.append((int.from_bytes(raw[:8], "little"), int.from_bytes(raw[8:], "little")))
+    ioas.iopt.set_allowed(ranges)
+
+
+def _check_map_flags(flags: int, reserved: int, *values: int) -> None:
+    if flags & ~MAP_FLAGS or reserved:
+        raise kerr(errno.EOPNOTSUPP)
+    if any(v >= ULONG_MAX for v in values):
+        raise kerr(errno.EOVERFLOW)
+    if not flags & RW:
+        raise kerr(errno.EINVAL)
+
+
+def _map(ctx: IommufdCtx, ioas: IOASObj, uptr: int, length: int, iova: int, flags: int) -> int:
+    """iopt_map_user_pages: check the pages, place the area, pin if a domain exists."""
+    if length == 0 or length > (1 << 64) - 1 - PAGE_SIZE:
+        raise kerr(errno.EINVAL)  # pages.c:iopt_alloc_pages
+    if uptr + length > U64_MAX:
+        raise kerr(errno.EOVERFLOW)
+    writable = bool(flags & C.IOMMU_IOAS_MAP_WRITEABLE)
+    area = Area(uptr, flags & RW, writable)
+    fixed = iova if flags & C.IOMMU_IOAS_MAP_FIXED_IOVA else None
+    placed = ioas.iopt.insert(fixed, length, area)
+    try:
+        ctx.pin(ioas, uptr, length, writable)
+    except OSError:
+        ioas.iopt.unmap(placed, placed + length - 1)
+        raise
+    return placed
+
+
+@handler(uapi.IOMMU_IOAS_MAP, "struct iommu_ioas_map", "iova")
+def IOMMU_IOAS_MAP(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    _check_map_flags(cmd.flags, cmd.__reserved, cmd.iova, cmd.length)
+    ioas = ctx.get_ioas(cmd.ioas_id)
+    cmd.iova = _map(ctx, ioas, cmd.user_va, cmd.length, cmd.iova, cmd.flags)
+
+
+@handler(uapi.IOMMU_IOAS_MAP_FILE, "struct iommu_ioas_map_file", "iova")
+def IOMMU_IOAS_MAP_FILE(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    _check_map_flags(cmd.flags, 0, cmd.iova, cmd.length)
+    ioas = ctx.get_ioas(cmd.ioas_id)
+    if cmd.fd < 0:
+        raise kerr(errno.EBADF)
+    # the fake keeps no page cache: a file area is recorded with a pseudo address that DMA
+    # translation cannot reach (the fd and offset are what the kernel pins)
+    pseudo = (1 << 63) | (cmd.fd << 40) | cmd.start
+    area = Area(pseudo, cmd.flags & RW, True)
+    fixed = cmd.iova if cmd.flags & C.IOMMU_IOAS_MAP_FIXED_IOVA else None
+    cmd.iova = ioas.iopt.insert(fixed, cmd.length, area)
+
+
+@handler(uapi.IOMMU_IOAS_COPY, "struct iommu_ioas_copy", "src_iova")
+def IOMMU_IOAS_COPY(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    _check_map_flags(cmd.flags, 0, cmd.length, cmd.src_iova, cmd.dst_iova)
+    src = ctx.get_ioas(cmd.src_ioas_id)
+    pieces = src.iopt.get_pages(cmd.src_iova, cmd.length)
+    dst = ctx.get_ioas(cmd.dst_ioas_id)
+    fixed = cmd.dst_iova if cmd.flags & C.IOMMU_IOAS_MAP_FIXED_IOVA else None
+    # one area per source piece, placed contiguously; pages stay shared (iopt_map_pages)
+    areas = [(n, Area(p.uptr, cmd.flags & RW, p.pages_writable)) for n, p in pieces]
+    cmd.dst_iova = dst.iopt.insert_pieces(fixed, areas)
+
+
+@handler(uapi.IOMMU_IOAS_UNMAP, "struct iommu_ioas_unmap", "length")
+def IOMMU_IOAS_UNMAP(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    ioas = ctx.get_ioas(cmd.ioas_id)
+    if cmd.iova == 0 and cmd.length == U64_MAX:
+        unmapped = ioas.iopt.mapped_bytes()
+        ioas.iopt.areas.clear()  # iopt_unmap_all: success even when empty
+    else:
+        if cmd.iova >= ULONG_MAX or cmd.length >= ULONG_MAX:
+            raise kerr(errno.EOVERFLOW)
+        if cmd.length == 0:
+            raise kerr(errno.EINVAL)
+        if cmd.iova + cmd.length - 1 > ULONG_MAX:
+            raise kerr(errno.EOVERFLOW)
+        unmapped = ioas.iopt.unmap(cmd.iova, cmd.iova + cmd.length - 1)
+    cmd.length = unmapped
+
+
+@handler(uapi.IOMMU_OPTION, "struct iommu_option", "val64")
+def IOMMU_OPTION(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    if cmd.__reserved:
+        raise kerr(errno.EOPNOTSUPP)
+    if cmd.option_id == C.IOMMU_OPTION_RLIMIT_MODE:
+        _option_rlimit_mode(ctx, cmd)
+        return
+    ioas = ctx.get_ioas(cmd.object_id)
+    if cmd.option_id != C.IOMMU_OPTION_HUGE_PAGES:
+        raise kerr(errno.EOPNOTSUPP)
+    if cmd.op == C.IOMMU_OPTION_OP_GET:
+        cmd.val64 = 0 if ioas.iopt.disable_large_pages else 1
+    elif cmd.op == C.IOMMU_OPTION_OP_SET:
+        _set_huge_pages(ioas, cmd.val64)
+    else:
+        raise kerr(errno.EOPNOTSUPP)
+
+
+def _option_rlimit_mode(ctx: IommufdCtx, cmd: CData) -> None:
+    if cmd.object_id:
+        raise kerr(errno.EOPNOTSUPP)
+    if cmd.op == C.IOMMU_OPTION_OP_GET:
+        cmd.val64 = int(ctx.account_mode_mm)
+    elif cmd.op == C.IOMMU_OPTION_OP_SET:
+        # CAP_SYS_RESOURCE is assumed: the fake runs as the test's (privileged) user
+        if ctx.table.objects:
+            raise kerr(errno.EBUSY)
+        if cmd.val64 not in (0, 1):
+            raise kerr(errno.EINVAL)
+        ctx.account_mode_mm = bool(cmd.val64)
+    else:
+        raise kerr(errno.EOPNOTSUPP)
+
+
+def _set_huge_pages(ioas: IOASObj, val: int) -> None:
+    iopt = ioas.iopt
+    if val == 1:
+        iopt.disable_large_pages = False
+        iopt.update_alignment(iopt.domain_alignment)
+    elif val == 0:
+        if iopt.disable_large_pages:
+            return
+        if ioas.hwpts and len(iopt.areas):
+            raise kerr(errno.EINVAL)  # io_pagetable.c:iopt_disable_large_pages
+        iopt.disable_large_pages = True
+        try:
+            iopt.update_alignment(iopt.domain_alignment)
+        except OSError:
+            iopt.disable_large_pages = False
+            raise
+    else:
+        raise kerr(errno.EINVAL)
+
+
+@handler(uapi.IOMMU_VFIO_IOAS, "struct iommu_vfio_ioas", "__reserved")
+def IOMMU_VFIO_IOAS(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+    if cmd.__reserved:
+        raise kerr(errno.EOPNOTSUPP)
+    if cmd.op == C.IOMMU_VFIO_IOAS_GET:
+        if ctx.vfio_ioas is None:
+            raise kerr(errno.ENODEV)
+        cmd.ioas_id = ctx.vfio_ioas.id
+    elif cmd.op == C.IOMMU_VFIO_IOAS_SET:
+        ctx.vfio_ioas = ctx.get_ioas(cmd.ioas_id)
+    elif cmd.op == C.IOMMU_VFIO_IOAS_CLEAR:
+        ctx.vfio_ioas = None
+    else:
+        raise kerr(errno.EOPNOTSUPP)
