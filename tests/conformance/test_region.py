@@ -1,0 +1,221 @@
+"""vfio-pci regions: region info, config space, BAR access and mmap (vfio_pci_core.c,
+vfio_pci_config.c, vfio_pci_rdwr.c)."""
+
+from __future__ import annotations
+
+import errno
+
+import pytest
+
+from pyvfio import uapi
+from pyvfio._ffi import C, new
+from tests.conftest import Host
+from tests.conformance.vfio_helpers import (
+    CONFIG,
+    MEMORY,
+    PCI_COMMAND,
+    bar_read32,
+    cfg_read,
+    cfg_write,
+    region_offset,
+    session,
+    set_command,
+)
+from tests.helpers import expect_errno, expect_ok
+
+EDU_ID = 0x010000ED
+
+
+def _region(s, d: int, index: int):  # type: ignore[no-untyped-def]
+    info = new("struct vfio_region_info *", index=index)
+    s.k.ioctl(d, uapi.VFIO_DEVICE_GET_REGION_INFO, info)
+    return info
+
+
+def test_region_info_bar0(host: Host) -> None:
+    """vfio_pci_ioctl_get_region_info: BAR0 of edu is 1 MiB, READ|WRITE|MMAP, offset 0."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        info = _region(s, d, 0)
+        assert info.size == 1 << 20
+        assert info.offset == 0
+        rwm = C.VFIO_REGION_INFO_FLAG_READ | C.VFIO_REGION_INFO_FLAG_WRITE | C.VFIO_REGION_INFO_FLAG_MMAP
+        assert info.flags & rwm == rwm
+
+
+def test_region_info_offsets(host: Host) -> None:
+    """include/linux/vfio_pci_core.h VFIO_PCI_INDEX_TO_OFFSET: offset = index << 40."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        for index in (1, 6, 7):
+            assert _region(s, d, index).offset == index << 40
+
+
+def test_region_info_unimplemented_bar(host: Host) -> None:
+    """vfio_pci_ioctl_get_region_info: an unimplemented BAR has size 0 and no flags."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        info = _region(s, d, 2)
+        assert (info.size, info.flags) == (0, 0)
+
+
+def test_region_info_config(host: Host) -> None:
+    """vfio_pci_ioctl_get_region_info: config region READ|WRITE, size = cfg_size (>= 256)."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        info = _region(s, d, CONFIG)
+        assert info.flags == C.VFIO_REGION_INFO_FLAG_READ | C.VFIO_REGION_INFO_FLAG_WRITE
+        assert info.size in (256, 4096)
+
+
+def test_region_info_vga_einval(host: Host) -> None:
+    """vfio_pci_ioctl_get_region_info: the VGA index on a non-VGA device -> EINVAL."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        info = new("struct vfio_region_info *", index=8)
+        expect_errno(errno.EINVAL, s.k.ioctl, d, uapi.VFIO_DEVICE_GET_REGION_INFO, info)
+
+
+def test_region_info_bad_index_einval(host: Host) -> None:
+    """vfio_pci_ioctl_get_region_info: index >= num_regions -> EINVAL."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        info = new("struct vfio_region_info *", index=9)
+        expect_errno(errno.EINVAL, s.k.ioctl, d, uapi.VFIO_DEVICE_GET_REGION_INFO, info)
+
+
+def test_region_info_argsz_too_small_einval(host: Host) -> None:
+    """vfio_pci_ioctl_get_region_info: argsz < 32 -> EINVAL."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        info = new("struct vfio_region_info *", argsz=16)
+        expect_errno(errno.EINVAL, s.k.ioctl, d, uapi.VFIO_DEVICE_GET_REGION_INFO, info)
+
+
+def test_config_ids(host: Host) -> None:
+    """vfio_pci_config.c: vendor/device read through config space (edu 1234:11e8)."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        assert cfg_read(host, d, 0, 4) == 0x11E81234
+
+
+def test_config_out_of_range_efault(host: Host) -> None:
+    """vfio_pci_config.c:vfio_config_do_rw: beyond cfg_size -> EFAULT."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        size = _region(s, d, CONFIG).size
+        expect_errno(errno.EFAULT, s.k.pread, d, 4, region_offset(CONFIG) + size)
+
+
+def test_config_bar_sizing(host: Host) -> None:
+    """vfio_pci_config.c:vfio_bar_fixup: writing all-ones to BAR0 reads back the size mask."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        saved = cfg_read(host, d, 0x10, 4)
+        cfg_write(host, d, 0x10, 4, 0xFFFFFFFF)
+        assert cfg_read(host, d, 0x10, 4) & ~0xF == (~((1 << 20) - 1)) & 0xFFFFFFFF
+        cfg_write(host, d, 0x10, 4, saved)
+        assert cfg_read(host, d, 0x10, 4) == saved
+
+
+def test_config_unimplemented_bar_reads_zero(host: Host) -> None:
+    """vfio_bar_fixup: an unimplemented BAR reads 0 even after writing all-ones."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        cfg_write(host, d, 0x18, 4, 0xFFFFFFFF)
+        assert cfg_read(host, d, 0x18, 4) == 0
+
+
+def test_bar_read_id(host: Host) -> None:
+    """vfio_pci_rdwr.c:vfio_pci_bar_rw: a 4-byte pread of BAR0 at 0 reads edu's id register."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        set_command(host, d, MEMORY)
+        assert bar_read32(host, d, 0) == EDU_ID
+
+
+def test_bar_memory_disabled_eio(host: Host) -> None:
+    """vfio_pci_rdwr.c:vfio_pci_bar_rw: COMMAND.MEMORY clear -> EIO."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        command = cfg_read(host, d, PCI_COMMAND, 2)
+        cfg_write(host, d, PCI_COMMAND, 2, command & ~MEMORY)
+        expect_errno(errno.EIO, s.k.pread, d, 4, region_offset(0))
+        cfg_write(host, d, PCI_COMMAND, 2, command | MEMORY)
+
+
+def test_bar_past_end_einval(host: Host) -> None:
+    """vfio_pci_bar_rw: pos >= BAR size -> EINVAL."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        set_command(host, d, MEMORY)
+        expect_errno(errno.EINVAL, s.k.pread, d, 4, region_offset(0) + (1 << 20))
+
+
+def test_unimplemented_bar_rw_einval(host: Host) -> None:
+    """vfio_pci_bar_rw: a BAR that is not implemented -> EINVAL."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        expect_errno(errno.EINVAL, s.k.pread, d, 4, region_offset(2))
+
+
+def test_mmap_bar0_reads_id(host: Host) -> None:
+    """vfio_pci_core_mmap: BAR0 mmaps; a 4-byte load at 0 reads 0x010000ed."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        set_command(host, d, MEMORY)
+        bar = s.k.mmap(d, 0x1000, region_offset(0))
+        s.maps.append(bar)
+        assert bar.read(0, 4) == EDU_ID
+
+
+def test_mmap_config_einval(host: Host) -> None:
+    """vfio_pci_core_mmap: only BARs can be mmapped (config region -> EINVAL)."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        expect_errno(errno.EINVAL, s.k.mmap, d, 0x1000, region_offset(CONFIG))
+
+
+def test_mmap_past_bar_einval(host: Host) -> None:
+    """vfio_pci_core_mmap: pgoff + len beyond the page-aligned BAR -> EINVAL."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        expect_errno(errno.EINVAL, s.k.mmap, d, 0x2000, region_offset(0) + (1 << 20) - 0x1000)
+
+
+def test_edu_liveness_inverts(host: Host) -> None:
+    """edu.c:edu_mmio_write 0x04: the liveness register stores the bitwise inverse."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        set_command(host, d, MEMORY)
+        bar = s.k.mmap(d, 0x1000, region_offset(0))
+        s.maps.append(bar)
+        bar.write(4, 4, 0x12345678)
+        assert bar.read(4, 4) == 0xEDCBA987
+
+
+def test_edu_narrow_access_ignored(host: Host) -> None:
+    """edu.c:edu_mmio_read/write: below 0x80 only 4-byte accesses work; a 2-byte read is all
+    ones and a 2-byte write is dropped."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        set_command(host, d, MEMORY)
+        bar = s.k.mmap(d, 0x1000, region_offset(0))
+        s.maps.append(bar)
+        bar.write(4, 4, 0)
+        bar.write(4, 2, 0x1234)
+        assert bar.read(4, 4) == 0xFFFFFFFF
+        assert bar.read(0, 2) == 0xFFFF
+
+
+@pytest.mark.fake_only("reads the model's access log")
+def test_fake_mmio_records_widths(host: Host) -> None:
+    """The edu model records every access with its width (for drivers' own tests)."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        set_command(host, d, MEMORY)
+        bar = s.k.mmap(d, 0x1000, region_offset(0))
+        s.maps.append(bar)
+        bar.read(0x80, 8)
+        dev = s.k.bus.devices[host.edu]  # type: ignore[attr-defined]
+        assert dev.accesses[-1] == ("r", 0x80, 8)
