@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import errno
 import gc
+import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from pyvfio import uapi
 from pyvfio.container import Container
 from pyvfio.dma import PAGE_SIZE, Mapping, allocate
+from pyvfio.errors import UnsupportedAPIError
 from pyvfio.group import Group
 from tests.conftest import Host
 from tests.helpers import expect_errno
@@ -199,3 +202,47 @@ def test_fail_nth_sweep_leaks_nothing() -> None:
             break
         nth += 1
     assert nth > 8
+
+
+def test_iommu_info_requeries_with_kernel_argsz(edu: Opened) -> None:
+    calls = edu.host.kernel.calls  # type: ignore[attr-defined]
+    before = len(calls)
+    edu.container.iommu_info()
+    asked = [c for c in calls[before:] if c.name == "VFIO_IOMMU_GET_INFO"]
+    assert len(asked) == 2  # 24 bytes, then the size the kernel asked for
+
+
+def test_ioctl_logged_at_debug(host: Host, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="pyvfio")
+    with Container(host.kernel) as c:
+        c.api_version()
+        with pytest.raises(OSError):
+            c.set_iommu(uapi.IOMMUType.TYPE1v2)
+    text = caplog.text
+    assert "VFIO_GET_API_VERSION fd=" in text and "-> 0" in text
+    assert "VFIO_SET_IOMMU fd=" in text
+    assert f"errno {errno.EINVAL}" in text
+
+
+def test_api_version_error_closes_fd(host: Host) -> None:
+    host.kernel.inject(uapi.VFIO_GET_API_VERSION, errno.EPERM)  # type: ignore[attr-defined]
+    expect_errno(errno.EPERM, Container, host.kernel)  # fd closed again: assert_clean checks
+
+
+class FutureAPI:
+    """The fake kernel, answering VFIO_GET_API_VERSION with 1."""
+
+    def __init__(self, kernel: Any) -> None:
+        self._k = kernel
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._k, name)
+
+    def ioctl(self, fd: int, request: int, arg: Any = 0) -> int:
+        rc = int(self._k.ioctl(fd, request, arg))
+        return 1 if request == uapi.VFIO_GET_API_VERSION else rc
+
+
+def test_unsupported_api_version_raises_and_closes(host: Host) -> None:
+    with pytest.raises(UnsupportedAPIError, match="API version 1"):
+        Container(FutureAPI(host.kernel))  # type: ignore[arg-type]
