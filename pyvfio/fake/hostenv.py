@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import posixpath
 from dataclasses import dataclass, field
 
 from pyvfio.fake.kernel import FakeKernel
@@ -103,7 +104,9 @@ def add_disk(kernel: FakeKernel, host: FakeHostOS, bdf: str, name: str, *,
 
 def hold(kernel: FakeKernel, disk: str, holder: str) -> None:
     """Make ``holder`` (``dm-0``) a holder of block device ``disk``."""
-    kernel.sysfs.symlink(f"class/block/{disk}/holders/{holder}", f"devices/virtual/block/{holder}")
+    real = posixpath.normpath(posixpath.join("class/block",
+                                             kernel.sysfs_readlink(f"class/block/{disk}")))
+    kernel.sysfs.symlink(f"{real}/holders/{holder}", f"devices/virtual/block/{holder}")
 
 
 def mount(kernel: FakeKernel, host: FakeHostOS, disk: str, mountpoint: str) -> None:
