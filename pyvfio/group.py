@@ -185,7 +185,9 @@ class Group(FdOwner):
             OSError: EINVAL (no container or IOMMU set, bad option), ENODEV (not in this group),
                 EACCES (missing or wrong VF token), EBUSY (already open elsewhere).
         """
-        if not isinstance(name, str) or not name or " " in name or "\0" in name:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, not {type(name).__name__}")
+        if not name or " " in name or "\0" in name:
             raise ValueError(f"name must be a device name without spaces, not {name!r}")
         if vf_token is not None:
             name = f"{name} vf_token={uuid.UUID(str(vf_token))}"
