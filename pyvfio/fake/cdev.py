@@ -17,8 +17,9 @@ from typing import Any
 from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake import hwpt as fhwpt
-from pyvfio.fake.iommufd import IommufdFile
+from pyvfio.fake.iommufd import IommufdFile, IOMMUModel
 from pyvfio.fake.memory import kerr
+from pyvfio.fake.vfio_pci import VFIOPCIDevice
 
 BIND, ATTACH, DETACH = ("VFIO_DEVICE_BIND_IOMMUFD", "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
                         "VFIO_DEVICE_DETACH_IOMMUFD_PT")
@@ -63,6 +64,7 @@ class CdevFile:
         self._files = files
         self.iommufd: IommufdFile | None = None
         self.obj: fhwpt.DeviceObj | None = None
+        self.device_opened = False  # BIND counted an open of the device (vfio_df_open)
 
     @property
     def bound(self) -> bool:
@@ -126,8 +128,8 @@ class CdevFile:
         self.obj = fhwpt.bind(target.ctx, self.device, self.group)
         self.iommufd = target
         target.ctx.users += 1  # a bound device holds the iommufd file (vfio_iommufd_bind)
-        if hasattr(self.device, "opens"):
-            self.device.opens += 1
+        self.device.opens += 1
+        self.device_opened = True
         return target.ctx
 
     def VFIO_DEVICE_ATTACH_IOMMUFD_PT(self, arg: Any) -> int:  # noqa: N802
@@ -162,5 +164,93 @@ class CdevFile:
             self.gate.unblock_group(self.group)
             ctx.put()
             self.iommufd = None
-            if hasattr(self.device, "release"):
-                self.device.release()
+        if self.device_opened:
+            self.device_opened = False
+            self.device.release()
+
+
+CDEV_DIR = "/dev/vfio/devices/"
+
+
+class IommuNodes:
+    """/dev/iommu and /dev/vfio/devices/vfioX of a FakeKernel (only with its ``iommufd`` knob).
+
+    The kernel keeps one of these; its device-node code asks it about these paths, about group
+    opens (EBUSY while a cdev of the group is bound) and about DMA of cdev-bound devices.
+    """
+
+    def __init__(self, kernel: Any) -> None:
+        self.kernel = kernel
+        self.model = IOMMUModel()
+        self.gate = GroupGate(group_open=lambda number: number in kernel.open_groups)
+        self.cdevs: dict[str, CdevFile] = {}  # bdf -> the bound cdev file
+
+    def handles(self, path: str) -> bool:
+        """Tell whether ``path`` is one of the nodes this class answers for."""
+        return path == "/dev/iommu" or path.startswith(CDEV_DIR)
+
+    def _cdev_bdf(self, path: str) -> str | None:
+        if not self.kernel.knobs.iommufd or not path.startswith(CDEV_DIR + "vfio"):
+            return None
+        name = path[len(CDEV_DIR) :]
+        return next((b for b, i in self.kernel.bus.vfio_dev.items() if f"vfio{i}" == name), None)
+
+    def exists(self, path: str) -> bool:
+        """Tell whether the node exists."""
+        if path == "/dev/iommu":
+            return bool(self.kernel.knobs.iommufd)
+        return self._cdev_bdf(path) is not None
+
+    def open(self, path: str) -> int:
+        """Open /dev/iommu (a new iommufd) or a cdev (device_cdev.c: always succeeds)."""
+        k = self.kernel
+        if path == "/dev/iommu":
+            if not k.knobs.iommufd:
+                raise kerr(errno.ENOENT, path)
+            return int(k._new_fd(IommufdFile(self.model, k.mem, k._new_fd)))
+        bdf = self._cdev_bdf(path)
+        if bdf is None:
+            raise kerr(errno.ENOENT, path)
+        dev = k.open_devices.get(bdf)
+        if dev is None:
+            dev = VFIOPCIDevice(k.bus.devices[bdf], lambda: k._reset_peers(bdf), k._group_of_fd)
+            k.open_devices[bdf] = dev
+        cdev = CdevFile(dev, k.bus.group_of[bdf], self.gate, k.file)
+        return int(k._new_fd(cdev))
+
+    def device_file(self, f: Any) -> Any:
+        """Unwrap a cdev to its device file for read/write/mmap (EINVAL before BIND)."""
+        if isinstance(f, CdevFile):
+            if not f.bound:
+                raise kerr(errno.EINVAL)
+            return f.device
+        return f
+
+    def released(self, f: Any) -> None:
+        """After a cdev's release: forget its device file once nobody has it open."""
+        if isinstance(f, CdevFile):
+            dev, k = f.device, self.kernel
+            held = any(dev in g.devices for g in k.open_groups.values())
+            if dev.opens == 0 and not held and k.open_devices.get(dev.dev.bdf) is dev:
+                del k.open_devices[dev.dev.bdf]
+
+    def translate(self, bdf: str, iova: int, size: int,
+                  write: bool) -> list[tuple[int, int]] | None:
+        """DMA of a cdev-bound device: ``(user address, length)`` pieces, or None (blocked)."""
+        for f in self.kernel._files.values():
+            if isinstance(f, CdevFile) and f.bound and f.device.dev.bdf == bdf:
+                pieces, cur, end = [], iova, iova + size
+                while cur < end:
+                    hit = f.dma(cur, write)
+                    if hit is None:
+                        return None
+                    n = min(hit[1], end - cur)
+                    pieces.append((hit[0], n))
+                    cur += n
+                return pieces
+        return None
+
+    def bound(self, bdf: str) -> bool:
+        """Tell whether a cdev of ``bdf`` is bound (its DMA goes through iommufd)."""
+        return any(isinstance(f, CdevFile) and f.bound and f.device.dev.bdf == bdf
+                   for f in self.kernel._files.values())

@@ -10,6 +10,7 @@ import errno
 import os
 from typing import TYPE_CHECKING
 
+from pyvfio.fake.cdev import IommuNodes
 from pyvfio.fake.container import Container
 from pyvfio.fake.group import GroupFile
 from pyvfio.fake.memory import PAGE_SIZE, kerr
@@ -36,6 +37,7 @@ class DevNodes:
     def __init__(self) -> None:
         self.open_groups: dict[int, GroupFile] = {}
         self.open_devices: dict[str, VFIOPCIDevice] = {}
+        self.iommu = IommuNodes(self)  # /dev/iommu and the device cdevs (fake/cdev.py)
 
     def _new_fd(self, f: FakeFile) -> int:
         raise NotImplementedError
@@ -58,8 +60,8 @@ class DevNodes:
 
     def exists(self, path: str) -> bool:
         """Tell whether a /dev node exists (/dev/iommu only with the ``iommufd`` knob)."""
-        if path == "/dev/iommu":
-            return self.knobs.iommufd
+        if self.iommu.handles(path):
+            return self.iommu.exists(path)
         return path in ("/dev/vfio", "/dev/vfio/vfio") or path in {
             self._group_path(g) for g in self.bus.vfio_groups()}
 
@@ -68,12 +70,14 @@ class DevNodes:
         self._operation(path)
         if path == "/dev/vfio/vfio":
             return self._new_fd(Container(self.knobs, self.mem))
+        if self.iommu.handles(path):
+            return self.iommu.open(path)
         groups = {self._group_path(g): g for g in self.bus.vfio_groups()}
         if path not in groups:
             err = errno.ENODEV if path == "/dev/iommu" and self.knobs.iommufd else errno.ENOENT
             raise kerr(err, path)
         number = groups[path]
-        if number in self.open_groups:
+        if number in self.open_groups or self.iommu.gate.group_blocked(number):
             raise kerr(errno.EBUSY, path)  # group.c:vfio_group_fops_open, opened_file
         group = GroupFile(number, self.bus, self.file, self._open_device)
         self.open_groups[number] = group
@@ -109,6 +113,7 @@ class DevNodes:
                 self._release_group(f)
             return
         f.release()
+        self.iommu.released(f)
         if isinstance(f, VFIOPCIDevice):
             group = next(g for g in self.open_groups.values() if f in g.devices)
             group.devices.remove(f)
@@ -127,6 +132,7 @@ class DevNodes:
         f = self.file(fd)
         if f is None:
             raise kerr(errno.EBADF)
+        f = self.iommu.device_file(f)  # a cdev reaches its device once bound
         if not isinstance(f, VFIOPCIDevice):
             raise kerr(err)
         return f
@@ -163,6 +169,12 @@ class DevNodes:
         return group.container if group is not None else None
 
     def _translate(self, dev: PCIDevice, iova: int, size: int, write: bool) -> list[tuple[int, int]]:
+        if self.iommu.bound(dev.bdf):  # bound through its cdev: the iommufd HWPT translates
+            cdev_pieces = self.iommu.translate(dev.bdf, iova, size, write)
+            if cdev_pieces is None:
+                dev.faults.append(Fault("IOVA not mapped in the HWPT", iova, size, write))
+                return []
+            return cdev_pieces
         container = self._container_of(dev)
         pieces = container.translate(iova, size, write=write) if container else None
         if pieces is None:

@@ -53,6 +53,14 @@ class FaultFile:
     def __init__(self, ctx: IommufdCtx, fault: FaultObj) -> None:
         self.ctx, self.fault = ctx, fault
 
+    def handlers(self) -> dict[int, str]:
+        """A fault fd answers no ioctl."""
+        return {}
+
+    def unknown_errno(self) -> int:
+        """ENOTTY for every ioctl."""
+        return errno.ENOTTY
+
     def read(self, size: int) -> bytes:
         """Return whole records that fit in ``size``. Raises EINVAL if not even one fits."""
         if size < PGFAULT_SIZE:

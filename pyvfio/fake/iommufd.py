@@ -192,6 +192,25 @@ class IommufdFile:
     def __init__(self, model: IOMMUModel, memory: UserMemory, install_fd: Callable[[Any], int]):
         self.ctx = IommufdCtx(model, memory, install_fd)
 
+    def handlers(self) -> dict[int, str]:
+        """Return the requests of /dev/iommu by kernel name (the FakeKernel dispatch table)."""
+        names = {int(v): k for k, v in uapi.IOCTLS.items() if k.startswith("IOMMU_")}
+        out = {req: names[req] for req in self.table}
+        if not self.ctx.model.map_file:
+            out.pop(int(uapi.IOMMU_IOAS_MAP_FILE), None)
+        return out
+
+    def unknown_errno(self) -> int:
+        """ENOTTY: iommufd_fops_ioctl's answer to an unknown request."""
+        return errno.ENOTTY
+
+    def __getattr__(self, name: str) -> Callable[[Any], int]:
+        # FakeKernel calls handlers by kernel name with an IoctlArg (its ``value`` is the address)
+        request = uapi.IOCTLS.get(name)
+        if request is None or not name.startswith("IOMMU_"):
+            raise AttributeError(name)
+        return lambda arg: self._ioctl(request, arg.value)
+
     def ioctl(self, request: int, arg: CData | int) -> int:
         """Run ``request`` on this fd. Raises OSError with the ioctl's name."""
         name = getattr(request, "name", None) or f"ioctl {int(request):#x}"

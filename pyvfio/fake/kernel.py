@@ -178,14 +178,18 @@ class FakeKernel(DevNodes):
         return fd
 
     def read(self, fd: int, size: int) -> bytes:
-        """read(2) of an eventfd; fake fds have no read (EINVAL)."""
+        """read(2) of an eventfd or a fake fd that reads (fault queues); else EINVAL."""
         if fd in self._files:
+            if hasattr(self._files[fd], "read"):
+                return bytes(self._files[fd].read(size))  # type: ignore[attr-defined]
             raise kerr(errno.EINVAL)
         return os.read(fd, size)
 
     def write(self, fd: int, data: bytes) -> int:
-        """write(2) to an eventfd; fake fds have no write (EINVAL)."""
+        """write(2) to an eventfd or a fake fd that writes (fault queues); else EINVAL."""
         if fd in self._files:
+            if hasattr(self._files[fd], "write"):
+                return int(self._files[fd].write(data))  # type: ignore[attr-defined]
             raise kerr(errno.EINVAL)
         return os.write(fd, data)
 
