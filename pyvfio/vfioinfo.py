@@ -45,7 +45,11 @@ def read(kernel: Kernel, bdf: str) -> dict[str, Any]:
                                     "msix_mappable": r.msix_mappable})
             irqs = []
             for i in range(info.num_irqs):
-                q = dev.irq_info(i)
+                try:
+                    q = dev.irq_info(i)
+                except OSError as exc:
+                    irqs.append({"index": i, "count": 0, "flags": "", "errno": exc.errno})
+                    continue
                 irqs.append({"index": i, "count": q.count, "flags": str(q.flags)})
         grp.unset_container()
     return {"flags": str(info.flags), "num_regions": info.num_regions, "num_irqs": info.num_irqs,

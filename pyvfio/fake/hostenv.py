@@ -190,7 +190,7 @@ def add_mdev_parent(kernel: FakeKernel, bdf: str, types: dict[str, int]) -> None
 
 def _vf_bdf(pf: str, i: int) -> str:
     dom, bus, _ = pf.split(":")
-    return f"{dom}:{int(bus, 16) + 1:02x}:{i >> 3:02x}.{i & 7}"
+    return f"{dom}:{int(bus, 16) + 0x80:02x}:{i >> 3:02x}.{i & 7}"  # a bus of their own
 
 
 def _remove_vfs(kernel: FakeKernel, pf: str, count: int) -> None:

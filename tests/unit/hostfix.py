@@ -8,8 +8,16 @@ from dataclasses import dataclass
 from pyvfio.fake import DeviceConfig, FakeKernel, PCIDevice, nonviable_host
 from pyvfio.fake.bus import Driver
 from pyvfio.fake.hostenv import (
-    EXT4_HEAD, FakeHostOS, add_disk, add_mdev_parent, add_netdev, add_sriov, boot_vga, hold,
-    iommu_host, mount,
+    EXT4_HEAD,
+    FakeHostOS,
+    add_disk,
+    add_mdev_parent,
+    add_netdev,
+    add_sriov,
+    boot_vga,
+    hold,
+    iommu_host,
+    mount,
 )
 
 NVME = "0000:00:06.0"  # an NVMe disk with a mounted partition

@@ -79,7 +79,7 @@ def test_force_binds_in_use_device(env: Env, tmp_path: Path) -> None:
 
 def test_dry_run_writes_nothing(env: Env, tmp_path: Path) -> None:
     rec = Recording(env.kernel)
-    res = bind.bind(rec, env.host, SPARE, dry_run=True, state_dir=str(tmp_path))  # type: ignore[arg-type]
+    res = bind.bind(rec, env.host, SPARE, dry_run=True, state_dir=str(tmp_path))
     assert rec.writes == []
     assert [s.describe() for s in res.steps] == [
         f"write vfio-pci > /sys/bus/pci/devices/{SPARE}/driver_override",
@@ -93,15 +93,15 @@ def test_dry_run_writes_nothing(env: Env, tmp_path: Path) -> None:
 
 def test_never_new_id(env: Env, tmp_path: Path) -> None:
     rec = Recording(env.kernel)
-    bind.bind(rec, env.host, SPARE, state_dir=str(tmp_path), timeout=0.1)  # type: ignore[arg-type]
-    bind.unbind(rec, env.host, SPARE, state_dir=str(tmp_path))  # type: ignore[arg-type]
+    bind.bind(rec, env.host, SPARE, state_dir=str(tmp_path), timeout=0.1)
+    bind.unbind(rec, env.host, SPARE, state_dir=str(tmp_path))
     assert not [w for w in rec.writes if w[0].endswith(("new_id", "remove_id"))]
 
 
 def test_failed_probe_rolls_back(env: Env, tmp_path: Path) -> None:
     rec = Recording(env.kernel, fail="drivers_probe")
     with pytest.raises(BindError) as info:
-        bind.bind(rec, env.host, SPARE, state_dir=str(tmp_path))  # type: ignore[arg-type]
+        bind.bind(rec, env.host, SPARE, state_dir=str(tmp_path))
     assert info.value.rolled_back
     assert "drivers_probe failed" in str(info.value)
     assert discover.driver_of(env.kernel, SPARE) == "nvme"
@@ -111,7 +111,7 @@ def test_failed_probe_rolls_back(env: Env, tmp_path: Path) -> None:
 def test_interrupted_bind_rolls_back(env: Env, tmp_path: Path) -> None:
     rec = Recording(env.kernel, fail="drivers_probe", exc=KeyboardInterrupt())
     with pytest.raises(KeyboardInterrupt):
-        bind.bind(rec, env.host, SPARE, state_dir=str(tmp_path))  # type: ignore[arg-type]
+        bind.bind(rec, env.host, SPARE, state_dir=str(tmp_path))
     env.kernel.assert_clean()
 
 
