@@ -1,30 +1,68 @@
-"""Add up pytest junit XML files into one closing line: 'total: N passed, N failed, N skipped'.
+"""Add up pytest junit XML files: per-run counts, the fake/real conformance picture, one total line.
 
-Prints one line per file first (so a reader sees which run skipped what), then the total.  Exits 1
-when any test failed or errored, or when no file was found.
+For each file: passed / failed / skipped, and its skip reasons grouped by count.  For the
+conformance suite (tests/conformance): how many tests ran on the fake kernel, on each real VM
+profile, and on both.  Last line: ``total: N passed, N failed, N skipped``.  Exits 1 when any test
+failed or errored, or when no file was found.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
 
-def count(path: Path) -> dict[str, int]:
-    """Return passed/failed/skipped counts of one junit XML file."""
-    root = ET.parse(path).getroot()
-    suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
-    totals = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
-    for suite in suites:
-        for key in totals:
-            totals[key] += int(suite.get(key, 0))
-    failed = totals["failures"] + totals["errors"]
-    return {
-        "passed": totals["tests"] - failed - totals["skipped"],
-        "failed": failed,
-        "skipped": totals["skipped"],
-    }
+
+def run_name(path: Path) -> str:
+    """Name a run after its file: ``host`` or the VM profile directory (``vm-iommufd``)."""
+    return path.parent.name if path.name == "junit.xml" else path.stem.replace("-junit", "")
+
+
+def outcomes(path: Path) -> list[tuple[str, str, str]]:
+    """Return ``(test id, outcome, skip reason)`` for every testcase of one junit file."""
+    cases = []
+    for case in ET.parse(path).getroot().iter("testcase"):
+        test_id = f"{case.get('classname', '')}::{case.get('name', '')}"
+        if case.find("failure") is not None or case.find("error") is not None:
+            cases.append((test_id, "failed", ""))
+        elif (skip := case.find("skipped")) is not None:
+            cases.append((test_id, "skipped", skip.get("message", "")))
+        else:
+            cases.append((test_id, "passed", ""))
+    return cases
+
+
+def kernel_of(test_id: str) -> tuple[str, str] | None:
+    """Split a conformance test id into (test without the kernel param, 'fake' | 'real')."""
+    if "conformance" not in test_id:
+        return None
+    m = re.search(r"\b(fake|real)\b(?=[^\[]*\]$)", test_id)
+    if not m:
+        return None
+    base = test_id[: m.start()] + test_id[m.end() :]
+    return base, m.group(1)
+
+
+def conformance_picture(runs: dict[str, list[tuple[str, str, str]]]) -> list[str]:
+    """Describe which conformance tests passed on the fake, on each real profile, and on both."""
+    passed: dict[str, set[str]] = {}
+    for run, cases in runs.items():
+        for test_id, outcome, _ in cases:
+            split = kernel_of(test_id)
+            if split and outcome == "passed":
+                passed.setdefault("fake" if split[1] == "fake" else run, set()).add(split[0])
+    fake = passed.pop("fake", set())
+    lines = [f"conformance: {len(fake)} passed on the fake kernel"]
+    for run, tests in sorted(passed.items()):
+        lines.append(f"conformance: {len(tests)} passed on the real kernel ({run}), "
+                     f"{len(tests & fake)} of them also on the fake")
+    if passed:
+        every = set.intersection(fake, *passed.values())
+        lines.append(f"conformance: {len(every)} passed on the fake and on every real profile")
+    return lines
 
 
 def main(argv: list[str]) -> int:
@@ -32,12 +70,18 @@ def main(argv: list[str]) -> int:
     if not paths:
         print("no junit results found")
         return 1
-    total = {"passed": 0, "failed": 0, "skipped": 0}
-    for path in paths:
-        c = count(path)
-        print(f"  {path}: {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped")
-        for key in total:
-            total[key] += c[key]
+    runs = {run_name(p): outcomes(p) for p in paths}
+    total: Counter[str] = Counter()
+    for run, cases in runs.items():
+        counts = Counter(outcome for _, outcome, _ in cases)
+        total.update(counts)
+        print(f"{run}: {counts['passed']} passed, {counts['failed']} failed, "
+              f"{counts['skipped']} skipped")
+        reasons = Counter(reason for _, outcome, reason in cases if outcome == "skipped")
+        for reason, n in reasons.most_common():
+            print(f"    skipped x{n}: {reason[:160]}")
+    for line in conformance_picture(runs):
+        print(line)
     print(f"total: {total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped")
     return 1 if total["failed"] else 0
 
