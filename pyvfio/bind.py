@@ -284,7 +284,7 @@ def bind(kernel: Kernel, host: HostOS, bdf: str, *, driver: str = "vfio-pci",
 
 
 def unbind(kernel: Kernel, host: HostOS, bdf: str, *, driver: str | None = None,
-           whole_group: bool = False, dry_run: bool = False,
+           whole_group: bool = False, force: bool = False, dry_run: bool = False,
            state_dir: str = STATE_DIR) -> Result:
     """Take ``bdf`` (and with ``whole_group`` the rest of its group) off its driver and back onto
     ``driver``, else the driver it had before pyvfio bound it, else whatever the kernel probes.
@@ -292,6 +292,8 @@ def unbind(kernel: Kernel, host: HostOS, bdf: str, *, driver: str | None = None,
     Raises:
         ValueError: a malformed BDF or driver name.
         FileNotFoundError: no such device.
+        InUseError: a process holds the device's VFIO nodes (unbinding would block until it lets
+            go), or the host uses it; not raised with ``force``.
         BindError: a step failed; the devices were put back.
     """
     bdf = discover.require(kernel, bdf)
@@ -302,6 +304,11 @@ def unbind(kernel: Kernel, host: HostOS, bdf: str, *, driver: str | None = None,
         bound = [n for n in names if validate.is_bdf(n) and discover.driver_of(kernel, n)]
         bdfs = sorted({bdf, *(n for n in bound if viability.is_vfio_driver(
             kernel, discover.driver_of(kernel, n) or ""))})
+    for b in [] if force else bdfs:
+        uses = inuse.vfio_uses(kernel, host, b) if viability.is_vfio_driver(
+            kernel, discover.driver_of(kernel, b) or "") else inuse.check(kernel, host, b)
+        if uses:
+            raise InUseError(b, uses)
     targets_ = {b: validate.driver(driver) if driver else recall(state_dir, b) for b in bdfs}
     steps = plan_unbind(kernel, bdfs, targets_)
     previous = {b: discover.driver_of(kernel, b) for b in bdfs}

@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--persist", action="store_true",
                        help="survive reboot and hot-plug (unbind: remove the persistent binding)")
         p.add_argument("--dry-run", action="store_true", help="print every sysfs write, do none")
+        p.add_argument("--force", action="store_true",
+                       help="even if the host (bind) or a VFIO user (unbind) is using it")
         if name == "bind":
-            p.add_argument("--force", action="store_true", help="bind even if in use by the host")
             p.add_argument("--user", help="give this user the group node and cdev (mode 0660)")
             p.add_argument("--timeout", type=float, default=5.0,
                            help="seconds to wait for /dev/vfio nodes (default 5)")
@@ -109,19 +110,26 @@ def _missing(args: argparse.Namespace) -> str | None:
     return None
 
 
+_HINTS: list[tuple[Callable[[BaseException], bool], str]] = [
+    (lambda e: isinstance(e, InUseError),
+     "stop using it first (close the VFIO user, umount, swapoff, ip link set down), "
+     "or pass --force"),
+    (lambda e: isinstance(e, BindError) and e.rolled_back,
+     "the device is back on its previous driver"),
+    (lambda e: isinstance(e, BindError),
+     "ROLLBACK INCOMPLETE: check the device with 'pyvfio info'"),
+    (lambda e: isinstance(e, OSError) and str(e.filename or "").endswith("sriov_numvfs"),
+     "the PF driver cannot create VFs (for vfio-pci: modprobe vfio-pci enable_sriov=1)"),
+    (lambda e: isinstance(e, PermissionError), "run as root (sysfs writes and /dev/vfio need it)"),
+    (lambda e: isinstance(e, FileNotFoundError),
+     "see 'pyvfio ls' for the devices and groups of this host"),
+    (lambda e: isinstance(e, OSError) and e.errno == errno.EBUSY,
+     "another process holds the device or group; close it first"),
+]
+
+
 def _hint(exc: BaseException) -> str | None:
-    if isinstance(exc, InUseError):
-        return "stop using it first (umount, swapoff, ip link set down), or pass --force"
-    if isinstance(exc, BindError):
-        return ("the device is back on its previous driver" if exc.rolled_back else
-                "ROLLBACK INCOMPLETE: check the device with 'pyvfio info'")
-    if isinstance(exc, PermissionError):
-        return "run as root (sysfs writes and /dev/vfio need it)"
-    if isinstance(exc, FileNotFoundError):
-        return "see 'pyvfio ls' for the devices and groups of this host"
-    if isinstance(exc, OSError) and exc.errno == errno.EBUSY:
-        return "another process holds the device or group; close it first"
-    return None
+    return next((hint for test, hint in _HINTS if test(exc)), None)
 
 
 def _fail(args: argparse.Namespace, code: int, exc: BaseException) -> int:

@@ -145,7 +145,7 @@ def cmd_bind(ctx: Context, args: argparse.Namespace) -> Output:
 
 def cmd_unbind(ctx: Context, args: argparse.Namespace) -> Output:
     res = bind.unbind(ctx.kernel, ctx.host, args.bdf, driver=args.driver, whole_group=args.group,
-                      dry_run=args.dry_run, state_dir=ctx.state_dir)
+                      force=args.force, dry_run=args.dry_run, state_dir=ctx.state_dir)
     data = res.to_json(ctx.kernel.sysfs_root)
     lines = [("would run: " if res.dry_run else "ran: ") + s.describe(ctx.kernel.sysfs_root)
              for s in res.steps] or [f"{args.bdf}: nothing to do"]

@@ -47,6 +47,9 @@ class HostOS(Protocol):
     def modprobe(self, module: str) -> None:
         """Load a kernel module. Raises OSError when it cannot be loaded."""
 
+    def openers(self, path: str) -> list[str]:
+        """Return ``"pid (comm)"`` of the processes that have ``path`` open (those it can see)."""
+
 
 class LinuxHostOS:
     """The real host, with every path under ``root`` (``"/"`` on a real machine)."""
@@ -106,6 +109,20 @@ class LinuxHostOS:
         if proc.returncode:
             msg = proc.stderr.strip() or f"modprobe exited with {proc.returncode}"
             raise OSError(0, msg, f"modprobe {module}")
+
+    def openers(self, path: str) -> list[str]:
+        out = []
+        proc = self._path("/proc")
+        for pid in (p for p in os.listdir(proc) if p.isdigit()):
+            try:
+                fds = os.listdir(f"{proc}/{pid}/fd")
+                held = any(os.readlink(f"{proc}/{pid}/fd/{fd}") == path for fd in fds)
+                if held:
+                    with open(f"{proc}/{pid}/comm", encoding="utf-8", errors="replace") as f:
+                        out.append(f"{pid} ({f.read().strip()})")
+            except OSError:
+                continue  # gone, or not ours to look at
+        return out
 
 
 def default() -> HostOS:

@@ -188,6 +188,24 @@ def display_uses(kernel: Kernel, bdf: str) -> list[Use]:
     return uses
 
 
+def vfio_uses(kernel: Kernel, host: HostOS, bdf: str) -> list[Use]:
+    """Return the processes holding the group node or cdev of ``bdf`` (unbinding would block:
+    vfio_unregister_group_dev waits, sending device requests, until they let go)."""
+    bdf = validate.bdf(bdf)
+    try:
+        group = posixpath.basename(kernel.sysfs_readlink(f"bus/pci/devices/{bdf}/iommu_group"))
+    except OSError:
+        return []
+    nodes = [f"/dev/vfio/{group}", f"/dev/vfio/noiommu-{group}"]
+    try:
+        cdevs = kernel.sysfs_listdir(f"bus/pci/devices/{bdf}/vfio-dev")
+    except OSError:
+        cdevs = []
+    nodes += [f"/dev/vfio/devices/{validate.kname(c)}" for c in cdevs]
+    return [Use("process", node, f"open by {who}") for node in nodes if kernel.exists(node)
+            for who in host.openers(node)]
+
+
 def check(kernel: Kernel, host: HostOS, bdf: str) -> list[Use]:
     """Return every reason ``bdf`` is in use by the host (empty: safe to unbind).
 

@@ -38,6 +38,7 @@ class FakeHostOS:
     owners: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # chown/chmod log
     modprobe_log: list[str] = field(default_factory=list)
     modprobe_errno: int = 0
+    holders: dict[str, list[str]] = field(default_factory=dict)  # /dev path -> "pid (comm)"
 
     def read_proc(self, name: str) -> str:
         if name == "self/mountinfo":
@@ -82,6 +83,9 @@ class FakeHostOS:
         self.modprobe_log.append(module)
         if self.modprobe_errno:
             raise OSError(self.modprobe_errno, os.strerror(self.modprobe_errno), module)
+
+    def openers(self, path: str) -> list[str]:
+        return list(self.holders.get(path, []))
 
 
 def add_disk(kernel: FakeKernel, host: FakeHostOS, bdf: str, name: str, *,

@@ -159,3 +159,18 @@ def test_wait_nodes_times_out(env: Env) -> None:
     nodes, missing = bind.wait_nodes(env.kernel, [SPARE], 0.05)
     assert nodes == {SPARE: []}
     assert missing == ["/dev/vfio/12"]
+
+
+def test_unbind_refuses_while_a_vfio_user_holds_the_group(env: Env, tmp_path: Path) -> None:
+    env.host.holders["/dev/vfio/1"] = ["4242 (qemu-system-x86)"]
+    with pytest.raises(InUseError, match=r"process@/dev/vfio/1: open by 4242 \(qemu-system-x86\)"):
+        bind.unbind(env.kernel, env.host, "0000:00:01.0", state_dir=str(tmp_path))
+    env.kernel.assert_clean()
+    res = bind.unbind(env.kernel, env.host, "0000:00:01.0", force=True, dry_run=True,
+                      state_dir=str(tmp_path))
+    assert res.steps
+
+
+def test_unbind_refuses_host_in_use_device(env: Env, tmp_path: Path) -> None:
+    with pytest.raises(InUseError):
+        bind.unbind(env.kernel, env.host, NVME, state_dir=str(tmp_path))
