@@ -9,6 +9,7 @@ vfio-pci matches any device, but only through ``driver_override`` or ``new_id``.
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -57,21 +58,23 @@ class PCIBus:
         """Register a driver and its sysfs directory."""
         self.drivers[drv.name] = drv
         base = f"bus/pci/drivers/{drv.name}"
-        self.sysfs.add_attr(f"{base}/bind", "", lambda v, d=drv.name: self.bind(v.strip(), d))
-        self.sysfs.add_attr(f"{base}/unbind", "", lambda v, d=drv.name: self._unbind_from(v, d))
-        self.sysfs.add_attr(f"{base}/new_id", "", lambda v, d=drv: self._new_id(d, v))
-        self.sysfs.add_attr(f"{base}/remove_id", "", lambda v: None)
+        self.sysfs.add_attr(f"{base}/bind", "", functools.partial(self._bind_to, drv.name))
+        self.sysfs.add_attr(f"{base}/unbind", "", functools.partial(self._unbind_from, drv.name))
+        self.sysfs.add_attr(f"{base}/new_id", "", functools.partial(self._new_id, drv))
+        self.sysfs.add_attr(f"{base}/remove_id", "", functools.partial(self._remove_id, drv))
 
     def add_device(self, dev: PCIDevice, group: int | None, driver: str | None = None) -> None:
         """Plug ``dev`` in, in IOMMU ``group`` (None: no IOMMU), bound to ``driver``."""
         bdf, c = dev.bdf, dev.cfg
         self.devices[bdf] = dev
         base = f"bus/pci/devices/{bdf}"
-        for name, value, fmt in (("vendor", c.vendor, "0x%04x"), ("device", c.device, "0x%04x"),
-                                 ("subsystem_vendor", c.subsystem_vendor, "0x%04x"),
-                                 ("subsystem_device", c.subsystem_device, "0x%04x"),
-                                 ("class", c.class_code, "0x%06x"), ("revision", c.revision, "0x%02x")):
-            self.sysfs.add_attr(f"{base}/{name}", fmt % value + "\n")
+        for name, value, digits in (
+            ("vendor", c.vendor, 4), ("device", c.device, 4),
+            ("subsystem_vendor", c.subsystem_vendor, 4),
+            ("subsystem_device", c.subsystem_device, 4),
+            ("class", c.class_code, 6), ("revision", c.revision, 2),
+        ):
+            self.sysfs.add_attr(f"{base}/{name}", f"0x{value:0{digits}x}\n")
         self.sysfs.add_attr(f"{base}/numa_node", "-1\n")
         self.sysfs.add_attr(f"{base}/irq", "11\n")
         self.sysfs.add_attr(f"{base}/config", lambda: bytes(dev.config).decode("latin-1"))
@@ -132,7 +135,10 @@ class PCIBus:
             self.sysfs.remove(f"bus/pci/devices/{bdf}/vfio-dev")
             self.vfio_dev.pop(bdf, None)
 
-    def _unbind_from(self, value: str, driver: str) -> None:
+    def _bind_to(self, driver: str, value: str) -> None:
+        self.bind(value.strip(), driver)
+
+    def _unbind_from(self, driver: str, value: str) -> None:
         bdf = value.strip()
         if self.driver_of.get(bdf) != driver:
             raise kerr(errno.ENODEV)
@@ -177,6 +183,12 @@ class PCIBus:
                 self._probe(bdf, drv.name)
                 return
 
+    def _remove_id(self, drv: Driver, value: str) -> None:
+        ident = _parse_id(value)
+        if ident not in drv.ids:
+            raise kerr(errno.ENODEV)
+        drv.ids.discard(ident)
+
     def _set_override(self, bdf: str, value: str) -> None:
         name = value.strip()
         if name:
@@ -185,28 +197,32 @@ class PCIBus:
             self.override.pop(bdf, None)
 
     def _new_id(self, drv: Driver, value: str) -> None:
-        fields = value.split()
-        if len(fields) < 2:
-            raise kerr(errno.EINVAL)
-        try:
-            ident = (int(fields[0], 16), int(fields[1], 16))
-        except ValueError:
-            raise kerr(errno.EINVAL) from None
+        ident = _parse_id(value)
         if ident in drv.ids:
             raise kerr(errno.EEXIST)
         drv.ids.add(ident)
         for bdf, dev in self.devices.items():
-            if self.driver_of[bdf] is None and (dev.cfg.vendor, dev.cfg.device) == ident:
-                if self.override.get(bdf, drv.name) == drv.name:
-                    self._probe(bdf, drv.name)
+            unbound = self.driver_of[bdf] is None and self.override.get(bdf, drv.name) == drv.name
+            if unbound and (dev.cfg.vendor, dev.cfg.device) == ident:
+                self._probe(bdf, drv.name)
+
+
+def _parse_id(value: str) -> tuple[int, int]:
+    """Parse ``"vvvv dddd [...]"`` (pci-driver.c:new_id_store): EINVAL under two hex fields."""
+    fields = value.split()
+    try:
+        return int(fields[0], 16), int(fields[1], 16)
+    except (IndexError, ValueError):
+        raise kerr(errno.EINVAL) from None
 
 
 def _resource(dev: PCIDevice) -> str:
     lines = []
     for bar in [*dev.bars, None, None, None, None, None, None, None]:
         if bar is None or not bar.size or not bar.address:
-            lines.append("0x%016x 0x%016x 0x%016x" % (0, 0, 0))
+            lines.append(f"0x{0:016x} 0x{0:016x} 0x{0:016x}")
         else:
             flags = 0x40200 | (0x100000 if bar.mem64 else 0)
-            lines.append("0x%016x 0x%016x 0x%016x" % (bar.address, bar.address + bar.size - 1, flags))
+            end = bar.address + bar.size - 1
+            lines.append(f"0x{bar.address:016x} 0x{end:016x} 0x{flags:016x}")
     return "\n".join(lines[:13]) + "\n"

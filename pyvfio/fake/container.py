@@ -11,6 +11,7 @@ import errno
 import struct
 from typing import TYPE_CHECKING
 
+from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake.memory import UserMemory, kerr
 from pyvfio.fake.type1 import U64, DmaMap, Knobs, Mapping
@@ -51,8 +52,6 @@ class Container(FakeFile):
 
     def handlers(self) -> dict[int, str]:
         table = super().handlers()
-        from pyvfio import uapi
-
         names = _CORE + (_TYPE1 if self.iommu in (1, 3) else ())
         return table | {int(uapi.IOCTLS[n]): n for n in names}
 

@@ -168,7 +168,8 @@ class DevNodes:
         group = self.open_groups.get(self.bus.group_of.get(dev.bdf, -1))
         return group.container if group is not None else None
 
-    def _translate(self, dev: PCIDevice, iova: int, size: int, write: bool) -> list[tuple[int, int]]:
+    def _translate(self, dev: PCIDevice, iova: int, size: int,
+                   write: bool) -> list[tuple[int, int]]:
         if self.iommu.bound(dev.bdf):  # bound through its cdev: the iommufd HWPT translates
             cdev_pieces = self.iommu.translate(dev.bdf, iova, size, write)
             if cdev_pieces is None:

@@ -149,19 +149,7 @@ class Interrupts:
         if self.irq_type not in (None, index):
             raise kerr(errno.EINVAL)
         if kind == C.VFIO_IRQ_SET_DATA_EVENTFD:
-            enabling = self.irq_type is None
-            try:
-                fds = [eventfd_get(fd) if fd >= 0 else None for fd in data]
-            except OSError:
-                if enabling:
-                    self.disable()
-                raise
-            if enabling:
-                self.irq_type = index
-                self.dev.set_msi_enable(True, msix=index == MSIX)
-            for vector, fd in enumerate(fds, start):
-                put(self.vectors.pop(vector, None))
-                self.vectors[vector] = fd
+            self._msi_assign(index, start, data)
             return 0
         if self.irq_type != index:
             raise kerr(errno.EINVAL)
@@ -169,6 +157,24 @@ class Interrupts:
             if kind == C.VFIO_IRQ_SET_DATA_NONE or flag:
                 signal(self.vectors.get(vector))
         return 0
+
+    def _msi_assign(self, index: int, start: int, data: list[int]) -> None:
+        """vfio_msi_set_block: enable if needed, then (re)assign [start, start+count); any bad
+        fd undoes the whole block."""
+        fds: list[int | None] = []
+        try:
+            for fd in data:
+                fds.append(eventfd_get(fd) if fd >= 0 else None)
+        except OSError:
+            for held in fds:
+                put(held)
+            raise
+        if self.irq_type is None:
+            self.irq_type = index
+            self.dev.set_msi_enable(True, msix=index == MSIX)
+        for vector, held in enumerate(fds, start):
+            put(self.vectors.pop(vector, None))
+            self.vectors[vector] = held
 
     def _ctx_trigger(self, index: int, kind: int, start: int, data: list[int]) -> int:
         if start != 0 or len(data) > 1:
@@ -194,7 +200,7 @@ class Interrupts:
         return 0
 
     def disable(self) -> None:
-        """Disable INTx/MSI/MSI-X and release their eventfds (``vfio_pci_set_irqs_ioctl`` count 0)."""
+        """Disable INTx/MSI/MSI-X and release their eventfds (SET_IRQS with count 0)."""
         if self.irq_type in (MSI, MSIX):
             self.dev.set_msi_enable(False, msix=self.irq_type == MSIX)
         for fd in [self.intx_fd, self.unmask_fd, *self.vectors.values()]:

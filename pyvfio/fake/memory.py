@@ -77,7 +77,8 @@ class UserMemory:
         if addr < 0 or addr + size > 1 << 64:
             raise kerr(errno.EFAULT)
         local = _ffi.new("struct iovec *", {"iov_base": buf, "iov_len": size})
-        remote = _ffi.new("struct iovec *", {"iov_base": _ffi.cast("void *", addr), "iov_len": size})
+        target = {"iov_base": _ffi.cast("void *", addr), "iov_len": size}
+        remote = _ffi.new("struct iovec *", target)
         if call(self._pid, local, 1, remote, 1, 0) != size:
             raise kerr(errno.EFAULT)
 
@@ -95,8 +96,10 @@ class UserMemory:
             remote = _ffi.new("struct iovec[]", [(_ffi.cast("void *", p), 1) for p in chunk])
             if _libc.process_vm_readv(self._pid, local, 1, remote, len(chunk), 0) != len(chunk):
                 raise kerr(errno.EFAULT)
-        if write and not (self._writable(addr, size) or self._refresh() or self._writable(addr, size)):
-            raise kerr(errno.EFAULT)
+        if write and not self._writable(addr, size):
+            self._refresh()  # the cache is stale or the memory really is read-only
+            if not self._writable(addr, size):
+                raise kerr(errno.EFAULT)
 
     def _writable(self, addr: int, size: int) -> bool:
         end = addr + size
@@ -110,7 +113,7 @@ class UserMemory:
             addr, i = stop, i + 1
         return True
 
-    def _refresh(self) -> bool:
+    def _refresh(self) -> None:
         maps = []
         with open(f"/proc/{self._pid}/maps", encoding="ascii") as f:
             for line in f:
@@ -118,4 +121,3 @@ class UserMemory:
                 lo, hi = (int(x, 16) for x in span.split("-"))
                 maps.append((lo, hi, perms[1] == "w"))
         self._maps = sorted(maps)
-        return False

@@ -56,10 +56,7 @@ class Regions:
             raise kerr(errno.EFAULT)
         out = b""
         for off, width in split(pos, count):
-            if width == 8:
-                parts = [(off, 4), (off + 4, 4)]
-            else:
-                parts = [(off, width)]
+            parts = [(off, 4), (off + 4, 4)] if width == 8 else [(off, width)]
             for p, w in parts:
                 if data is None:
                     out += self._cfg_read(p, w).to_bytes(w, "little")

@@ -118,8 +118,11 @@ class DmaMap:
         self.dirty_tracking = False
 
     def translate(self, iova: int, size: int, *, write: bool) -> list[tuple[int, int]] | None:
-        """Translate a device access into (vaddr, length) pieces; None if any byte is unmapped
-        or lacks the permission (the IOMMU blocks the whole transaction)."""
+        """Translate a device access into (vaddr, length) pieces.
+
+        Returns None if any byte is unmapped or lacks the permission: the IOMMU blocks the
+        whole transaction.
+        """
         pieces = []
         end = iova + size
         while iova < end:
@@ -168,7 +171,7 @@ class DmaMap:
         return sum(m.size for m in found)
 
     def invalidate_vaddr(self, iova: int, size: int) -> int:
-        """UNMAP with VFIO_DMA_UNMAP_FLAG_VADDR: mark vaddrs invalid; EINVAL (no change) if one is."""
+        """UNMAP with FLAG_VADDR: mark vaddrs invalid; EINVAL (and no change) if one already is."""
         found = self.in_range(iova, size)
         if any(m.vaddr_invalid for m in found):
             raise kerr(errno.EINVAL)

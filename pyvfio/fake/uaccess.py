@@ -12,6 +12,7 @@ import errno
 import struct
 from typing import Any
 
+from pyvfio import uapi
 from pyvfio._ffi import CData, ffi
 from pyvfio.fake.memory import UserMemory, address, kerr
 
@@ -122,8 +123,6 @@ class FakeFile:
 
     def handlers(self) -> dict[int, str]:
         """Return the request numbers this file answers right now, mapped to handler names."""
-        from pyvfio import uapi
-
         return {int(uapi.IOCTLS[name]): name for name in self.IOCTLS}
 
     def unknown_errno(self) -> int:

@@ -29,6 +29,7 @@ _FEATURES = {C.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY: 0,
              C.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP: 8,
              C.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT: 0}
 MAX_IOEVENTFDS = 1000
+_RW = C.VFIO_REGION_INFO_FLAG_READ | C.VFIO_REGION_INFO_FLAG_WRITE
 
 
 class VFIOPCIDevice(FakeFile):
@@ -78,7 +79,9 @@ class VFIOPCIDevice(FakeFile):
 
     def VFIO_DEVICE_GET_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
         info = arg.struct("struct vfio_device_info *", 16)
-        info.flags = C.VFIO_DEVICE_FLAGS_PCI | (C.VFIO_DEVICE_FLAGS_RESET if self.dev.cfg.reset else 0)
+        info.flags = C.VFIO_DEVICE_FLAGS_PCI
+        if self.dev.cfg.reset:
+            info.flags |= C.VFIO_DEVICE_FLAGS_RESET
         info.num_regions, info.num_irqs = NUM_REGIONS, NUM_IRQS
         arg.copy_out(info)
         return 0
@@ -91,7 +94,7 @@ class VFIOPCIDevice(FakeFile):
         caps: list[tuple[int, int, bytes]] = []
         if index < 6:
             info.size = self.dev.bars[index].size
-            info.flags = (C.VFIO_REGION_INFO_FLAG_READ | C.VFIO_REGION_INFO_FLAG_WRITE) if info.size else 0
+            info.flags = _RW if info.size else 0
             if self.regions.mmappable(index):
                 info.flags |= C.VFIO_REGION_INFO_FLAG_MMAP
                 caps = self._region_caps(index)
@@ -99,7 +102,7 @@ class VFIOPCIDevice(FakeFile):
             info.size, info.flags = 0, 0  # no ROM
         elif index == CONFIG_INDEX:
             info.size = len(self.dev.config)
-            info.flags = C.VFIO_REGION_INFO_FLAG_READ | C.VFIO_REGION_INFO_FLAG_WRITE
+            info.flags = _RW
         else:
             raise kerr(errno.EINVAL)  # VGA only for VGA-class devices; no device regions
         arg.reply_caps(info, caps, C.VFIO_REGION_INFO_FLAG_CAPS)
