@@ -7,10 +7,11 @@ import errno
 import pytest
 
 from pyvfio import uapi
-from pyvfio._ffi import C, new
+from pyvfio._ffi import C, ffi, new
+from pyvfio.fake import standard_host
+from tests.conformance.vfio_helpers import session, type1
 from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
-from tests.conformance.vfio_helpers import session, type1
 
 
 def test_api_version(host: Host) -> None:
@@ -31,7 +32,7 @@ def test_check_extension_type1_before_set_iommu(host: Host) -> None:
 
 
 def test_check_extension_update_vaddr_needs_iommu(host: Host) -> None:
-    """vfio_iommu_type1_check_extension: UPDATE_VADDR is 0 while iommu == NULL, 1 after SET_IOMMU."""
+    """vfio_iommu_type1_check_extension: UPDATE_VADDR is 0 while iommu == NULL, then 1."""
     if host.noiommu:
         pytest.skip("noiommu: no type1")
     with session(host) as s:
@@ -111,12 +112,8 @@ def test_two_groups_one_container(host: Host) -> None:
 def test_noiommu_container_refuses_type1() -> None:
     """container.c:vfio_ioctl_set_iommu skips drivers not allowed for a noiommu container:
     type1 -> ENODEV, VFIO_NOIOMMU_IOMMU -> ok; CHECK_EXTENSION(TYPE1v2) is 0."""
-    from pyvfio.fake import standard_host
-
     k = standard_host(noiommu=True)
     c, g = k.open("/dev/vfio/vfio"), k.open("/dev/vfio/noiommu-1")
-    from pyvfio._ffi import ffi
-
     k.ioctl(g, uapi.VFIO_GROUP_SET_CONTAINER, ffi.new("int32_t *", c))
     assert k.ioctl(c, uapi.VFIO_CHECK_EXTENSION, C.VFIO_TYPE1v2_IOMMU) == 0
     expect_errno(errno.ENODEV, k.ioctl, c, uapi.VFIO_SET_IOMMU, C.VFIO_TYPE1v2_IOMMU)

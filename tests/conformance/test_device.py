@@ -6,8 +6,8 @@ import errno
 
 from pyvfio import uapi
 from pyvfio._ffi import C, new
-from tests.conftest import Host
 from tests.conformance.vfio_helpers import session
+from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
 
 
@@ -88,7 +88,8 @@ def test_feature_unknown_enotty(host: Host) -> None:
     """vfio_main.c:vfio_ioctl_device_feature: migration without mig_ops -> ENOTTY."""
     with session(host) as s:
         _, _, d = s.edu()
-        flags = C.VFIO_DEVICE_FEATURE_PROBE | C.VFIO_DEVICE_FEATURE_GET | C.VFIO_DEVICE_FEATURE_MIGRATION
+        flags = (C.VFIO_DEVICE_FEATURE_PROBE | C.VFIO_DEVICE_FEATURE_GET
+                 | C.VFIO_DEVICE_FEATURE_MIGRATION)
         feat = new("struct vfio_device_feature *", 8, flags=flags)
         expect_errno(errno.ENOTTY, s.k.ioctl, d, uapi.VFIO_DEVICE_FEATURE, feat)
 

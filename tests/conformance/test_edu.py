@@ -12,21 +12,24 @@ from collections.abc import Iterator
 
 import pytest
 
+from pyvfio._ffi import C
 from pyvfio.kernel import MMIO
-from tests.conftest import Host
 from tests.conformance.irq_helpers import EVENTFD, INTX, MSI, NONE, TRIGGER, set_irqs, wait_event
 from tests.conformance.vfio_helpers import (
     MASTER,
     MEMORY,
+    PCI_COMMAND,
     Session,
     buffer,
+    cfg_read,
+    cfg_write,
     dma_map,
     dma_unmap,
     region_offset,
     session,
     set_command,
 )
-from pyvfio._ffi import C
+from tests.conftest import Host
 
 SRC, DST, CNT, CMD = 0x80, 0x88, 0x90, 0x98
 RUN, TO_RAM, IRQ = 0x1, 0x2, 0x4
@@ -164,8 +167,6 @@ def test_edu_factorial_irq(edu: tuple[Session, int, int, MMIO]) -> None:
 def test_edu_msi_dropped_without_bus_master(edu: tuple[Session, int, int, MMIO]) -> None:
     """MSI is a memory write: with COMMAND.MASTER clear it is dropped (vm-lane pitfall 4)."""
     s, _, d, bar = edu
-    from tests.conformance.vfio_helpers import PCI_COMMAND, cfg_read, cfg_write
-
     command = cfg_read(s.host, d, PCI_COMMAND, 2)
     cfg_write(s.host, d, PCI_COMMAND, 2, command & ~MASTER)
     efd = s.track(s.k.eventfd())

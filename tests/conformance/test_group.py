@@ -8,8 +8,9 @@ import pytest
 
 from pyvfio import uapi
 from pyvfio._ffi import C, ffi, new
-from tests.conftest import Host
+from pyvfio.fake import nonviable_host
 from tests.conformance.vfio_helpers import name_arg, session
+from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
 
 
@@ -115,7 +116,7 @@ def test_get_device_fd_trailing_garbage_enodev(host: Host) -> None:
 
 
 def test_get_device_fd_vf_token_not_sriov_einval(host: Host) -> None:
-    """vfio_pci_core.c:vfio_pci_validate_vf_token: a token for a device that is no PF/VF -> EINVAL."""
+    """vfio_pci_core.c:vfio_pci_validate_vf_token: a token but no PF/VF -> EINVAL."""
     with session(host) as s:
         _, g = s.ready(host.edu_group)
         token = " vf_token=2ab74924-c335-45f4-9b16-8569e5b08258"
@@ -152,8 +153,6 @@ def test_group_close_with_device_open_keeps_group_busy(host: Host) -> None:
 def test_nonviable_group() -> None:
     """iommu.c:iommu_group_claim_dma_owner: a member on a DMA-API driver -> not VIABLE and
     SET_CONTAINER -> EPERM."""
-    from pyvfio.fake import nonviable_host
-
     k = nonviable_host()
     number = k.labels["nonviable_group"]
     c, g = k.open("/dev/vfio/vfio"), k.open(f"/dev/vfio/{number}")

@@ -4,14 +4,26 @@ vfio_main.c:vfio_set_irqs_validate_and_prepare)."""
 from __future__ import annotations
 
 import errno
+import os
 
 from pyvfio import uapi
 from pyvfio._ffi import C, new
-from tests.conftest import Host
 from tests.conformance.irq_helpers import (
-    BOOL, ERR, EVENTFD, INTX, MSI, MSIX, NONE, REQ, TRIGGER, irq_info, set_irqs, wait_event,
+    BOOL,
+    ERR,
+    EVENTFD,
+    INTX,
+    MSI,
+    MSIX,
+    NONE,
+    REQ,
+    TRIGGER,
+    irq_info,
+    set_irqs,
+    wait_event,
 )
 from tests.conformance.vfio_helpers import session
+from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
 
 
@@ -134,8 +146,6 @@ def test_intx_loopback(host: Host) -> None:
 
 def test_eventfd_not_an_eventfd_einval(host: Host) -> None:
     """eventfd_ctx_fdget: an fd that is not an eventfd -> EINVAL."""
-    import os
-
     with session(host) as s:
         _, _, d = s.edu()
         r, w = os.pipe()

@@ -9,7 +9,6 @@ import pytest
 
 from pyvfio import uapi
 from pyvfio._ffi import C, new
-from tests.conftest import Host
 from tests.conformance.vfio_helpers import (
     CONFIG,
     MEMORY,
@@ -21,7 +20,8 @@ from tests.conformance.vfio_helpers import (
     session,
     set_command,
 )
-from tests.helpers import expect_errno, expect_ok
+from tests.conftest import Host
+from tests.helpers import expect_errno
 
 EDU_ID = 0x010000ED
 
@@ -39,7 +39,8 @@ def test_region_info_bar0(host: Host) -> None:
         info = _region(s, d, 0)
         assert info.size == 1 << 20
         assert info.offset == 0
-        rwm = C.VFIO_REGION_INFO_FLAG_READ | C.VFIO_REGION_INFO_FLAG_WRITE | C.VFIO_REGION_INFO_FLAG_MMAP
+        rwm = (C.VFIO_REGION_INFO_FLAG_READ | C.VFIO_REGION_INFO_FLAG_WRITE
+               | C.VFIO_REGION_INFO_FLAG_MMAP)
         assert info.flags & rwm == rwm
 
 

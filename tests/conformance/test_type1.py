@@ -12,8 +12,9 @@ import pytest
 
 from pyvfio import uapi
 from pyvfio._ffi import C, ffi, new
-from tests.conftest import Host
+from pyvfio.fake import standard_host
 from tests.conformance.vfio_helpers import Session, buffer, dma_map, dma_unmap, session
+from tests.conftest import Host, discover
 from tests.helpers import expect_errno, expect_ok
 
 IOVA = 0x100000
@@ -31,7 +32,7 @@ def t1(host: Host) -> Iterator[tuple[Session, int]]:
 
 
 def test_get_info_small_argsz_reports_caps_size(t1: tuple[Session, int]) -> None:
-    """vfio_iommu_type1_get_info: argsz 24 -> PGSIZES|CAPS, argsz grown to the chain, offset 0."""
+    """vfio_iommu_type1_get_info: argsz 24 -> PGSIZES|CAPS, argsz grown, cap_offset 0."""
     s, c = t1
     info = new("struct vfio_iommu_type1_info *")
     expect_ok(s.k.ioctl, c, uapi.VFIO_IOMMU_GET_INFO, info)
@@ -235,7 +236,7 @@ def test_dirty_pages_two_flags_einval(t1: tuple[Session, int]) -> None:
 
 
 def test_dirty_pages_get_bitmap(t1: tuple[Session, int]) -> None:
-    """vfio_iova_dirty_bitmap: with tracking on, pinned pages of an IOMMU-backed group read dirty."""
+    """vfio_iova_dirty_bitmap: tracking on, pages of an IOMMU-backed group all read dirty."""
     s, c = t1
     buf = buffer(0x2000)
     dma_map(s.host, c, buf, IOVA)
@@ -267,10 +268,6 @@ def test_mappings_dropped_when_last_group_leaves(t1: tuple[Session, int]) -> Non
 @pytest.mark.fake_only("dma_entry_limit is a module parameter")
 def test_dma_entry_limit_enospc() -> None:
     """vfio_dma_do_map: no dma_avail left -> ENOSPC; the DMA_AVAIL cap counts down."""
-    from pyvfio.fake import standard_host
-
-    from tests.conftest import discover
-
     host = discover(standard_host(dma_entry_limit=2), "fake")
     with session(host) as s:
         c, _ = s.ready(host.edu_group)
@@ -285,10 +282,6 @@ def test_dma_entry_limit_enospc() -> None:
 @pytest.mark.fake_only("root has CAP_IPC_LOCK: RLIMIT_MEMLOCK does not apply")
 def test_memlock_enomem() -> None:
     """vfio_pin_pages_remote: locked_vm + new > RLIMIT_MEMLOCK without CAP_IPC_LOCK -> ENOMEM."""
-    from pyvfio.fake import standard_host
-
-    from tests.conftest import discover
-
     host = discover(standard_host(memlock_limit=0x1000), "fake")
     with session(host) as s:
         c, _ = s.ready(host.edu_group)

@@ -15,7 +15,6 @@ from typing import Any
 
 from pyvfio import uapi
 from pyvfio._ffi import C, ffi, new
-
 from tests.conftest import Host
 
 CONFIG = 7

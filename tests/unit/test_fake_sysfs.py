@@ -72,7 +72,7 @@ def test_rebind_via_override_and_drivers_probe(k: FakeKernel) -> None:
     k.sysfs_write("bus/pci/drivers_probe", NIC)
     assert k.sysfs_readlink(f"bus/pci/devices/{NIC}/driver").endswith("vfio-pci")
     assert "2" in k.listdir("/dev/vfio")
-    k.sysfs_write(f"bus/pci/drivers/vfio-pci/unbind", NIC)
+    k.sysfs_write("bus/pci/drivers/vfio-pci/unbind", NIC)
     k.sysfs_write(f"bus/pci/devices/{NIC}/driver_override", "\n")
     k.sysfs_write("bus/pci/drivers/e1000e/bind", NIC)
     k.assert_clean()
