@@ -6,6 +6,8 @@ import errno
 
 import pytest
 
+from pyvfio import uapi
+from pyvfio._ffi import ffi
 from pyvfio.fake import FakeKernel, standard_host
 from pyvfio.fake.sysfs import SysfsTree
 from tests.helpers import expect_errno
@@ -104,9 +106,6 @@ def test_new_id(k: FakeKernel) -> None:
 
 def test_host_driver_into_claimed_group_ebusy(k: FakeKernel) -> None:
     """iommu_device_use_default_domain: a DMA-API driver cannot bind into a group VFIO owns."""
-    from pyvfio import uapi
-    from pyvfio._ffi import ffi
-
     c, g = k.open("/dev/vfio/vfio"), k.open("/dev/vfio/6")
     k.ioctl(g, uapi.VFIO_GROUP_SET_CONTAINER, ffi.new("int32_t *", c))
     k.sysfs_write("bus/pci/drivers/vfio-pci/unbind", "0000:02:01.0")
