@@ -10,18 +10,16 @@ or the run is interrupted, every device is put back on the driver and override i
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyvfio import discover, inuse, validate, viability
+from pyvfio import discover, inuse, persist, validate, viability
 from pyvfio.errors import BindError, InUseError
 from pyvfio.hostos import HostOS
 from pyvfio.kernel import Kernel
 
-STATE_DIR = "/run/pyvfio/previous-driver"
+STATE_DIR = persist.STATE_DIR
 CLEAR = "\n"
 
 
@@ -229,29 +227,6 @@ def _pause(kernel: Kernel, seconds: float) -> None:
     time.sleep(seconds)
 
 
-def remember(state_dir: str, bdf: str, driver: str | None) -> None:
-    """Record the driver ``bdf`` had before pyvfio bound it (for ``unbind`` to restore)."""
-    os.makedirs(state_dir, exist_ok=True)
-    with open(os.path.join(state_dir, validate.bdf(bdf)), "w", encoding="ascii") as f:
-        f.write(f"{driver or ''}\n")
-
-
-def recall(state_dir: str, bdf: str) -> str | None:
-    """Return the driver remembered for ``bdf`` (None when unknown or it had none)."""
-    try:
-        with open(os.path.join(state_dir, validate.bdf(bdf)), encoding="ascii") as f:
-            name = f.read().strip()
-    except OSError:
-        return None
-    return validate.driver(name) if name else None
-
-
-def forget(state_dir: str, bdf: str) -> None:
-    """Drop the record of ``bdf``'s previous driver."""
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(os.path.join(state_dir, validate.bdf(bdf)))
-
-
 def bind(kernel: Kernel, host: HostOS, bdf: str, *, driver: str = "vfio-pci",
          whole_group: bool = False, force: bool = False, dry_run: bool = False,
          keep_override: bool = False, state_dir: str = STATE_DIR,
@@ -276,7 +251,7 @@ def bind(kernel: Kernel, host: HostOS, bdf: str, *, driver: str = "vfio-pci",
     execute(kernel, host, steps, bdfs)
     for b, prev in previous.items():
         if prev != driver and not (prev and viability.is_vfio_driver(kernel, prev)):
-            remember(state_dir, b, prev)
+            persist.remember(state_dir, b, prev)
     if viability.is_vfio_driver(kernel, driver):
         result.nodes, result.missing_nodes = wait_nodes(kernel, bdfs, timeout)
     result.report = viability.diagnose_device(kernel, bdfs[0])
@@ -309,14 +284,14 @@ def unbind(kernel: Kernel, host: HostOS, bdf: str, *, driver: str | None = None,
             kernel, discover.driver_of(kernel, b) or "") else inuse.check(kernel, host, b)
         if uses:
             raise InUseError(b, uses)
-    targets_ = {b: validate.driver(driver) if driver else recall(state_dir, b) for b in bdfs}
-    steps = plan_unbind(kernel, bdfs, targets_)
+    to = {b: validate.driver(driver) if driver else persist.recall(state_dir, b) for b in bdfs}
+    steps = plan_unbind(kernel, bdfs, to)
     previous = {b: discover.driver_of(kernel, b) for b in bdfs}
     result = Result(bdfs, steps, previous, dry_run)
     if not dry_run:
         execute(kernel, host, steps, bdfs)
         for b in bdfs:
-            forget(state_dir, b)
+            persist.forget(state_dir, b)
         result.report = viability.diagnose_device(kernel, bdf)
     return result
 

@@ -11,6 +11,7 @@ All paths live under ``root`` so tests write into a temporary directory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 
@@ -22,6 +23,7 @@ DRIVERCTL_DIR = "etc/driverctl.d"
 DRIVERCTL_BIN = ("usr/sbin/driverctl", "sbin/driverctl", "usr/bin/driverctl")
 RULES_DIR = "etc/udev/rules.d"
 RULE_PREFIX = "70-pyvfio-"
+STATE_DIR = "/run/pyvfio/previous-driver"  # tmpfs: a reboot forgets, as it should
 
 
 @dataclass(frozen=True)
@@ -141,3 +143,26 @@ def grant(kernel: Kernel, host: HostOS, bdf: str, user: str, mode: int = 0o660,
         for node in nodes:
             host.chown(node, uid, gid, mode)
     return nodes
+
+
+def remember(state_dir: str, bdf: str, driver: str | None) -> None:
+    """Record the driver ``bdf`` had before pyvfio bound it (for ``unbind`` to restore)."""
+    os.makedirs(state_dir, exist_ok=True)
+    with open(os.path.join(state_dir, validate.bdf(bdf)), "w", encoding="ascii") as f:
+        f.write(f"{driver or ''}\n")
+
+
+def recall(state_dir: str, bdf: str) -> str | None:
+    """Return the driver remembered for ``bdf`` (None when unknown or it had none)."""
+    try:
+        with open(os.path.join(state_dir, validate.bdf(bdf)), encoding="ascii") as f:
+            name = f.read().strip()
+    except OSError:
+        return None
+    return validate.driver(name) if name else None
+
+
+def forget(state_dir: str, bdf: str) -> None:
+    """Drop the record of ``bdf``'s previous driver."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(os.path.join(state_dir, validate.bdf(bdf)))
