@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno
+from typing import Any
 
 from pyvfio import uapi
 from pyvfio._ffi import C, new
-from tests.conformance.vfio_helpers import session
+from tests.conformance.vfio_helpers import Session, session
 from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
 
@@ -94,13 +95,19 @@ def test_feature_unknown_enotty(host: Host) -> None:
         expect_errno(errno.ENOTTY, s.k.ioctl, d, uapi.VFIO_DEVICE_FEATURE, feat)
 
 
+def _feature(s: Session, d: int, *flags: int) -> Any:
+    """A VFIO_DEVICE_FEATURE argument for LOW_POWER_ENTRY with ``flags``."""
+    value = C.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY
+    for flag in flags:
+        value |= flag
+    return new("struct vfio_device_feature *", flags=value)
+
+
 def test_feature_get_and_set_einval(host: Host) -> None:
     """vfio_ioctl_device_feature: GET and SET together without PROBE -> EINVAL."""
     with session(host) as s:
         _, _, d = s.edu()
-        flags = (C.VFIO_DEVICE_FEATURE_GET | C.VFIO_DEVICE_FEATURE_SET
-                 | C.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY)
-        feat = new("struct vfio_device_feature *", flags=flags)
+        feat = _feature(s, d, C.VFIO_DEVICE_FEATURE_GET, C.VFIO_DEVICE_FEATURE_SET)
         expect_errno(errno.EINVAL, s.k.ioctl, d, uapi.VFIO_DEVICE_FEATURE, feat)
 
 
@@ -108,9 +115,7 @@ def test_feature_low_power_probe(host: Host) -> None:
     """vfio_pci_core_ioctl_feature + vfio_check_feature: PROBE|SET of LOW_POWER_ENTRY -> 0."""
     with session(host) as s:
         _, _, d = s.edu()
-        flags = (C.VFIO_DEVICE_FEATURE_PROBE | C.VFIO_DEVICE_FEATURE_SET
-                 | C.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY)
-        feat = new("struct vfio_device_feature *", flags=flags)
+        feat = _feature(s, d, C.VFIO_DEVICE_FEATURE_PROBE, C.VFIO_DEVICE_FEATURE_SET)
         expect_ok(s.k.ioctl, d, uapi.VFIO_DEVICE_FEATURE, feat)
 
 
@@ -118,9 +123,7 @@ def test_feature_low_power_get_einval(host: Host) -> None:
     """vfio_check_feature: GET of a SET-only feature -> EINVAL."""
     with session(host) as s:
         _, _, d = s.edu()
-        flags = (C.VFIO_DEVICE_FEATURE_PROBE | C.VFIO_DEVICE_FEATURE_GET
-                 | C.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY)
-        feat = new("struct vfio_device_feature *", flags=flags)
+        feat = _feature(s, d, C.VFIO_DEVICE_FEATURE_PROBE, C.VFIO_DEVICE_FEATURE_GET)
         expect_errno(errno.EINVAL, s.k.ioctl, d, uapi.VFIO_DEVICE_FEATURE, feat)
 
 

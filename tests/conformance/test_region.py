@@ -69,27 +69,21 @@ def test_region_info_config(host: Host) -> None:
         assert info.size in (256, 4096)
 
 
-def test_region_info_vga_einval(host: Host) -> None:
-    """vfio_pci_ioctl_get_region_info: the VGA index on a non-VGA device -> EINVAL."""
+@pytest.mark.parametrize(
+    ("fields", "rule"),
+    [
+        ({"index": 8}, "the VGA index on a non-VGA device"),
+        ({"index": 9}, "index >= num_regions"),
+        ({"argsz": 16}, "argsz < 32"),
+    ],
+    ids=["vga", "index", "argsz"],
+)
+def test_region_info_einval(host: Host, fields: dict[str, int], rule: str) -> None:
+    """vfio_pci_ioctl_get_region_info: VGA index on a non-VGA device, index >= num_regions,
+    argsz < 32 -> EINVAL."""
     with session(host) as s:
         _, _, d = s.edu()
-        info = new("struct vfio_region_info *", index=8)
-        expect_errno(errno.EINVAL, s.k.ioctl, d, uapi.VFIO_DEVICE_GET_REGION_INFO, info)
-
-
-def test_region_info_bad_index_einval(host: Host) -> None:
-    """vfio_pci_ioctl_get_region_info: index >= num_regions -> EINVAL."""
-    with session(host) as s:
-        _, _, d = s.edu()
-        info = new("struct vfio_region_info *", index=9)
-        expect_errno(errno.EINVAL, s.k.ioctl, d, uapi.VFIO_DEVICE_GET_REGION_INFO, info)
-
-
-def test_region_info_argsz_too_small_einval(host: Host) -> None:
-    """vfio_pci_ioctl_get_region_info: argsz < 32 -> EINVAL."""
-    with session(host) as s:
-        _, _, d = s.edu()
-        info = new("struct vfio_region_info *", argsz=16)
+        info = new("struct vfio_region_info *", **fields)
         expect_errno(errno.EINVAL, s.k.ioctl, d, uapi.VFIO_DEVICE_GET_REGION_INFO, info)
 
 

@@ -43,7 +43,7 @@ def test_get_info_small_argsz_reports_caps_size(t1: tuple[Session, int]) -> None
 
 
 def test_get_info_caps_chain(t1: tuple[Session, int]) -> None:
-    """vfio_iommu_type1_get_info: caps MIGRATION, DMA_AVAIL, IOVA_RANGE, 8-aligned, next absolute."""
+    """vfio_iommu_type1_get_info: caps MIGRATION, DMA_AVAIL, IOVA_RANGE, aligned, absolute."""
     s, c = t1
     info = new("struct vfio_iommu_type1_info *")
     s.k.ioctl(c, uapi.VFIO_IOMMU_GET_INFO, info)
