@@ -12,7 +12,7 @@ from typing import Any
 from pyvfio.fake.bus import VFIO_PCI, Driver
 from pyvfio.fake.edu import Edu
 from pyvfio.fake.kernel import FakeKernel
-from pyvfio.fake.pci import PCIDevice, DeviceConfig, bridge
+from pyvfio.fake.pci import DeviceConfig, PCIDevice, bridge
 
 EDU = "0000:00:01.0"
 PAIR = ("0000:02:01.0", "0000:02:02.0")

@@ -8,7 +8,7 @@ to eventfds) is plugged in through :attr:`PCIDevice.dma` and :attr:`PCIDevice.ir
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 PCI_COMMAND = 0x04
