@@ -1,7 +1,21 @@
 """The handlers of the ``pyvfio`` subcommands: each returns an :class:`Output` and never prints.
 
-Every JSON document carries ``"schema": "pyvfio.<command>/1"``; fields are only ever added to a
-schema version, never renamed or removed.
+JSON (``--json``): one document per run with ``"schema": "pyvfio.<command>/1"`` and ``"ok"``;
+fields are only ever added within a schema version, never renamed or removed.
+  ls      devices: [device + viable]; iommu: bool
+  group   group, viable, members: [{name, driver, status: ok|blocks, reason}]
+  info    device, group (as ``group``), in_use: [{kind, name, detail}], vfio: {flags, num_regions,
+          num_irqs, caps, regions, irqs} | null (+ vfio_error)
+  bind, unbind  devices, dry_run, previous: {bdf: driver}, steps: [text], nodes: {bdf: [path]},
+          missing_nodes, group; bind: persist, granted; unbind: unpersisted
+  doctor  ready, checks: [{name, status: ok|info|warn|fail, summary, fix}]
+  persist overrides: [{bdf, driver, mechanism: driverctl|udev, path}]
+  mdev    types: [...] | mdevs: [...] | uuid | removed;  sriov  bdf, driver, totalvfs, numvfs, vfs,
+          vf_token_needed
+  error   (schema pyvfio.error/1) error: {type, message, hint, uses?}
+A device is {bdf, vendor, device, subsystem_vendor, subsystem_device, class_code (hex strings),
+vendor_name, device_name, class_name, driver, driver_override, iommu_group, numa_node,
+sriov_totalvfs, sriov_numvfs, physfn, boot_vga, group_node, cdevs}.
 """
 
 from __future__ import annotations

@@ -213,4 +213,11 @@ def check(kernel: Kernel, host: HostOS, bdf: str) -> list[Use]:
         ValueError: ``bdf`` is not a PCI address.
     """
     bdf = validate.bdf(bdf)
-    return block_uses(kernel, host, bdf) + net_uses(kernel, host, bdf) + display_uses(kernel, bdf)
+    uses = block_uses(kernel, host, bdf) + net_uses(kernel, host, bdf) + display_uses(kernel, bdf)
+    try:
+        vfs = int(kernel.sysfs_read(f"bus/pci/devices/{bdf}/sriov_numvfs"))
+    except (OSError, ValueError):
+        vfs = 0
+    if vfs:  # a PF and its VFs can share a group; VFs vanish with their PF's driver
+        uses.append(Use("sriov", bdf, f"{vfs} VFs enabled (pyvfio sriov clear {bdf})"))
+    return uses

@@ -49,3 +49,11 @@ def test_sriov(env: Env) -> None:
     assert sriov.set_numvfs(env.kernel, PF, 0).vfs == ()
     with pytest.raises(ValueError, match="not an SR-IOV"):
         sriov.state(env.kernel, "0000:00:01.0")
+
+
+def test_pf_with_vfs_is_in_use(env: Env) -> None:
+    from pyvfio import inuse  # noqa: PLC0415
+
+    sriov.set_numvfs(env.kernel, PF, 1)
+    [use] = inuse.check(env.kernel, env.host, PF)
+    assert (use.kind, use.detail) == ("sriov", f"1 VFs enabled (pyvfio sriov clear {PF})")
