@@ -374,9 +374,9 @@ def IOMMU_HWPT_GET_DIRTY_BITMAP(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N
     if cmd.flags & ~C.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR or cmd.__reserved:
         raise kerr(errno.EOPNOTSUPP)
     hwpt = _get_hwpt(ctx, cmd.hwpt_id)
+    _check_bitmap_range(hwpt.ioas.iopt.iova_alignment, cmd)  # before the domain's dirty_ops
     if not hwpt.flags & C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING:
-        raise kerr(errno.EOPNOTSUPP)
-    _check_bitmap_range(hwpt.ioas.iopt.iova_alignment, cmd)
+        raise kerr(errno.EOPNOTSUPP)  # iommu_read_and_clear_dirty: no dirty_ops
     npages = cmd.length // cmd.page_size
     bitmap = bytearray(ctx.memory.read(cmd.data, (npages + 7) // 8))
     for page in sorted(hwpt.dirty):
