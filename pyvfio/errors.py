@@ -66,7 +66,9 @@ class InUseError(PyvfioError):
 
     def __init__(self, bdf: str, uses: Sequence[object]) -> None:
         self.bdf, self.uses = bdf, list(uses)
-        what = ", ".join(str(u) for u in self.uses)
+        what = ", ".join(str(u) for u in self.uses[:4])
+        if len(self.uses) > 4:
+            what += f" and {len(self.uses) - 4} more"
         super().__init__(f"{bdf} is in use by the host: {what}")
 
 

@@ -10,6 +10,7 @@ root filesystem or the ssh session away, so ``bind`` refuses unless forced.
 from __future__ import annotations
 
 import errno
+import ipaddress
 import posixpath
 import struct
 from dataclasses import asdict, dataclass
@@ -141,7 +142,7 @@ def _route_ifaces(host: HostOS) -> dict[str, list[str]]:
         f = line.split()
         if len(f) < 10 or f[0].startswith(("fe80", "ff")):
             continue
-        dest6 = ":".join(f[0][i : i + 4] for i in range(0, 32, 4))
+        dest6 = str(ipaddress.IPv6Address(int(f[0], 16)))
         routes.setdefault(f[9], []).append(f"{dest6}/{int(f[1], 16)}")
     return routes
 
@@ -151,7 +152,7 @@ def _ipv6(host: HostOS) -> dict[str, list[str]]:
     for line in host.read_proc("net/if_inet6").splitlines():
         f = line.split()
         if len(f) == 6 and int(f[3], 16) != IPV6_SCOPE_LINK:
-            addrs.setdefault(f[5], []).append(":".join(f[0][i : i + 4] for i in range(0, 32, 4)))
+            addrs.setdefault(f[5], []).append(str(ipaddress.IPv6Address(int(f[0], 16))))
     return addrs
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import pytest
 
 from pyvfio import inuse
+from pyvfio.hostos import LinuxHostOS
 from tests.unit.hostfix import NIC, NVME, NVME2, SPARE, VGA, Env, hold, make_env
 
 
@@ -70,3 +72,28 @@ def test_signatures() -> None:
     assert inuse.signature(b"\0" * 0x200 + b"EFI PART") == "GPT partition table"
     assert inuse.signature(b"XFSB") == "xfs filesystem"
     assert inuse.signature(b"\0" * 4096) is None
+
+
+def test_linux_hostos_reads_proc_under_its_root(env: Env, tmp_path: Path) -> None:
+    from pyvfio.fake.hostenv import add_netdev  # noqa: PLC0415
+
+    proc = tmp_path / "proc"
+    (proc / "net").mkdir(parents=True)
+    (proc / "self").mkdir()
+    (proc / "self/mountinfo").write_text("")
+    (proc / "swaps").write_text("Filename Type Size Used Priority\n")
+    (proc / "net/route").write_text("Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\t"
+                                    "Mask\nqa9\t0000FEA9\t00000000\t0001\t0\t0\t0\t0000FFFF\n")
+    (proc / "net/ipv6_route").write_text(
+        "fd000000000000000000000000000000 40 " + "00000000000000000000000000000000 00 " + "0" * 32
+        + " 00000100 00000001 00000000 00000001 qa9\n"
+        "fe800000000000000000000000000000 40 " + "00000000000000000000000000000000 00 " + "0" * 32
+        + " 00000100 00000001 00000000 00000001 qa9\n")
+    (proc / "net/if_inet6").write_text("fd000000000000000000000000000002 02 40 00 80 qa9\n"
+                                       "fe800000000000000000000000000002 02 40 20 80 qa9\n")
+    add_netdev(env.kernel, env.host, SPARE, "qa9", up=False)
+    uses = inuse.net_uses(env.kernel, LinuxHostOS(str(tmp_path)), SPARE)
+    assert [str(u) for u in uses] == ["address@qa9: has address fd00::2",
+                                      "route@qa9: carries route fd00::/64"]
+    with pytest.raises(ValueError):
+        LinuxHostOS(str(tmp_path)).read_proc("../etc/shadow")
