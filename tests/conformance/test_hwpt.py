@@ -1,0 +1,244 @@
+"""HWPTs: allocation, attachment, dirty tracking, invalidation, fault queues, hw info.
+
+Specification: drivers/iommu/iommufd/hw_pagetable.c, device.c, fault.c and the selftest's
+``iommufd_ioas.get_hw_info`` / ``iommufd_dirty_tracking`` / ``iommufd_fault`` cases.  QEMU's
+intel-iommu has no dirty tracking, nesting or page requests, so those run on the fake only.
+"""
+
+from __future__ import annotations
+
+import errno
+from typing import Any
+
+import pytest
+
+from pyvfio import uapi
+from pyvfio._ffi import C, ffi, new
+from tests.conformance.iommufd_helpers import PAGE, addr, hw_capabilities, iommufd_session
+from tests.conftest import Host
+from tests.helpers import expect_errno, expect_ok
+
+DIRTY = C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
+NO_DIRTY_ON_VIOMMU = "QEMU's intel-iommu (and the mock profile's missing devices) lack it"
+
+
+def test_hw_info_unknown_device_enoent(host: Host) -> None:
+    """iommufd.c:get_hw_info (no device): IOMMU_GET_HW_INFO of a non-device id -> ENOENT."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        arg = new("struct iommu_hw_info *", dev_id=s.ioas(fd))
+        expect_errno(errno.ENOENT, s.k.ioctl, fd, uapi.IOMMU_GET_HW_INFO, arg)
+
+
+def test_hw_info_reports_driver_data_length(host: Host) -> None:
+    """device.c:iommufd_get_hw_info: with data_len 0 the kernel writes back its data length."""
+    with iommufd_session(host) as s:
+        fd, _, _, dev_id = s.bound_edu()
+        arg = new("struct iommu_hw_info *", dev_id=dev_id)
+        expect_ok(s.k.ioctl, fd, uapi.IOMMU_GET_HW_INFO, arg)
+        assert arg.data_len > 0 and arg.out_data_type != 0  # VT-d: iommu_hw_info_vtd
+
+
+def test_hw_info_flags_eopnotsupp(host: Host) -> None:
+    """device.c:iommufd_get_hw_info: flags without meaning here -> EOPNOTSUPP (6.12: any)."""
+    with iommufd_session(host) as s:
+        fd, _, _, dev_id = s.bound_edu()
+        arg = new("struct iommu_hw_info *", dev_id=dev_id, flags=0x80)
+        expect_errno(errno.EOPNOTSUPP, s.k.ioctl, fd, uapi.IOMMU_GET_HW_INFO, arg)
+
+
+def test_alloc_paging_hwpt_pins_ioas(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_alloc: a manual HWPT holds its IOAS (destroy -> EBUSY)."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        hwpt = s.hwpt(fd, dev_id, ioas)
+        expect_errno(errno.EBUSY, s.destroy, fd, ioas)
+        expect_ok(s.destroy, fd, hwpt)
+        expect_ok(s.destroy, fd, ioas)
+
+
+def test_alloc_bad_pt_id_einval(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_alloc: an unknown pt_id -> EINVAL (not ENOENT)."""
+    with iommufd_session(host) as s:
+        fd, _, _, dev_id = s.bound_edu()
+        expect_errno(errno.EINVAL, s.hwpt, fd, dev_id, 1000)
+
+
+def test_alloc_unknown_device_enoent(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_alloc: a dev_id that is no device -> ENOENT."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        ioas = s.ioas(fd)
+        expect_errno(errno.ENOENT, s.hwpt, fd, ioas, ioas)
+
+
+def test_alloc_reserved_eopnotsupp(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_alloc: __reserved != 0 -> EOPNOTSUPP."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        arg = new("struct iommu_hwpt_alloc *", dev_id=dev_id, pt_id=ioas, __reserved=1)
+        expect_errno(errno.EOPNOTSUPP, s.k.ioctl, fd, uapi.IOMMU_HWPT_ALLOC, arg)
+
+
+def test_alloc_data_len_without_type_einval(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_alloc: data type NONE with data_len != 0 -> EINVAL."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        arg = new("struct iommu_hwpt_alloc *", dev_id=dev_id, pt_id=ioas, data_len=8)
+        expect_errno(errno.EINVAL, s.k.ioctl, fd, uapi.IOMMU_HWPT_ALLOC, arg)
+
+
+def test_alloc_dirty_tracking_unsupported_eopnotsupp(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_paging_alloc: DIRTY_TRACKING without the cap -> EOPNOTSUPP."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        if hw_capabilities(s, fd, dev_id) & C.IOMMU_HW_CAP_DIRTY_TRACKING:
+            pytest.skip(f"{host.profile}: this IOMMU does track dirty pages")
+        expect_errno(errno.EOPNOTSUPP, s.hwpt, fd, dev_id, ioas, DIRTY)
+
+
+def test_attach_manual_hwpt_keeps_id_and_pins_it(host: Host) -> None:
+    """device.c:iommufd_device_change_pt: attaching a HWPT uses it as is; destroy -> EBUSY."""
+    with iommufd_session(host) as s:
+        fd, ioas, cdev, dev_id = s.bound_edu()
+        hwpt = s.hwpt(fd, dev_id, ioas)
+        assert s.attach(cdev, hwpt) == hwpt
+        expect_errno(errno.EBUSY, s.destroy, fd, hwpt)
+        s.detach(cdev)
+        expect_ok(s.destroy, fd, hwpt)
+
+
+def test_attach_ioas_does_not_pick_manual_hwpt(host: Host) -> None:
+    """device.c:iommufd_device_auto_get_domain: only auto HWPTs are reused for an IOAS."""
+    with iommufd_session(host) as s:
+        fd, ioas, cdev, dev_id = s.bound_edu()
+        manual = s.hwpt(fd, dev_id, ioas)
+        assert s.attach(cdev, ioas) != manual
+
+
+def test_set_dirty_tracking_without_support_eopnotsupp(host: Host) -> None:
+    """io_pagetable.c:iopt_set_dirty_tracking: a domain without dirty ops -> EOPNOTSUPP."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        arg = new("struct iommu_hwpt_set_dirty_tracking *", flags=1,
+                  hwpt_id=s.hwpt(fd, dev_id, ioas))
+        expect_errno(errno.EOPNOTSUPP, s.k.ioctl, fd, uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, arg)
+
+
+def test_set_dirty_tracking_unknown_flag_eopnotsupp(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_set_dirty_tracking: flags beyond ENABLE -> EOPNOTSUPP."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        arg = new("struct iommu_hwpt_set_dirty_tracking *", flags=2,
+                  hwpt_id=s.hwpt(fd, dev_id, ioas))
+        expect_errno(errno.EOPNOTSUPP, s.k.ioctl, fd, uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, arg)
+
+
+def test_invalidate_paging_hwpt_refused(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_invalidate: only nested HWPTs (and vIOMMUs) take it:
+    ENOENT on 6.12 (looked up as HWPT_NESTED), EINVAL from 6.13 (wrong object type)."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        arg = new("struct iommu_hwpt_invalidate *", hwpt_id=s.hwpt(fd, dev_id, ioas))
+        with pytest.raises(OSError) as err:
+            s.k.ioctl(fd, uapi.IOMMU_HWPT_INVALIDATE, arg)
+        assert err.value.errno in (errno.EINVAL, errno.ENOENT)
+
+
+def test_fault_queue_alloc_gives_fd_and_id(host: Host) -> None:
+    """fault.c:iommufd_fault_alloc: a FAULT object id and a new fd."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        arg = new("struct iommu_fault_alloc *")
+        expect_ok(s.k.ioctl, fd, uapi.IOMMU_FAULT_QUEUE_ALLOC, arg)
+        s.track(int(arg.out_fault_fd))
+        assert arg.out_fault_id >= 1 and arg.out_fault_fd != fd
+
+
+def test_fault_queue_alloc_flags_eopnotsupp(host: Host) -> None:
+    """fault.c:iommufd_fault_alloc: flags != 0 -> EOPNOTSUPP."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        arg = new("struct iommu_fault_alloc *", flags=1)
+        expect_errno(errno.EOPNOTSUPP, s.k.ioctl, fd, uapi.IOMMU_FAULT_QUEUE_ALLOC, arg)
+
+
+# -- fake only: what QEMU's intel-iommu cannot show -------------------------------------------
+
+
+def _dirty_hwpt(host: Host, s: object) -> tuple[int, int, int]:
+    """A dirty-tracking HWPT with the edu attached and one 4-page mapping; (fd, hwpt, iova)."""
+    host.kernel.iommu.model.dirty_tracking = True  # type: ignore[attr-defined]
+    fd, ioas, cdev, dev_id = s.bound_edu()  # type: ignore[attr-defined]
+    hwpt = s.hwpt(fd, dev_id, ioas, DIRTY)  # type: ignore[attr-defined]
+    s.attach(cdev, hwpt)  # type: ignore[attr-defined]
+    iova = s.map(fd, ioas, s.buffer(4), 4 * PAGE, 0x100000)  # type: ignore[attr-defined]
+    arg = new("struct iommu_hwpt_set_dirty_tracking *", flags=1, hwpt_id=hwpt)
+    host.kernel.ioctl(fd, uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, arg)
+    return fd, hwpt, iova
+
+
+def _device_write(host: Host, iova: int, data: bytes) -> bool:
+    """The fake's "device writes" hook: a DMA write by the edu through its IOMMU."""
+    k: Any = host.kernel
+    return bool(k.dma_write(k.bus.devices[host.edu], iova, data))
+
+
+def _bitmap(host: Host, fd: int, hwpt: int, iova: int, flags: int = 0) -> int:
+    bits = ffi.new("uint64_t[1]")
+    arg = new("struct iommu_hwpt_get_dirty_bitmap *", hwpt_id=hwpt, flags=flags, iova=iova,
+              length=4 * PAGE, page_size=PAGE, data=addr(bits))
+    host.kernel.ioctl(fd, uapi.IOMMU_HWPT_GET_DIRTY_BITMAP, arg)
+    return int(bits[0])
+
+
+@pytest.mark.fake_only(NO_DIRTY_ON_VIOMMU)
+def test_device_writes_show_in_dirty_bitmap_then_clear(host: Host) -> None:
+    """iommufd.c:iommufd_dirty_tracking.get_dirty_bitmap: written pages read once, then clear."""
+    with iommufd_session(host) as s:
+        fd, hwpt, iova = _dirty_hwpt(host, s)
+        assert _device_write(host, iova + 2 * PAGE + 8, b"x" * 16)
+        assert _bitmap(host, fd, hwpt, iova) == 0b100
+        assert _bitmap(host, fd, hwpt, iova) == 0
+
+
+@pytest.mark.fake_only(NO_DIRTY_ON_VIOMMU)
+def test_dirty_bitmap_no_clear_keeps_bits(host: Host) -> None:
+    """iommufd.c:iommufd_dirty_tracking.get_dirty_bitmap_no_clear: NO_CLEAR leaves bits set."""
+    with iommufd_session(host) as s:
+        fd, hwpt, iova = _dirty_hwpt(host, s)
+        _device_write(host, iova, b"y")
+        no_clear = C.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR
+        assert _bitmap(host, fd, hwpt, iova, no_clear) == _bitmap(host, fd, hwpt, iova) == 1
+
+
+@pytest.mark.fake_only(NO_DIRTY_ON_VIOMMU)
+def test_dirty_bitmap_unaligned_einval(host: Host) -> None:
+    """hw_pagetable.c:iommufd_check_iova_range: iova not a multiple of page_size -> EINVAL."""
+    with iommufd_session(host) as s:
+        fd, hwpt, iova = _dirty_hwpt(host, s)
+        bits = ffi.new("uint64_t[1]")
+        arg = new("struct iommu_hwpt_get_dirty_bitmap *", hwpt_id=hwpt, iova=iova + PAGE,
+                  length=2 * PAGE, page_size=2 * PAGE, data=addr(bits))
+        expect_errno(errno.EINVAL, host.kernel.ioctl, fd, uapi.IOMMU_HWPT_GET_DIRTY_BITMAP, arg)
+
+
+@pytest.mark.fake_only("QEMU's intel-iommu has no page requests (PRI); the fake feeds faults")
+def test_fault_queue_reports_unmapped_device_access(host: Host) -> None:
+    """fault.c:iommufd_fault_fops_read: a HWPT's I/O page fault is read as iommu_hwpt_pgfault."""
+    with iommufd_session(host) as s:
+        fd, ioas, cdev, dev_id = s.bound_edu()
+        alloc = new("struct iommu_fault_alloc *")
+        s.k.ioctl(fd, uapi.IOMMU_FAULT_QUEUE_ALLOC, alloc)
+        qfd = s.track(int(alloc.out_fault_fd))
+        arg = new("struct iommu_hwpt_alloc *", flags=C.IOMMU_HWPT_FAULT_ID_VALID, dev_id=dev_id,
+                  pt_id=ioas, fault_id=alloc.out_fault_id)
+        s.k.ioctl(fd, uapi.IOMMU_HWPT_ALLOC, arg)
+        s.attach(cdev, int(arg.out_hwpt_id))
+        assert not _device_write(host, 0x300000, b"z")
+        raw = s.k.read(qfd, 64)
+        rec = ffi.from_buffer("struct iommu_hwpt_pgfault *", raw)
+        assert (rec.dev_id, rec.addr, rec.perm) == (dev_id, 0x300000,
+                                                   C.IOMMU_PGFAULT_PERM_WRITE)
+        s.k.write(qfd, bytes(ffi.buffer(new("struct iommu_hwpt_page_response *",
+                                            cookie=rec.cookie))))
