@@ -17,12 +17,122 @@ from typing import Any
 from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake import hwpt as fhwpt
-from pyvfio.fake.iommufd import IommufdFile, IOMMUModel
+from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IommufdFile, IOMMUModel
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.vfio_pci import VFIOPCIDevice
 
 BIND, ATTACH, DETACH = ("VFIO_DEVICE_BIND_IOMMUFD", "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
                         "VFIO_DEVICE_DETACH_IOMMUFD_PT")
+
+
+# -- device side: bind, attach, detach, unbind ------------------------------------------------
+
+
+def bind_device(ctx: IommufdCtx, dev: Any, group: object) -> fhwpt.DeviceObj:
+    """Bind ``dev`` (of IOMMU ``group``) to ``ctx`` (device.c:iommufd_device_bind)."""
+    obj = fhwpt.DeviceObj(dev, group)
+    ctx.table.add(obj)
+    return obj
+
+
+def unbind_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj) -> None:
+    """Detach and forget the device (iommufd_device_unbind)."""
+    detach_device(ctx, obj)
+    ctx.table.remove(obj)
+
+
+def _group_members(ctx: IommufdCtx, group: object) -> list[fhwpt.DeviceObj]:
+    objs = ctx.table.objects.values()
+    return [o for o in objs if isinstance(o, fhwpt.DeviceObj) and o.group == group]
+
+
+def _auto_hwpt(ctx: IommufdCtx, ioas: IOASObj) -> fhwpt.HWPTObj:
+    for found in ioas.hwpts:
+        if found.auto:
+            auto: fhwpt.HWPTObj = found  # every fake device is compatible with every fake domain
+            return auto
+    hwpt = fhwpt.HWPTObj(ioas, 0, auto=True)
+    ctx.table.add(hwpt)
+    return hwpt
+
+
+def _reserve_device(ctx: IommufdCtx, ioas: IOASObj, obj: fhwpt.DeviceObj) -> None:
+    window = ctx.model.msi_window
+    if window and not any(o is obj for _, _, o in ioas.iopt.reserved.items()):
+        ioas.iopt.reserve(window[0], window[1], obj)
+
+
+def attach_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj, pt_id: int) -> int:
+    """Attach (or replace) ``obj``'s group to the IOAS/HWPT ``pt_id``; return the HWPT id.
+
+    Raises:
+        OSError: ENOENT unknown id, EINVAL wrong object type or a group neighbour on another
+            HWPT, EADDRINUSE reserved regions colliding with mappings or allowed ranges.
+    """
+    target = ctx.table.get(pt_id)
+    if not isinstance(target, (IOASObj, fhwpt.HWPTObj)):
+        raise kerr(errno.EINVAL)
+    members = _group_members(ctx, obj.group)
+    current = obj.hwpt or next((m.hwpt for m in members if m.hwpt), None)
+    same = current is target or (current is not None and current.auto and current.ioas is target)
+    if obj.hwpt is None and current is not None and not same:
+        raise kerr(errno.EINVAL)  # device.c: igroup->hwpt != hwpt
+    ioas = target if isinstance(target, IOASObj) else target.ioas
+    created = isinstance(target, IOASObj) and not any(h.auto for h in ioas.hwpts)
+    hwpt = _auto_hwpt(ctx, target) if isinstance(target, IOASObj) else target
+    try:
+        fhwpt.add_domain(ctx, ioas)
+        _reserve_device(ctx, ioas, obj)
+    except OSError:
+        ioas.iopt.unreserve(obj)
+        if created:
+            ctx.destroy(hwpt)
+        raise
+    movers = [obj] if current is None else [m for m in members if m.hwpt is current] + [obj]
+    for m in set(movers):
+        _set_hwpt(ctx, m, hwpt)
+    return hwpt.id
+
+
+def _set_hwpt(ctx: IommufdCtx, obj: fhwpt.DeviceObj, hwpt: fhwpt.HWPTObj | None) -> None:
+    old, obj.hwpt = obj.hwpt, hwpt
+    if hwpt is not None:
+        hwpt.devices.add(obj)
+    if old is not None and old is not hwpt:
+        old.devices.discard(obj)
+        if old.ioas is not (hwpt.ioas if hwpt else None):
+            old.ioas.iopt.unreserve(obj)
+        if old.auto and not old.devices:
+            ctx.destroy(old)
+
+
+def detach_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj) -> None:
+    """Detach ``obj`` if attached; a no-op otherwise (vfio_iommufd_physical_detach_ioas)."""
+    if obj.hwpt is not None:
+        _set_hwpt(ctx, obj, None)
+
+
+def dma_translate(
+    ctx: IommufdCtx, obj: fhwpt.DeviceObj, iova: int, write: bool
+) -> tuple[int, int] | None:
+    """Translate a device access; return ``(user address, bytes left)`` or None (DMA fault).
+
+    A write marks the page dirty when the HWPT tracks dirty pages; a miss on a HWPT with a fault
+    queue queues a page fault for user space.
+    """
+    hwpt = obj.hwpt
+    if hwpt is None:
+        return None  # blocked: a bound but unattached device has no DMA
+    hit = hwpt.ioas.iopt.translate(iova)
+    perm = C.IOMMU_IOAS_MAP_WRITEABLE if write else C.IOMMU_IOAS_MAP_READABLE
+    if hit is None or not hit[2] & perm:
+        if hwpt.fault is not None:
+            hwpt.fault.report(obj.id, iova - iova % 4096, 2 if write else 1)
+        return None
+    if write and hwpt.dirty_enabled:
+        hwpt.dirty.add(iova - iova % ctx.model.page_size)
+    return hit[0], hit[1]
+
 
 
 @dataclass
@@ -125,7 +235,7 @@ class CdevFile:
         owner = self.gate.owners.get(self.group)
         if owner is not None and owner is not target.ctx:
             raise kerr(errno.EPERM)  # iommu_device_claim_dma_owner: another owner
-        self.obj = fhwpt.bind(target.ctx, self.device, self.group)
+        self.obj = bind_device(target.ctx, self.device, self.group)
         self.iommufd = target
         target.ctx.users += 1  # a bound device holds the iommufd file (vfio_iommufd_bind)
         self.device.opens += 1
@@ -137,7 +247,7 @@ class CdevFile:
         if s.flags:
             raise kerr(errno.EINVAL)  # VFIO_DEVICE_ATTACH_PASID: no PASID support here
         assert self.iommufd is not None and self.obj is not None
-        s.pt_id = fhwpt.attach(self.iommufd.ctx, self.obj, s.pt_id)
+        s.pt_id = attach_device(self.iommufd.ctx, self.obj, s.pt_id)
         arg.copy_out(s)
         return 0
 
@@ -146,20 +256,20 @@ class CdevFile:
         if s.flags:
             raise kerr(errno.EINVAL)
         assert self.iommufd is not None and self.obj is not None
-        fhwpt.detach(self.iommufd.ctx, self.obj)
+        detach_device(self.iommufd.ctx, self.obj)
         return 0
 
     def dma(self, iova: int, write: bool) -> tuple[int, int] | None:
         """Translate a device access through the attached HWPT (see hwpt.dma_translate)."""
         if self.iommufd is None or self.obj is None:
             return None
-        return fhwpt.dma_translate(self.iommufd.ctx, self.obj, iova, write)
+        return dma_translate(self.iommufd.ctx, self.obj, iova, write)
 
     def release(self) -> None:
         """Close: detach, unbind, give the iommufd its reference back."""
         if self.iommufd is not None and self.obj is not None:
             ctx = self.iommufd.ctx
-            fhwpt.unbind(ctx, self.obj)
+            unbind_device(ctx, self.obj)
             self.obj = None
             self.gate.unblock_group(self.group)
             ctx.put()

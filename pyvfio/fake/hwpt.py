@@ -1,10 +1,7 @@
 """HWPTs, bound devices and fault queues of the fake iommufd (hw_pagetable.c, device.c, fault.c).
 
-A device enters an iommufd through :func:`bind` (the VFIO cdev's BIND_IOMMUFD), gets a DEVICE object
-and then attaches to an IOAS (an automatic HWPT is found or made) or to a HWPT.  All devices of one
-IOMMU group share one HWPT (device.c:iommufd_hw_pagetable_attach); re-attaching replaces the
-group's HWPT.  Device models reach memory through :func:`dma_translate`, which also marks pages
-dirty when tracking is on and queues a page fault when the HWPT has a fault queue and no mapping.
+The objects (HWPT_PAGING/NESTED, DEVICE, FAULT) and the HWPT ioctls; binding and attaching
+devices is the cdev's side (:mod:`pyvfio.fake.cdev`).
 """
 
 from __future__ import annotations
@@ -145,7 +142,7 @@ def _domains_changed(ctx: IommufdCtx, ioas: IOASObj) -> None:
         iopt.update_alignment(1)
 
 
-def _add_domain(ctx: IommufdCtx, ioas: IOASObj) -> None:
+def add_domain(ctx: IommufdCtx, ioas: IOASObj) -> None:
     """Reserve outside the aperture, raise the alignment (io_pagetable.c:iopt_table_add_domain)."""
     model, iopt = ctx.model, ioas.iopt
     if any(o == "aperture" for _, _, o in iopt.reserved.items()):
@@ -162,114 +159,6 @@ def _add_domain(ctx: IommufdCtx, ioas: IOASObj) -> None:
     except OSError:
         iopt.unreserve("aperture")
         raise
-
-
-# -- device side: bind, attach, detach, unbind ------------------------------------------------
-
-
-def bind(ctx: IommufdCtx, dev: Any, group: object) -> DeviceObj:
-    """Bind ``dev`` (of IOMMU ``group``) to ``ctx`` (device.c:iommufd_device_bind)."""
-    obj = DeviceObj(dev, group)
-    ctx.table.add(obj)
-    return obj
-
-
-def unbind(ctx: IommufdCtx, obj: DeviceObj) -> None:
-    """Detach and forget the device (iommufd_device_unbind)."""
-    detach(ctx, obj)
-    ctx.table.remove(obj)
-
-
-def _group_members(ctx: IommufdCtx, group: object) -> list[DeviceObj]:
-    return [o for o in ctx.table.objects.values() if isinstance(o, DeviceObj) and o.group == group]
-
-
-def _auto_hwpt(ctx: IommufdCtx, ioas: IOASObj) -> HWPTObj:
-    for found in ioas.hwpts:
-        if found.auto:
-            auto: HWPTObj = found  # every fake device is compatible with every fake domain
-            return auto
-    hwpt = HWPTObj(ioas, 0, auto=True)
-    ctx.table.add(hwpt)
-    return hwpt
-
-
-def _reserve_device(ctx: IommufdCtx, ioas: IOASObj, obj: DeviceObj) -> None:
-    window = ctx.model.msi_window
-    if window and not any(o is obj for _, _, o in ioas.iopt.reserved.items()):
-        ioas.iopt.reserve(window[0], window[1], obj)
-
-
-def attach(ctx: IommufdCtx, obj: DeviceObj, pt_id: int) -> int:
-    """Attach (or replace) ``obj``'s group to the IOAS/HWPT ``pt_id``; return the HWPT id.
-
-    Raises:
-        OSError: ENOENT unknown id, EINVAL wrong object type or a group neighbour on another
-            HWPT, EADDRINUSE reserved regions colliding with mappings or allowed ranges.
-    """
-    target = ctx.table.get(pt_id)
-    if not isinstance(target, (IOASObj, HWPTObj)):
-        raise kerr(errno.EINVAL)
-    members = _group_members(ctx, obj.group)
-    current = obj.hwpt or next((m.hwpt for m in members if m.hwpt), None)
-    same = current is target or (current is not None and current.auto and current.ioas is target)
-    if obj.hwpt is None and current is not None and not same:
-        raise kerr(errno.EINVAL)  # device.c: igroup->hwpt != hwpt
-    ioas = target if isinstance(target, IOASObj) else target.ioas
-    created = isinstance(target, IOASObj) and not any(h.auto for h in ioas.hwpts)
-    hwpt = _auto_hwpt(ctx, target) if isinstance(target, IOASObj) else target
-    try:
-        _add_domain(ctx, ioas)
-        _reserve_device(ctx, ioas, obj)
-    except OSError:
-        ioas.iopt.unreserve(obj)
-        if created:
-            ctx.destroy(hwpt)
-        raise
-    movers = [obj] if current is None else [m for m in members if m.hwpt is current] + [obj]
-    for m in set(movers):
-        _set_hwpt(ctx, m, hwpt)
-    return hwpt.id
-
-
-def _set_hwpt(ctx: IommufdCtx, obj: DeviceObj, hwpt: HWPTObj | None) -> None:
-    old, obj.hwpt = obj.hwpt, hwpt
-    if hwpt is not None:
-        hwpt.devices.add(obj)
-    if old is not None and old is not hwpt:
-        old.devices.discard(obj)
-        if old.ioas is not (hwpt.ioas if hwpt else None):
-            old.ioas.iopt.unreserve(obj)
-        if old.auto and not old.devices:
-            ctx.destroy(old)
-
-
-def detach(ctx: IommufdCtx, obj: DeviceObj) -> None:
-    """Detach ``obj`` if attached; a no-op otherwise (vfio_iommufd_physical_detach_ioas)."""
-    if obj.hwpt is not None:
-        _set_hwpt(ctx, obj, None)
-
-
-def dma_translate(
-    ctx: IommufdCtx, obj: DeviceObj, iova: int, write: bool
-) -> tuple[int, int] | None:
-    """Translate a device access; return ``(user address, bytes left)`` or None (DMA fault).
-
-    A write marks the page dirty when the HWPT tracks dirty pages; a miss on a HWPT with a fault
-    queue queues a page fault for user space.
-    """
-    hwpt = obj.hwpt
-    if hwpt is None:
-        return None  # blocked: a bound but unattached device has no DMA
-    hit = hwpt.ioas.iopt.translate(iova)
-    perm = C.IOMMU_IOAS_MAP_WRITEABLE if write else C.IOMMU_IOAS_MAP_READABLE
-    if hit is None or not hit[2] & perm:
-        if hwpt.fault is not None:
-            hwpt.fault.report(obj.id, iova - iova % 4096, 2 if write else 1)
-        return None
-    if write and hwpt.dirty_enabled:
-        hwpt.dirty.add(iova - iova % ctx.model.page_size)
-    return hit[0], hit[1]
 
 
 # -- ioctls ------------------------------------------------------------------------------------
@@ -324,7 +213,7 @@ def _alloc_paging(ctx: IommufdCtx, ioas: IOASObj, cmd: CData) -> HWPTObj:
         raise kerr(errno.EOPNOTSUPP)
     if cmd.flags & C.IOMMU_HWPT_ALLOC_NEST_PARENT and not ctx.model.nesting:
         raise kerr(errno.EOPNOTSUPP)
-    _add_domain(ctx, ioas)
+    add_domain(ctx, ioas)
     return HWPTObj(ioas, cmd.flags, auto=False)
 
 
