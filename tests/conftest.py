@@ -24,14 +24,15 @@ EDU_IDS = ("0x1234", "0x11e8")
 
 @dataclass(frozen=True)
 class Host:
-    """What a conformance test may use: the kernel and the vfio-pci devices it offers."""
+    """What a conformance test may use: the kernel and the vfio-pci devices it offers.
+
+    A profile without an IOMMU for the devices (``mock``: no vIOMMU, so nothing binds to
+    vfio-pci) still runs the device-less tests; a test that asks for a device it lacks skips.
+    """
 
     kernel: Kernel
     profile: str  # "fake", or the VM lane's profile: debian, iommufd, mock, noiommu
-    edu: str  # BDF of an edu device alone in its IOMMU group
-    edu_group: int
-    pair: tuple[str, str]  # two edu devices sharing one IOMMU group
-    pair_group: int
+    groups: dict[int, tuple[str, ...]]  # IOMMU group -> edu devices bound to vfio-pci
 
     @property
     def noiommu(self) -> bool:
@@ -40,25 +41,48 @@ class Host:
     def group_path(self, group: int) -> str:
         return f"/dev/vfio/noiommu-{group}" if self.noiommu else f"/dev/vfio/{group}"
 
+    def _groups_of(self, size: int) -> list[tuple[int, tuple[str, ...]]]:
+        found = sorted((g, d) for g, d in self.groups.items() if len(d) == size)
+        if not found:
+            what = "an edu alone in its IOMMU group" if size == 1 else "two edu sharing a group"
+            pytest.skip(f"{self.profile}: no {what} bound to vfio-pci (found {self.groups})")
+        return found
+
+    @property
+    def edu(self) -> str:
+        """BDF of an edu device alone in its IOMMU group (skips the test if there is none)."""
+        return self._groups_of(1)[0][1][0]
+
+    @property
+    def edu_group(self) -> int:
+        return self._groups_of(1)[0][0]
+
+    @property
+    def pair(self) -> tuple[str, str]:
+        """Two edu devices sharing one IOMMU group (skips the test if there are none)."""
+        devices = self._groups_of(2)[0][1]
+        return devices[0], devices[1]
+
+    @property
+    def pair_group(self) -> int:
+        return self._groups_of(2)[0][0]
+
 
 def discover(kernel: Kernel, profile: str) -> Host:
     """Find the edu devices bound to vfio-pci through the kernel's sysfs, grouped by IOMMU group."""
     groups: dict[int, list[str]] = {}
-    for bdf in kernel.sysfs_listdir("bus/pci/drivers/vfio-pci"):
+    driver_dir = "bus/pci/drivers/vfio-pci"
+    bound = kernel.sysfs_listdir(driver_dir) if kernel.sysfs_exists(driver_dir) else []
+    for bdf in bound:
         if ":" not in bdf:
             continue
         base = f"bus/pci/devices/{bdf}"
         ids = (kernel.sysfs_read(f"{base}/vendor"), kernel.sysfs_read(f"{base}/device"))
-        if ids != EDU_IDS:
+        if ids != EDU_IDS or not kernel.sysfs_exists(f"{base}/iommu_group"):
             continue
         group = int(os.path.basename(kernel.sysfs_readlink(f"{base}/iommu_group")))
         groups.setdefault(group, []).append(bdf)
-    alone = sorted((g, d) for g, d in groups.items() if len(d) == 1)
-    shared = sorted((g, d) for g, d in groups.items() if len(d) == 2)
-    if not alone or not shared:
-        pytest.skip(f"{profile}: needs an edu alone in a group and two sharing one; found {groups}")
-    (edu_group, [edu]), (pair_group, pair) = alone[0], shared[0]
-    return Host(kernel, profile, edu, edu_group, (pair[0], pair[1]), pair_group)
+    return Host(kernel, profile, {g: tuple(sorted(d)) for g, d in groups.items()})
 
 
 def _open_fds() -> set[int]:
@@ -68,7 +92,7 @@ def _open_fds() -> set[int]:
 def _fake_host() -> Iterator[Host]:
     from pyvfio.fake import standard_host
 
-    kernel = standard_host()
+    kernel = standard_host(iommufd=True)
     yield discover(kernel, "fake")
     kernel.assert_clean()
 

@@ -128,11 +128,9 @@ class Session:
 
 
 def require_iommufd(host: Host) -> None:
-    """Skip where the profile has no iommufd; give the fake host its /dev/iommu."""
+    """Skip where the profile has no iommufd (no /dev/iommu)."""
     if host.noiommu:
         pytest.skip("noiommu: iommufd needs an IOMMU (no cdev in no-IOMMU mode here)")
-    if host.profile == "fake":
-        host.kernel.knobs.iommufd = True  # type: ignore[attr-defined]  # the fake's knob
     if not host.kernel.exists("/dev/iommu"):
         pytest.skip(f"{host.profile}: no /dev/iommu (kernel without CONFIG_IOMMUFD)")
 
