@@ -74,3 +74,29 @@ class InUseError(PyvfioError):
 
 class ModeUnavailableError(PyvfioError):
     """The requested IOMMU mode (legacy container or iommufd) is not available on this host."""
+
+
+class DriverError(PyvfioError):
+    """A step of a userspace driver failed: which step, what went wrong, and the kernel's reason.
+
+    Attributes:
+        step: the driver step, e.g. ``"enable bus master"``, ``"map"``, ``"wait for interrupt"``.
+        message: what failed, in the driver's words.
+        cause: the underlying exception (an ``OSError`` keeps its errno), or None.
+        hint: what to do about it, or None.
+    """
+
+    def __init__(self, step: str, message: str, cause: BaseException | None = None, *,
+                 hint: str | None = None) -> None:
+        self.step, self.message, self.cause, self.hint = step, message, cause, hint
+        text = f"{step}: {message}"
+        if cause is not None:
+            text += f": {type(cause).__name__}: {cause}"
+        if hint:
+            text += f" (hint: {hint})"
+        super().__init__(text)
+
+    @property
+    def errno(self) -> int | None:
+        """The kernel's errno if the cause was an ``OSError``."""
+        return self.cause.errno if isinstance(self.cause, OSError) else None

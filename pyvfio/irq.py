@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import select
 from collections.abc import Sequence
@@ -122,6 +123,32 @@ class EventFD(FdOwner):
             raise ValueError(f"timeout must be >= 0 or None, not {timeout}")
         ready, _, _ = select.select([self._fd], [], [], timeout)
         return self.read() if ready else None
+
+    async def wait_async(self, timeout: float | None = None) -> int | None:
+        """Await a signal on the running asyncio loop (``loop.add_reader``); like :meth:`wait`.
+
+        Raises:
+            ValueError: the eventfd is closed, or ``timeout`` is negative.
+            RuntimeError: no running event loop.
+        """
+        self._check_open()
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0 or None, not {timeout}")
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[int] = loop.create_future()
+
+        def readable() -> None:
+            count = self.read()
+            if count is not None and not fut.done():
+                fut.set_result(count)
+
+        loop.add_reader(self._fd, readable)
+        try:
+            return await asyncio.wait_for(fut, timeout)
+        except asyncio.TimeoutError:
+            return None
+        finally:
+            loop.remove_reader(self._fd)
 
     def read(self) -> int | None:
         """Return the pending count (resetting it) without waiting, or None if none is pending."""
