@@ -21,7 +21,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from pyvfio import __version__, bind, commands, hostos
+from pyvfio import __version__, bind, commands, demo, hostos
 from pyvfio.commands import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Context, Output
 from pyvfio.errors import BindError, InUseError, PyvfioError
 from pyvfio.kernel import Kernel, LinuxKernel
@@ -97,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show", "set", "clear"])
     p.add_argument("bdf", help="PCI address of the physical function")
     p.add_argument("count", nargs="?", type=int, help="number of VFs (set)")
+    p = _sub(subs, "demo", demo.cmd_demo,
+             "run the edu driver step by step (fake kernel unless --device)", common)
+    demo.add_arguments(p)
     return parser
 
 
