@@ -21,7 +21,7 @@ from typing import Any
 from pyvfio.cdev import OpenedDevice, open_device
 from pyvfio.device import Device
 from pyvfio.dma import DMASpace
-from pyvfio.errors import DriverError
+from pyvfio.errors import DriverError, PyvfioError
 from pyvfio.iova import DMAMapper
 from pyvfio.irq import EventFD
 from pyvfio.kernel import Kernel, default
@@ -96,7 +96,7 @@ class EduDriver:
         """
         try:
             opened = open_device(bdf, mode, kernel=kernel)
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, PyvfioError) as exc:
             raise DriverError("open", f"opening {bdf} in {mode} mode failed", exc) from exc
         try:
             driver = cls(opened.device, opened.dma, kernel=kernel, timeout=timeout)
