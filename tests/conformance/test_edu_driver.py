@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pyvfio.demo import run_demo
 from pyvfio.edu import DMA_MASK, DMA_MAX, REGISTERS, EduDriver
 from pyvfio.errors import DriverError, ModeUnavailableError
 from tests.conftest import Host
@@ -92,3 +93,16 @@ def test_edu_registers_ignore_wrong_widths(edu: EduDriver) -> None:
     edu.regs.write("liveness", 0x0F0F0F0F)
     mmio.write(live, 2, 0x1234)
     assert edu.regs.read("liveness") == 0xF0F0F0F0
+
+
+@pytest.mark.parametrize("mode", ["legacy", "iommufd"])
+def test_demo_runs_every_step(host: Host, mode: str) -> None:
+    """What `pyvfio demo --device BDF --mode MODE` runs, on this kernel."""
+    if host.noiommu:
+        pytest.skip("noiommu: DMA needs physical addresses")
+    if mode == "iommufd" and not host.kernel.exists("/dev/iommu"):
+        pytest.skip(f"{host.profile}: no /dev/iommu")
+    ok, data = run_demo(host.kernel, host.edu, mode, 5.0)
+    print("\n".join(f"{s['ms']:9.3f} ms  {s['name']}" for s in data["steps"]))
+    assert ok, data["steps"][-1]
+    assert data["mode"] == mode and all(s["ok"] for s in data["steps"])
