@@ -99,8 +99,11 @@ class IOVAAllocator:
         Raises:
             KeyError: ``iova`` is not an allocated block.
         """
-        size = self._used.pop(iova)
-        start, end = iova, iova + size
+        self.release(iova, self._used.pop(iova))
+
+    def release(self, start: int, size: int) -> None:
+        """Make ``[start, start + size)`` free again (a block :meth:`reserve` took)."""
+        end = start + size
         i = bisect.bisect_left(self._holes, (start, 0))
         if i < len(self._holes) and self._holes[i][0] == end:
             end = self._holes.pop(i)[1]
@@ -134,6 +137,7 @@ class DMAMapper:
         self._allocator: IOVAAllocator | None = None
         self._by_iova: list[tuple[int, Mapping]] = []
         self._by_vaddr: list[tuple[int, Mapping]] = []
+        self._reserved: set[int] = set()  # kernel-chosen IOVAs taken out of the allocator
 
     @property
     def allocator(self) -> IOVAAllocator:
@@ -167,12 +171,19 @@ class DMAMapper:
                 return mapping
             mapping.close()  # above the mask: fall back to an IOVA of our choice
         align = min(1 << (size.bit_length() - 1), 2 << 20)
+        for m in self._kernel_placed():  # the kernel's earlier choices are taken, too
+            self.allocator.reserve(m.iova, m.size)
+            self._reserved.add(m.iova)
         iova = self.allocator.allocate(size, align)
         try:
             return self.space.map(raw, iova, **rw)
         except BaseException:
             self.allocator.free(iova)
             raise
+
+    def _kernel_placed(self) -> list[Mapping]:
+        used = self._allocator._used if self._allocator else {}
+        return [m for _, m in self._by_iova if m.iova not in used and m.iova not in self._reserved]
 
     def _index(self, mapping: Mapping) -> None:
         bisect.insort(self._by_iova, (mapping.iova, mapping), key=lambda t: t[0])
@@ -182,9 +193,14 @@ class DMAMapper:
         """Unmap ``mapping`` and give its IOVA back (idempotent)."""
         for index in (self._by_iova, self._by_vaddr):
             index[:] = [t for t in index if t[1] is not mapping]
+        if mapping.closed:
+            return
         mapping.close()
         if self._allocator is not None and mapping.iova in self._allocator._used:
             self._allocator.free(mapping.iova)
+        elif mapping.iova in self._reserved:
+            self._reserved.discard(mapping.iova)
+            self.allocator.release(mapping.iova, mapping.size)
 
     def close(self) -> None:
         """Unmap every mapping made by this mapper."""
