@@ -17,6 +17,7 @@ from typing import Any
 from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake import hwpt as fhwpt
+from pyvfio.fake import option, vfio_compat  # noqa: F401 - they register handlers
 from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IommufdFile, IOMMUModel
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.vfio_pci import VFIOPCIDevice

@@ -188,6 +188,8 @@ class IommufdFile:
     kind = "iommufd"
     # request -> (struct, min size, handler), filled by @handler
     table: ClassVar[dict[int, tuple[str, int, Handler]]] = {}
+    # VFIO container requests below IOMMUFD_CMD_BASE, by name (filled by fake/vfio_compat.py)
+    compat: ClassVar[dict[str, Callable[[IommufdCtx, Any], int]]] = {}
 
     def __init__(self, model: IOMMUModel, memory: UserMemory, install_fd: Callable[[Any], int]):
         self.ctx = IommufdCtx(model, memory, install_fd)
@@ -196,6 +198,7 @@ class IommufdFile:
         """Return the requests of /dev/iommu by kernel name (the FakeKernel dispatch table)."""
         names = {int(v): k for k, v in uapi.IOCTLS.items() if k.startswith("IOMMU_")}
         out = {req: names[req] for req in self.table}
+        out |= {int(uapi.IOCTLS[name]): name for name in self.compat}
         if not self.ctx.model.map_file:
             out.pop(int(uapi.IOMMU_IOAS_MAP_FILE), None)
         return out
@@ -206,6 +209,8 @@ class IommufdFile:
 
     def __getattr__(self, name: str) -> Callable[[Any], int]:
         # FakeKernel calls handlers by kernel name with an IoctlArg (its ``value`` is the address)
+        if name in self.compat:
+            return lambda arg: self.compat[name](self.ctx, arg)
         request = uapi.IOCTLS.get(name)
         if request is None or not name.startswith("IOMMU_"):
             raise AttributeError(name)
@@ -308,7 +313,7 @@ def _check_map_flags(flags: int, reserved: int, *values: int) -> None:
         raise kerr(errno.EINVAL)
 
 
-def _map(ctx: IommufdCtx, ioas: IOASObj, uptr: int, length: int, iova: int, flags: int) -> int:
+def map_user(ctx: IommufdCtx, ioas: IOASObj, uptr: int, length: int, iova: int, flags: int) -> int:
     """iopt_map_user_pages: check the pages, place the area, pin if a domain exists."""
     if length == 0 or length > (1 << 64) - 1 - PAGE_SIZE:
         raise kerr(errno.EINVAL)  # pages.c:iopt_alloc_pages
@@ -330,7 +335,7 @@ def _map(ctx: IommufdCtx, ioas: IOASObj, uptr: int, length: int, iova: int, flag
 def IOMMU_IOAS_MAP(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
     _check_map_flags(cmd.flags, cmd.__reserved, cmd.iova, cmd.length)
     ioas = ctx.get_ioas(cmd.ioas_id)
-    cmd.iova = _map(ctx, ioas, cmd.user_va, cmd.length, cmd.iova, cmd.flags)
+    cmd.iova = map_user(ctx, ioas, cmd.user_va, cmd.length, cmd.iova, cmd.flags)
 
 
 @handler(uapi.IOMMU_IOAS_MAP_FILE, "struct iommu_ioas_map_file", "iova")
@@ -374,73 +379,3 @@ def IOMMU_IOAS_UNMAP(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
             raise kerr(errno.EOVERFLOW)
         unmapped = ioas.iopt.unmap(cmd.iova, cmd.iova + cmd.length - 1)
     cmd.length = unmapped
-
-
-@handler(uapi.IOMMU_OPTION, "struct iommu_option", "val64")
-def IOMMU_OPTION(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
-    if cmd.__reserved:
-        raise kerr(errno.EOPNOTSUPP)
-    if cmd.option_id == C.IOMMU_OPTION_RLIMIT_MODE:
-        _option_rlimit_mode(ctx, cmd)
-        return
-    ioas = ctx.get_ioas(cmd.object_id)
-    if cmd.option_id != C.IOMMU_OPTION_HUGE_PAGES:
-        raise kerr(errno.EOPNOTSUPP)
-    if cmd.op == C.IOMMU_OPTION_OP_GET:
-        cmd.val64 = 0 if ioas.iopt.disable_large_pages else 1
-    elif cmd.op == C.IOMMU_OPTION_OP_SET:
-        _set_huge_pages(ioas, cmd.val64)
-    else:
-        raise kerr(errno.EOPNOTSUPP)
-
-
-def _option_rlimit_mode(ctx: IommufdCtx, cmd: CData) -> None:
-    if cmd.object_id:
-        raise kerr(errno.EOPNOTSUPP)
-    if cmd.op == C.IOMMU_OPTION_OP_GET:
-        cmd.val64 = int(ctx.account_mode_mm)
-    elif cmd.op == C.IOMMU_OPTION_OP_SET:
-        # CAP_SYS_RESOURCE is assumed: the fake runs as the test's (privileged) user
-        if ctx.table.objects:
-            raise kerr(errno.EBUSY)
-        if cmd.val64 not in (0, 1):
-            raise kerr(errno.EINVAL)
-        ctx.account_mode_mm = bool(cmd.val64)
-    else:
-        raise kerr(errno.EOPNOTSUPP)
-
-
-def _set_huge_pages(ioas: IOASObj, val: int) -> None:
-    iopt = ioas.iopt
-    if val == 1:
-        iopt.disable_large_pages = False
-        iopt.update_alignment(iopt.domain_alignment)
-    elif val == 0:
-        if iopt.disable_large_pages:
-            return
-        if ioas.hwpts and len(iopt.areas):
-            raise kerr(errno.EINVAL)  # io_pagetable.c:iopt_disable_large_pages
-        iopt.disable_large_pages = True
-        try:
-            iopt.update_alignment(iopt.domain_alignment)
-        except OSError:
-            iopt.disable_large_pages = False
-            raise
-    else:
-        raise kerr(errno.EINVAL)
-
-
-@handler(uapi.IOMMU_VFIO_IOAS, "struct iommu_vfio_ioas", "__reserved")
-def IOMMU_VFIO_IOAS(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
-    if cmd.__reserved:
-        raise kerr(errno.EOPNOTSUPP)
-    if cmd.op == C.IOMMU_VFIO_IOAS_GET:
-        if ctx.vfio_ioas is None:
-            raise kerr(errno.ENODEV)
-        cmd.ioas_id = ctx.vfio_ioas.id
-    elif cmd.op == C.IOMMU_VFIO_IOAS_SET:
-        ctx.vfio_ioas = ctx.get_ioas(cmd.ioas_id)
-    elif cmd.op == C.IOMMU_VFIO_IOAS_CLEAR:
-        ctx.vfio_ioas = None
-    else:
-        raise kerr(errno.EOPNOTSUPP)

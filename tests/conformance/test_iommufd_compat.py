@@ -1,0 +1,173 @@
+"""/dev/iommu as a VFIO container: the type1 ioctls on the compat IOAS, and how they differ.
+
+Specification: drivers/iommu/iommufd/vfio_compat.c and the selftest's ``vfio_compat_*`` cases
+(tools/testing/selftests/iommu/iommufd.c: ``map_cmd``, ``unmap_cmd``, ``info_cmd``,
+``set_iommu_cmd``).  No device is needed: IOMMU_VFIO_IOAS picks the compat IOAS.
+"""
+
+from __future__ import annotations
+
+import errno
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from pyvfio import _ioctl, uapi
+from pyvfio._ffi import C, new
+from pyvfio.container import _decode_info
+from tests.conformance.iommufd_helpers import PAGE, U64_MAX, Session, iommufd_session
+from tests.conftest import Host
+from tests.helpers import expect_errno, expect_ok
+
+READ, WRITE = C.VFIO_DMA_MAP_FLAG_READ, C.VFIO_DMA_MAP_FLAG_WRITE
+
+
+def _set_compat(s: Session, fd: int, ioas: int) -> None:
+    arg = new("struct iommu_vfio_ioas *", op=C.IOMMU_VFIO_IOAS_SET, ioas_id=ioas)
+    s.k.ioctl(fd, uapi.IOMMU_VFIO_IOAS, arg)
+
+
+@contextmanager
+def compat(host: Host) -> Iterator[tuple[Session, int, int]]:
+    """An iommufd whose compat IOAS is a fresh IOAS: (session, fd, ioas)."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        ioas = s.ioas(fd)
+        _set_compat(s, fd, ioas)
+        yield s, fd, ioas
+
+
+def map_dma(s: Session, fd: int, vaddr: int, iova: int, size: int,
+            flags: int = READ | WRITE) -> None:
+    arg = new("struct vfio_iommu_type1_dma_map *", flags=flags, vaddr=vaddr, iova=iova,
+              size=size)
+    s.k.ioctl(fd, uapi.VFIO_IOMMU_MAP_DMA, arg)
+
+
+def unmap_dma(s: Session, fd: int, iova: int, size: int, flags: int = 0) -> int:
+    arg = new("struct vfio_iommu_type1_dma_unmap *", flags=flags, iova=iova, size=size)
+    s.k.ioctl(fd, uapi.VFIO_IOMMU_UNMAP_DMA, arg)
+    return int(arg.size)
+
+
+def test_no_compat_ioas_is_enodev(host: Host) -> None:
+    """vfio_compat.c:get_compat_ioas: MAP, UNMAP, GET_INFO and SET_IOMMU need the compat IOAS."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        buf = s.buffer()
+        expect_errno(errno.ENODEV, map_dma, s, fd, buf, 1 << 20, PAGE)
+        expect_errno(errno.ENODEV, unmap_dma, s, fd, 1 << 20, PAGE)
+        expect_errno(errno.ENODEV, _ioctl.query_info, s.k, fd, uapi.VFIO_IOMMU_GET_INFO,
+                     "struct vfio_iommu_type1_info *")
+        expect_errno(errno.ENODEV, s.k.ioctl, fd, uapi.VFIO_SET_IOMMU, C.VFIO_TYPE1v2_IOMMU)
+        expect_errno(errno.ENODEV, s.k.ioctl, fd, uapi.VFIO_CHECK_EXTENSION,
+                     C.VFIO_DMA_CC_IOMMU)
+
+
+def test_api_version_and_extensions(host: Host) -> None:
+    """iommufd_vfio_check_extension: type1, type1v2 and UNMAP_ALL yes; NESTING, UPDATE_VADDR no."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        assert s.k.ioctl(fd, uapi.VFIO_GET_API_VERSION) == C.VFIO_API_VERSION
+        for ext in (C.VFIO_TYPE1_IOMMU, C.VFIO_TYPE1v2_IOMMU, C.VFIO_UNMAP_ALL):
+            assert s.k.ioctl(fd, uapi.VFIO_CHECK_EXTENSION, ext) == 1, ext
+        for ext in (C.__VFIO_RESERVED_TYPE1_NESTING_IOMMU, C.VFIO_UPDATE_VADDR, 12345):
+            assert s.k.ioctl(fd, uapi.VFIO_CHECK_EXTENSION, ext) == 0, ext
+
+
+def test_dirty_pages_is_enotty(host: Host) -> None:
+    """VFIO_IOMMU_DIRTY_PAGES is not implemented by the compat layer: ENOIOCTLCMD -> ENOTTY."""
+    with compat(host) as (s, fd, _):
+        arg = new("struct vfio_iommu_type1_dirty_bitmap *",
+                  flags=C.VFIO_IOMMU_DIRTY_PAGES_FLAG_START)
+        expect_errno(errno.ENOTTY, s.k.ioctl, fd, uapi.VFIO_IOMMU_DIRTY_PAGES, arg)
+
+
+def test_set_iommu(host: Host) -> None:
+    """iommufd_vfio_set_iommu: only TYPE1/TYPE1v2 (EINVAL otherwise), as often as wished."""
+    with compat(host) as (s, fd, _):
+        expect_ok(s.k.ioctl, fd, uapi.VFIO_SET_IOMMU, C.VFIO_TYPE1v2_IOMMU)
+        expect_ok(s.k.ioctl, fd, uapi.VFIO_SET_IOMMU, C.VFIO_TYPE1v2_IOMMU)
+        for bad in (C.__VFIO_RESERVED_TYPE1_NESTING_IOMMU, 7, 42):
+            expect_errno(errno.EINVAL, s.k.ioctl, fd, uapi.VFIO_SET_IOMMU, bad)
+        assert s.k.ioctl(fd, uapi.VFIO_CHECK_EXTENSION, C.VFIO_DMA_CC_IOMMU) == 1
+
+
+def test_get_info(host: Host) -> None:
+    """GET_INFO: PGSIZES|CAPS, DMA_AVAIL U32_MAX, the IOAS's IOVA ranges, no MIGRATION cap."""
+    with compat(host) as (s, fd, _):
+        info, raw = _ioctl.query_info(s.k, fd, uapi.VFIO_IOMMU_GET_INFO,
+                                      "struct vfio_iommu_type1_info *")
+        decoded = _decode_info(info, raw)
+        assert decoded.flags == C.VFIO_IOMMU_INFO_PGSIZES | C.VFIO_IOMMU_INFO_CAPS
+        assert decoded.min_page_size == PAGE  # no domain: every size from PAGE_SIZE up
+        assert decoded.page_sizes == U64_MAX & ~(PAGE - 1)
+        assert decoded.dma_avail == (1 << 32) - 1
+        assert [(r.start, r.last) for r in decoded.iova_ranges] == [(0, U64_MAX)]
+        assert decoded.migration is None
+        small = new("struct vfio_iommu_type1_info *", argsz=16)
+        s.k.ioctl(fd, uapi.VFIO_IOMMU_GET_INFO, small)
+        assert small.argsz == info.argsz and small.flags & C.VFIO_IOMMU_INFO_CAPS
+
+
+def test_map_rules(host: Host) -> None:
+    """MAP_DMA: fixed IOVA, overlap EEXIST, VADDR (or any unknown flag) EINVAL."""
+    with compat(host) as (s, fd, ioas):
+        buf = s.buffer(2)
+        expect_ok(map_dma, s, fd, buf, 1 << 20, 2 * PAGE)
+        assert s.ranges(fd, ioas)[0] == [(0, U64_MAX)]
+        expect_errno(errno.EEXIST, map_dma, s, fd, buf, (1 << 20) + PAGE, PAGE)
+        expect_errno(errno.EINVAL, map_dma, s, fd, buf, 1 << 24, PAGE,
+                     READ | C.VFIO_DMA_MAP_FLAG_VADDR)
+        assert s.unmap(fd, ioas, 1 << 20, 2 * PAGE) == 2 * PAGE  # the native API sees it
+
+
+def test_unmap_rules(host: Host) -> None:
+    """UNMAP_DMA: splitting ENOENT (type1v2: EINVAL), nothing mapped 0, bad flags EINVAL."""
+    with compat(host) as (s, fd, _):
+        expect_ok(s.k.ioctl, fd, uapi.VFIO_SET_IOMMU, C.VFIO_TYPE1v2_IOMMU)
+        buf = s.buffer(2)
+        map_dma(s, fd, buf, 1 << 20, 2 * PAGE)
+        expect_errno(errno.ENOENT, unmap_dma, s, fd, 1 << 20, PAGE)
+        for flag in (C.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP, C.VFIO_DMA_UNMAP_FLAG_VADDR):
+            expect_errno(errno.EINVAL, unmap_dma, s, fd, 1 << 20, 2 * PAGE, flag)
+        expect_errno(errno.EINVAL, unmap_dma, s, fd, 1 << 20, 0)
+        expect_errno(errno.EINVAL, unmap_dma, s, fd, 0, PAGE, C.VFIO_DMA_UNMAP_FLAG_ALL)
+        assert unmap_dma(s, fd, 1 << 20, 2 * PAGE) == 2 * PAGE
+        assert unmap_dma(s, fd, 1 << 20, 2 * PAGE) == 0  # as type1; IOAS_UNMAP says ENOENT
+        map_dma(s, fd, buf, 1 << 20, 2 * PAGE)
+        assert unmap_dma(s, fd, 0, 0, C.VFIO_DMA_UNMAP_FLAG_ALL) == 2 * PAGE
+        assert unmap_dma(s, fd, 0, 0, C.VFIO_DMA_UNMAP_FLAG_ALL) == 0
+
+
+def test_type1_v1_unmaps_inside_a_mapping(host: Host) -> None:
+    """SET_IOMMU(VFIO_TYPE1_IOMMU) turns huge pages off, so an unmap may cut a mapping."""
+    with compat(host) as (s, fd, ioas):
+        expect_ok(s.k.ioctl, fd, uapi.VFIO_SET_IOMMU, C.VFIO_TYPE1_IOMMU)
+        opt = new("struct iommu_option *", option_id=C.IOMMU_OPTION_HUGE_PAGES,
+                  op=C.IOMMU_OPTION_OP_GET, object_id=ioas)
+        s.k.ioctl(fd, uapi.IOMMU_OPTION, opt)
+        assert opt.val64 == 0
+        buf = s.buffer(4)
+        map_dma(s, fd, buf, 1 << 20, 4 * PAGE)
+        assert unmap_dma(s, fd, (1 << 20) + PAGE, PAGE) == PAGE
+        assert unmap_dma(s, fd, 0, 0, C.VFIO_DMA_UNMAP_FLAG_ALL) == 3 * PAGE
+
+
+def test_map_without_read_or_write(host: Host) -> None:
+    """The compat MAP_DMA has no READ/WRITE check of its own (IOMMU_IOAS_MAP has: EINVAL)."""
+    with compat(host) as (s, fd, _):
+        buf = s.buffer()
+        expect_ok(map_dma, s, fd, buf, 1 << 20, PAGE, 0)
+        assert unmap_dma(s, fd, 1 << 20, PAGE) == PAGE
+
+
+@pytest.mark.parametrize("argsz", [8, 31])
+def test_map_argsz_too_small(host: Host, argsz: int) -> None:
+    """argsz below offsetofend(size) -> EINVAL, before the compat IOAS is looked up."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        arg = new("struct vfio_iommu_type1_dma_map *", argsz=argsz, flags=READ, vaddr=s.buffer(),
+                  iova=1 << 20, size=PAGE)
+        expect_errno(errno.EINVAL, s.k.ioctl, fd, uapi.VFIO_IOMMU_MAP_DMA, arg)
