@@ -1,0 +1,101 @@
+"""Benchmarks 2, 3 and 5: DMA map+unmap, register access, and the same calls on fake and real.
+
+Every function takes a kernel (fake or real) so one body measures both; the real-kernel parts
+run in the VM lane (tools/bench/test_bench_vm.py).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from common import best_ns, run_c
+
+from pyvfio import _ioctl, uapi
+from pyvfio._ffi import new
+from pyvfio.cdev import OpenedDevice, cdev_path, open_device
+from pyvfio.container import Container
+from pyvfio.kernel import MMIO, Kernel
+from pyvfio.memory import DMABuffer
+from pyvfio.registers import Registers
+
+IOVA = 0x200000
+SIZES = {"4 KiB": 4096, "2 MiB": 2 << 20}
+
+
+def _raw_map_unmap(opened: OpenedDevice, buf: DMABuffer) -> Any:
+    """The two ioctls alone through pyvfio's wrapper (prebuilt structs), no object bookkeeping."""
+    kernel = opened.device._kernel
+    if opened.mode == "legacy":
+        assert isinstance(opened.dma, Container)
+        fd = opened.dma.fileno()
+        m = new("struct vfio_iommu_type1_dma_map *", flags=3, vaddr=buf.vaddr, iova=IOVA,
+                size=len(buf))
+        u = new("struct vfio_iommu_type1_dma_unmap *", iova=IOVA, size=len(buf))
+        reqs = (uapi.VFIO_IOMMU_MAP_DMA, uapi.VFIO_IOMMU_UNMAP_DMA)
+    else:
+        ioas = opened.dma
+        fd = ioas.iommufd.fileno()  # type: ignore[attr-defined]
+        m = new("struct iommu_ioas_map *", flags=7, ioas_id=ioas.id,  # type: ignore[attr-defined]
+                user_va=buf.vaddr, length=len(buf), iova=IOVA)
+        u = new("struct iommu_ioas_unmap *", ioas_id=ioas.id, iova=IOVA,  # type: ignore[attr-defined]
+                length=len(buf))
+        reqs = (uapi.IOMMU_IOAS_MAP, uapi.IOMMU_IOAS_UNMAP)
+
+    def once() -> None:
+        _ioctl.call(kernel, fd, reqs[0], m)
+        _ioctl.call(kernel, fd, reqs[1], u)
+    return once
+
+
+def map_unmap(kernel: Kernel, bdf: str, mode: str, size: int, number: int) -> dict[str, float]:
+    """ns per map+unmap of ``size`` bytes: the object API and the bare wrapped ioctls."""
+    with open_device(bdf, mode, kernel=kernel) as opened, DMABuffer.anonymous(size) as buf:
+        buf[0 : len(buf) : 4096] = bytes(len(buf) // 4096)  # fault the pages in, as MAP_POPULATE
+        raw = buf._open()
+
+        def obj() -> None:
+            opened.dma.map(raw, IOVA).close()
+        return {"object API": best_ns(obj, number), "_ioctl.call": best_ns(
+            _raw_map_unmap(opened, buf), number)}
+
+
+def map_unmap_c(binary: Any, kernel: Kernel, bdf: str, mode: str, size: int,
+                number: int) -> float | None:
+    """The C loop's ns per map+unmap on the same device (opened after Python closed it)."""
+    if mode == "legacy":
+        group = kernel.sysfs_readlink(f"bus/pci/devices/{bdf}/iommu_group").rsplit("/", 1)[1]
+        return run_c(binary, "map-legacy", number, size, group, bdf)
+    return run_c(binary, "map-iommufd", number, size, cdev_path(bdf, kernel=kernel))
+
+
+def register_costs(mmio: MMIO, regs: Registers | None, number: int) -> dict[str, float]:
+    """ns per read and write at each width (offset 0x80: edu takes 4 and 8 there)."""
+    out = {}
+    for width in (1, 2, 4, 8):
+        out[f"read{8 * width}"] = best_ns(lambda w=width: mmio.read(0x80, w), number)
+        out[f"write{8 * width}"] = best_ns(lambda w=width: mmio.write(0x80, w, 1), number)
+    if regs is not None:
+        out["Registers.read"] = best_ns(lambda: regs.read("dma_src"), number)
+        out["Registers.write"] = best_ns(lambda: regs.write("dma_src", 1), number)
+    return out
+
+
+def same_calls(kernel: Kernel, bdf: str, number: int) -> dict[str, float]:
+    """The calls part 5 compares: each through pyvfio's public API on ``kernel``."""
+    out: dict[str, float] = {}
+    with Container(kernel) as c:
+        out["VFIO_GET_API_VERSION"] = best_ns(c.api_version, number)
+    with open_device(bdf, "legacy", kernel=kernel) as opened:
+        out["VFIO_DEVICE_GET_INFO (Device.info)"] = best_ns(opened.device.info, number)
+        bar = opened.device.mmap(0)
+        out["BAR read32"] = best_ns(lambda: bar.read(0, 4), number)
+        bar.close()
+    if kernel.exists("/dev/iommu"):
+        with open_device(bdf, "iommufd", kernel=kernel) as opened:
+            ioas = opened.dma
+            out["IOMMU_IOAS_IOVA_RANGES"] = best_ns(ioas.iova_ranges, number)
+    for mode in ("legacy", "iommufd"):
+        if mode == "legacy" or kernel.exists("/dev/iommu"):
+            ns = map_unmap(kernel, bdf, mode, 4096, max(number // 10, 100))["object API"]
+            out[f"map+unmap 4 KiB {mode}"] = ns
+    return out
