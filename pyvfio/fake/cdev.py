@@ -135,6 +135,19 @@ def dma_translate(
     return hit[0], hit[1]
 
 
+def dma_pieces(ctx: IommufdCtx, obj: fhwpt.DeviceObj, iova: int, size: int,
+               write: bool) -> list[tuple[int, int]] | None:
+    """Translate ``[iova, iova+size)`` into ``(user address, length)`` pieces, or None."""
+    pieces, cur, end = [], iova, iova + size
+    while cur < end:
+        hit = dma_translate(ctx, obj, cur, write)
+        if hit is None:
+            return None
+        n = min(hit[1], end - cur)
+        pieces.append((hit[0], n))
+        cur += n
+    return pieces
+
 
 @dataclass
 class GroupGate:
@@ -350,15 +363,9 @@ class IommuNodes:
         """DMA of a cdev-bound device: ``(user address, length)`` pieces, or None (blocked)."""
         for f in self.kernel._files.values():
             if isinstance(f, CdevFile) and f.bound and f.device.dev.bdf == bdf:
-                pieces, cur, end = [], iova, iova + size
-                while cur < end:
-                    hit = f.dma(cur, write)
-                    if hit is None:
-                        return None
-                    n = min(hit[1], end - cur)
-                    pieces.append((hit[0], n))
-                    cur += n
-                return pieces
+                if f.iommufd is None or f.obj is None:
+                    return None
+                return dma_pieces(f.iommufd.ctx, f.obj, iova, size, write)
         return None
 
     def bound(self, bdf: str) -> bool:

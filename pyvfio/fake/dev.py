@@ -117,6 +117,7 @@ class DevNodes:
         if isinstance(f, VFIOPCIDevice):
             group = next(g for g in self.open_groups.values() if f in g.devices)
             group.devices.remove(f)
+            group.device_closed(f.dev.bdf)
             if f.opens == 0:
                 del self.open_devices[f.dev.bdf]
             if not group.devices and group.fd_closed:
@@ -176,6 +177,13 @@ class DevNodes:
                 dev.faults.append(Fault("IOVA not mapped in the HWPT", iova, size, write))
                 return []
             return cdev_pieces
+        group = self.open_groups.get(self.bus.group_of.get(dev.bdf, -1))
+        if group is not None and dev.bdf in group.bound:  # opened with an iommufd as container
+            compat_pieces = group.translate(dev.bdf, iova, size, write)
+            if compat_pieces is None:
+                dev.faults.append(Fault("IOVA not mapped in the compat IOAS", iova, size, write))
+                return []
+            return compat_pieces
         container = self._container_of(dev)
         pieces = container.translate(iova, size, write=write) if container else None
         if pieces is None:

@@ -14,8 +14,12 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from pyvfio._ffi import C
+from pyvfio.fake import cdev as fcdev
+from pyvfio.fake import vfio_compat
 from pyvfio.fake.bus import VFIO_PCI, PCIBus
 from pyvfio.fake.container import Container
+from pyvfio.fake.hwpt import DeviceObj
+from pyvfio.fake.iommufd import IommufdCtx, IommufdFile
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 
@@ -38,6 +42,8 @@ class GroupFile(FakeFile):
         self.bus = bus
         self.noiommu = bus.noiommu
         self.container: Container | None = None
+        self.iommufd: IommufdFile | None = None  # SET_CONTAINER with an iommufd (vfio_compat.c)
+        self.bound: dict[str, tuple[IommufdCtx, DeviceObj]] = {}  # bdf -> its iommufd binding
         self.devices: list[VFIOPCIDevice] = []  # open device files of this group
         self.fd_closed = False  # the group fd is closed; release waits for the devices
         self._files = files
@@ -49,7 +55,7 @@ class GroupFile(FakeFile):
 
     def VFIO_GROUP_GET_STATUS(self, arg: IoctlArg) -> int:  # noqa: N802
         status = arg.struct("struct vfio_group_status *", 8)
-        if self.container is not None:
+        if self.container is not None or self.iommufd is not None:  # vfio_group_has_iommu
             status.flags = C.VFIO_GROUP_FLAGS_VIABLE | C.VFIO_GROUP_FLAGS_CONTAINER_SET
         else:
             status.flags = C.VFIO_GROUP_FLAGS_VIABLE if self.viable() else 0
@@ -61,8 +67,14 @@ class GroupFile(FakeFile):
         target = self._files(fd)
         if target is None:
             raise kerr(errno.EBADF)
-        if self.container is not None:
+        if self.container is not None or self.iommufd is not None:
             raise kerr(errno.EINVAL)
+        if isinstance(target, IommufdFile):
+            # group.c: no viability check here, the DMA owner is claimed when a device binds
+            vfio_compat.compat_ioas_create(target.ctx)
+            target.ctx.users += 1  # the group holds the iommufd file
+            self.iommufd = target
+            return 0
         if not isinstance(target, Container):
             raise kerr(errno.EBADFD)
         if not self.viable():
@@ -73,9 +85,9 @@ class GroupFile(FakeFile):
         return 0
 
     def VFIO_GROUP_UNSET_CONTAINER(self, arg: IoctlArg) -> int:  # noqa: N802
-        if self.container is None:
+        if self.container is None and self.iommufd is None:
             raise kerr(errno.EINVAL)
-        if self.devices:
+        if self.devices and self.container is not None:
             raise kerr(errno.EBUSY)  # vfio_group_ioctl_unset_container: container_users != 1
         self.unset_container()
         return 0
@@ -86,17 +98,53 @@ class GroupFile(FakeFile):
             self.container.detach(self)
             self.container = None
             self.bus.claimed.discard(self.number)
+        if self.iommufd is not None:
+            ctx, self.iommufd = self.iommufd.ctx, None
+            ctx.put()
 
     def VFIO_GROUP_GET_DEVICE_FD(self, arg: IoctlArg) -> int:  # noqa: N802
         text = arg.string()
-        if self.container is None or self.container.iommu is None:
+        has_type1 = self.container is not None and self.container.iommu is not None
+        if not has_type1 and self.iommufd is None:
             raise kerr(errno.EINVAL)  # vfio_df_group_open / vfio_group_use_container
         bdf, _, options = text.partition(" ")
         if bdf not in self.bus.members(self.number) or self.bus.driver_of[bdf] != VFIO_PCI:
             raise kerr(errno.ENODEV)
         if text != bdf:
             _check_vf_token(options)
+        if self.iommufd is not None and bdf not in self.bound:
+            self._compat_bind(self.iommufd.ctx, bdf)
         return self._open_device(self, bdf)
+
+    def _compat_bind(self, ctx: IommufdCtx, bdf: str) -> None:
+        """vfio_df_iommufd_bind + vfio_iommufd_compat_attach_ioas: the first open of a device
+        binds it to the iommufd and attaches it to the compat IOAS (ENODEV without one)."""
+        if not self.viable():
+            raise kerr(errno.EPERM)  # iommu_device_claim_dma_owner
+        ioas = vfio_compat.compat_ioas(ctx)
+        obj = fcdev.bind_device(ctx, self.bus.devices[bdf], self.number)
+        try:
+            fcdev.attach_device(ctx, obj, ioas.id)
+        except OSError:
+            ctx.table.remove(obj)
+            raise
+        ctx.users += 1  # the bound device holds the iommufd until its last fd closes
+        self.bound[bdf] = ctx, obj
+
+    def device_closed(self, bdf: str) -> None:
+        """A device fd of this group closed: the last one unbinds it from the iommufd."""
+        if bdf in self.bound and not any(d.dev.bdf == bdf for d in self.devices):
+            ctx, obj = self.bound.pop(bdf)
+            fcdev.unbind_device(ctx, obj)
+            ctx.put()
+
+    def translate(self, bdf: str, iova: int, size: int,
+                  write: bool) -> list[tuple[int, int]] | None:
+        """DMA of a device opened through this group over an iommufd (None: blocked)."""
+        if bdf not in self.bound:
+            return None
+        ctx, obj = self.bound[bdf]
+        return fcdev.dma_pieces(ctx, obj, iova, size, write)
 
     def release(self) -> None:
         self.unset_container()

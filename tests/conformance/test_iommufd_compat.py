@@ -14,7 +14,7 @@ from contextlib import contextmanager
 import pytest
 
 from pyvfio import _ioctl, uapi
-from pyvfio._ffi import C, new
+from pyvfio._ffi import C, ffi, new
 from pyvfio.container import _decode_info
 from tests.conformance.iommufd_helpers import PAGE, U64_MAX, Session, iommufd_session
 from tests.conftest import Host
@@ -171,3 +171,40 @@ def test_map_argsz_too_small(host: Host, argsz: int) -> None:
         arg = new("struct vfio_iommu_type1_dma_map *", argsz=argsz, flags=READ, vaddr=s.buffer(),
                   iova=1 << 20, size=PAGE)
         expect_errno(errno.EINVAL, s.k.ioctl, fd, uapi.VFIO_IOMMU_MAP_DMA, arg)
+
+
+def _group_on_iommufd(s: Session, fd: int) -> int:
+    group = s.track(s.k.open(s.host.group_path(s.host.edu_group)))
+    s.k.ioctl(group, uapi.VFIO_GROUP_SET_CONTAINER, ffi.new("int32_t *", fd))
+    return group
+
+
+def test_group_set_container_with_an_iommufd(host: Host) -> None:
+    """group.c: SET_CONTAINER(iommufd) creates the compat IOAS; GET_DEVICE_FD needs no SET_IOMMU
+    and attaches the device to the compat IOAS (its reserved ranges and alignment appear);
+    UNSET_CONTAINER does not wait for the device fds (vfio_group_ioctl_unset_container)."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        group = _group_on_iommufd(s, fd)
+        status = new("struct vfio_group_status *")
+        s.k.ioctl(group, uapi.VFIO_GROUP_GET_STATUS, status)
+        assert status.flags == C.VFIO_GROUP_FLAGS_VIABLE | C.VFIO_GROUP_FLAGS_CONTAINER_SET
+        expect_errno(errno.EINVAL, s.k.ioctl, group, uapi.VFIO_GROUP_SET_CONTAINER,
+                     ffi.new("int32_t *", fd))
+        get = new("struct iommu_vfio_ioas *", op=C.IOMMU_VFIO_IOAS_GET)
+        s.k.ioctl(fd, uapi.IOMMU_VFIO_IOAS, get)
+        ioas = int(get.ioas_id)
+        assert s.ranges(fd, ioas) == ([(0, U64_MAX)], 1)
+        device = s.track(s.k.ioctl(group, uapi.VFIO_GROUP_GET_DEVICE_FD,
+                                   ffi.new("char[]", host.edu.encode())))
+        ranges, alignment = s.ranges(fd, ioas)
+        assert alignment == PAGE and len(ranges) > 1  # the device's MSI window is reserved
+        # unlike a legacy container (EBUSY), an iommufd leaves with the device still open
+        expect_ok(s.k.ioctl, group, uapi.VFIO_GROUP_UNSET_CONTAINER)
+        expect_errno(errno.EINVAL, s.k.ioctl, group, uapi.VFIO_GROUP_GET_DEVICE_FD,
+                     ffi.new("char[]", host.edu.encode()))
+        assert s.ranges(fd, ioas)[1] == PAGE  # the open device is still attached
+        s.close(device)
+        assert s.ranges(fd, ioas) == ([(0, U64_MAX)], 1)
+        s.k.ioctl(fd, uapi.IOMMU_VFIO_IOAS, get)
+        assert get.ioas_id == ioas  # the compat IOAS stays with the iommufd

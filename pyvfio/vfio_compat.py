@@ -1,0 +1,89 @@
+"""The VFIO container API answered by an iommufd (drivers/iommu/iommufd/vfio_compat.c).
+
+A :class:`CompatContainer` is a :class:`pyvfio.container.Container` whose fd is an
+:class:`pyvfio.iommufd.IOMMUFD`'s: groups join it with ``VFIO_GROUP_SET_CONTAINER`` (the kernel
+then creates the compat IOAS and binds each device opened through the group to it), and the type1
+DMA methods act on the compat IOAS.  The kernel's differences from type1 show through unchanged:
+with no compat IOAS the DMA ioctls are ENODEV, an unmap that would split a mapping is ENOENT
+(type1v2: EINVAL), dirty tracking is ENOTTY, there is no vaddr update, and the mappings belong to
+the IOAS, so they outlive the groups.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from typing import TYPE_CHECKING
+
+from pyvfio.container import Container
+from pyvfio.dma import Mapping
+
+if TYPE_CHECKING:
+    from pyvfio.group import Group
+    from pyvfio.iommufd import IOAS, IOMMUFD
+
+
+class CompatContainer(Container):
+    """The VFIO-compat container of an iommufd.  Implements :class:`pyvfio.dma.DMASpace`.
+
+    The fd is the iommufd's (borrowed, never closed here); closing the iommufd closes this
+    container and its groups first.
+    """
+
+    def __init__(self, iommufd: IOMMUFD, ioas: IOAS | None = None) -> None:
+        """Use ``iommufd`` as a VFIO container.
+
+        Args:
+            iommufd: the /dev/iommu context.
+            ioas: make this IOAS the compat IOAS (``IOMMU_VFIO_IOAS`` SET); None keeps the
+                current one, or lets the first group's SET_CONTAINER create one.
+
+        Raises:
+            ValueError: ``iommufd`` is closed.
+            OSError: ENOENT (``ioas`` is not an IOAS of ``iommufd``).
+        """
+        self.iommufd = iommufd
+        self.iommu_type: int | None = None
+        self._groups: weakref.WeakSet[Group] = weakref.WeakSet()
+        self._mappings: dict[int, Mapping] = {}
+        if ioas is not None:
+            iommufd.set_vfio_ioas(ioas)
+        self._kernel, self._fd = iommufd.kernel, iommufd.fileno()  # borrowed: no finalizer
+        iommufd._adopt(self)
+
+    def __repr__(self) -> str:
+        return f"<CompatContainer of {self.iommufd!r}>"
+
+    def _check_open(self) -> None:
+        if self.iommufd.closed:
+            self._fd = -1
+        super()._check_open()
+
+    def close(self) -> None:
+        """Close the groups that joined and unmap this container's mappings; idempotent.
+
+        The iommufd stays open (closing it closes this container first).
+        """
+        if self._fd < 0:
+            return
+        try:
+            for group in list(self._groups):
+                group.close()
+        finally:
+            alive = not self.iommufd.closed
+            for mapping in list(self._mappings.values()):
+                if alive:
+                    with contextlib.suppress(OSError):  # the kernel may have dropped it already
+                        self._unmap_dma(0, mapping.iova, mapping.size)
+                mapping._release()
+            self._mappings.clear()
+            self._fd = -1
+
+    @property
+    def ioas_id(self) -> int | None:
+        """The id of the compat IOAS (``IOMMU_VFIO_IOAS`` GET), or None if there is none."""
+        return self.iommufd.vfio_ioas()
+
+    def _detach(self, group: Group) -> None:
+        # unlike a legacy container, the compat IOAS keeps its mappings when groups leave
+        self._groups.discard(group)

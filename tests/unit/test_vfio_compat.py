@@ -1,0 +1,106 @@
+"""Unit tests of pyvfio.vfio_compat on the FakeKernel: an iommufd as the groups' container."""
+
+from __future__ import annotations
+
+import errno
+import importlib.util
+import mmap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pyvfio import uapi
+from pyvfio.dma import allocate
+from pyvfio.fake import FakeKernel, standard_host
+from pyvfio.group import Group
+from pyvfio.iommufd import IOMMUFD
+from pyvfio.vfio_compat import CompatContainer
+from tests.helpers import expect_errno
+
+EDU_GROUP = 1  # the lone edu of standard_host
+PAGE = mmap.PAGESIZE
+
+
+@pytest.fixture
+def kernel() -> Iterator[FakeKernel]:
+    k = standard_host(iommufd=True)
+    yield k
+    k.assert_clean()
+
+
+def _example() -> object:
+    path = Path(__file__).resolve().parents[2] / "examples" / "edu_dma.py"
+    spec = importlib.util.spec_from_file_location("edu_dma_example_compat", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _edu_group(kernel: FakeKernel) -> Group:
+    bdf = "0000:00:01.0"
+    return Group.from_device(bdf, kernel=kernel)
+
+
+def test_example_driver_through_the_compat_container(kernel: FakeKernel) -> None:
+    """SET_CONTAINER(iommufd) creates the compat IOAS; the device DMAs through it."""
+    example = _example()
+    with IOMMUFD(kernel) as fd:
+        container = CompatContainer(fd)
+        assert container.ioas_id is None
+        group = _edu_group(kernel)
+        group.set_container(container)
+        assert container.ioas_id is not None and group.status().container_set
+        assert container.set_iommu() == uapi.IOMMUType.TYPE1v2
+        with group.open_device("0000:00:01.0") as device:
+            back = example.exercise(device, container, kernel)
+        assert back == bytes(i * 7 % 251 for i in range(example.COUNT))
+    assert container.closed and group.closed
+
+
+def test_compat_differences_from_type1(kernel: FakeKernel) -> None:
+    with IOMMUFD(kernel) as fd:
+        ioas = fd.ioas()
+        container = CompatContainer(fd, ioas)
+        assert container.ioas_id == ioas.id
+        buf = allocate(2 * PAGE)
+        mapping = container.map(buf, 1 << 20)
+        expect_errno(errno.ENOENT, container.unmap, 1 << 20, PAGE)  # type1v2: EINVAL
+        assert container.unmap(1 << 24, PAGE) == 0  # nothing there: 0, as type1
+        expect_errno(errno.ENOTTY, container.start_dirty_tracking)
+        info = container.iommu_info()
+        assert info.dma_avail == (1 << 32) - 1 and info.migration is None
+        assert container.unmap(1 << 20, 2 * PAGE) == 2 * PAGE and mapping.closed
+
+
+def test_no_compat_ioas_is_enodev(kernel: FakeKernel) -> None:
+    with IOMMUFD(kernel) as fd:
+        container = CompatContainer(fd)
+        expect_errno(errno.ENODEV, container.map, allocate(PAGE), 1 << 20)
+        expect_errno(errno.ENODEV, container.iommu_info)
+
+
+def test_closing_the_container_unmaps_its_mappings(kernel: FakeKernel) -> None:
+    with IOMMUFD(kernel) as fd:
+        ioas = fd.ioas()
+        container = CompatContainer(fd, ioas)
+        mapping = container.map(allocate(PAGE), 1 << 20)
+        container.close()
+        container.close()
+        assert mapping.closed and container.closed
+        with pytest.raises(ValueError, match="closed"):
+            container.map(allocate(PAGE), 1 << 20)
+        assert ioas.iova_ranges()  # the iommufd and its IOAS live on
+
+
+def test_mappings_outlive_the_group(kernel: FakeKernel) -> None:
+    """Unlike a legacy container, the compat IOAS keeps its mappings when the last group goes."""
+    with IOMMUFD(kernel) as fd:
+        container = CompatContainer(fd)
+        group = _edu_group(kernel)
+        group.set_container(container)
+        mapping = container.map(allocate(PAGE), 1 << 20)
+        group.close()
+        assert not mapping.closed
+        assert container.unmap(1 << 20, PAGE) == PAGE
