@@ -8,6 +8,7 @@ code as for a group-opened :class:`pyvfio.device.Device`.  :func:`open_device` p
 
 from __future__ import annotations
 
+import errno
 import posixpath
 import uuid
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pyvfio._ffi import C, ffi, new
 from pyvfio.container import Container
 from pyvfio.device import Device
 from pyvfio.dma import DMASpace, check_int
-from pyvfio.errors import ModeUnavailableError
+from pyvfio.errors import GroupConflictError, ModeUnavailableError
 from pyvfio.group import Group
 from pyvfio.hwpt import HWPT
 from pyvfio.iommufd import IOAS, IOMMUFD, U32_MAX
@@ -73,7 +74,9 @@ class CdevDevice(Device):
 
         Raises:
             ValueError: already bound through this object, or a malformed ``vf_token``.
-            OSError: EBUSY (the group is open through /dev/vfio/N), EINVAL (bound already,
+            GroupConflictError: (an OSError) EBUSY, the group is open through /dev/vfio/N;
+                EPERM with group neighbours, the group's DMA is owned elsewhere.
+            OSError: EINVAL (bound already,
                 or a token on kernels before 6.16 / on a device that is not PF or VF), EPERM
                 (DMA owner conflict in the group, no interrupt remapping).
         """
@@ -89,7 +92,11 @@ class CdevDevice(Device):
                   token_uuid_ptr=int(ffi.cast("uintptr_t", token)) if token is not None else 0)
         if token is None:
             arg.argsz = 16  # the 6.12 layout: older kernels need not see the new field
-        self._call(uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
+        try:
+            self._call(uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
+        except OSError as exc:
+            group_conflict(self._kernel, self.name, exc, "VFIO_DEVICE_BIND_IOMMUFD")
+            raise
         self.iommufd, self.dev_id = iommufd, int(arg.out_devid)
         iommufd._adopt(self)  # the iommufd closes its devices first
         return self.dev_id
@@ -102,9 +109,10 @@ class CdevDevice(Device):
 
         Raises:
             ValueError: not bound.
-            OSError: ENOENT (no such object), EINVAL (not an IOAS/HWPT, or another device of the
-                IOMMU group is attached elsewhere), EADDRINUSE (reserved regions collide with
-                mappings or allowed ranges), EBUSY (during reset, 6.16+).
+            GroupConflictError: (an OSError, EINVAL) another device of the IOMMU group is
+                attached to a different IOAS/HWPT.
+            OSError: ENOENT (no such object), EINVAL (not an IOAS/HWPT), EADDRINUSE (reserved
+                regions collide with mappings or allowed ranges), EBUSY (during reset, 6.16+).
         """
         pt_id = pt if isinstance(pt, int) else getattr(pt, "id", None)
         if not isinstance(pt_id, int) or isinstance(pt_id, bool):
@@ -113,7 +121,12 @@ class CdevDevice(Device):
         self._check_bound()
         arg = new("struct vfio_device_attach_iommufd_pt *", pt_id=pt_id)
         arg.argsz = 12  # 6.12 layout (no pasid)
-        self._call(uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, arg)
+        try:
+            self._call(uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, arg)
+        except OSError as exc:
+            if isinstance(pt, (IOAS, HWPT)):  # the right kind of object: EINVAL is the group
+                group_conflict(self._kernel, self.name, exc, "VFIO_DEVICE_ATTACH_IOMMUFD_PT")
+            raise
         self.hwpt_id = int(arg.pt_id)
         return self.hwpt_id
 
@@ -144,6 +157,49 @@ class CdevDevice(Device):
         """Close the cdev: the kernel detaches and unbinds (idempotent)."""
         super().close()
         self.hwpt_id = None
+
+
+def group_neighbours(kernel: Kernel, bdf: str) -> tuple[int, list[str]]:
+    """Return ``bdf``'s IOMMU group and the other devices in it (sysfs iommu_groups/N/devices)."""
+    link = kernel.sysfs_readlink(f"bus/pci/devices/{bdf}/iommu_group")
+    group = int(posixpath.basename(link))
+    members = kernel.sysfs_listdir(f"kernel/iommu_groups/{group}/devices")
+    return group, sorted(m for m in members if m != bdf)
+
+
+_CONFLICTS = {  # (operation, errno) -> (reason, hint); EPERM/EINVAL only with neighbours
+    ("VFIO_DEVICE_BIND_IOMMUFD", errno.EBUSY): (
+        "its IOMMU group is open through /dev/vfio/N (in this or another process)",
+        "close that group fd and its devices, or open every device of the group by its cdev"),
+    ("VFIO_DEVICE_BIND_IOMMUFD", errno.EPERM): (
+        "the group's DMA is owned elsewhere (a neighbour bound to another iommufd, used through "
+        "a legacy container, or bound to a host driver), or interrupts cannot be isolated",
+        "bind every device of the group to the same iommufd and unbind host drivers "
+        "(pyvfio bind --group)"),
+    ("VFIO_DEVICE_ATTACH_IOMMUFD_PT", errno.EINVAL): (
+        "another device of its IOMMU group is attached to a different IOAS/HWPT",
+        "attach it to the HWPT its neighbours use, or detach them first: a group shares one "
+        "domain"),
+}
+
+
+def group_conflict(kernel: Kernel, bdf: str, exc: OSError, operation: str) -> None:
+    """Raise :class:`GroupConflictError` from ``exc`` if it is a group-contract refusal.
+
+    Returns without raising when ``exc`` is something else (the caller re-raises it).
+    """
+    entry = _CONFLICTS.get((operation, exc.errno or 0))
+    if entry is None:
+        return
+    try:
+        group, neighbours = group_neighbours(kernel, bdf)
+    except OSError:
+        return  # no sysfs view of the group: the kernel's errno is all there is
+    if not neighbours and exc.errno != errno.EBUSY:
+        return  # alone in its group: EPERM/EINVAL have other causes
+    reason, hint = entry
+    raise GroupConflictError(exc.errno or 0, bdf, group, neighbours, operation, reason,
+                             hint) from exc
 
 
 @dataclass(frozen=True)

@@ -100,3 +100,31 @@ class DriverError(PyvfioError):
     def errno(self) -> int | None:
         """The kernel's errno if the cause was an ``OSError``."""
         return self.cause.errno if isinstance(self.cause, OSError) else None
+
+
+class GroupConflictError(PyvfioError, OSError):
+    """The kernel refused a device because of its IOMMU group neighbours (the group contract).
+
+    Every device of an IOMMU group shares one DMA owner and one domain: a cdev cannot bind while
+    the group is open through /dev/vfio/N or owned by another iommufd or container, and a device
+    cannot attach to a HWPT other than its neighbours'.  Also an ``OSError`` carrying the kernel's
+    ``errno`` (the original error is the ``__cause__``), so ``except OSError`` still catches it.
+
+    Attributes:
+        bdf: the device that was refused.
+        group: its IOMMU group number.
+        neighbours: the other devices of the group (sysfs ``iommu_groups/N/devices``).
+        operation: what was refused (the ioctl's name).
+        hint: what to do about it.
+    """
+
+    def __init__(self, err: int, bdf: str, group: int, neighbours: Sequence[str],
+                 operation: str, reason: str, hint: str) -> None:
+        self.bdf, self.group, self.neighbours = bdf, group, list(neighbours)
+        self.operation, self.hint = operation, hint
+        names = ", ".join(self.neighbours) or "none"
+        text = (f"{bdf}: {reason} (IOMMU group {group}, other devices: {names}); {hint}")
+        OSError.__init__(self, err, text, operation)
+
+    def __str__(self) -> str:
+        return f"[Errno {self.errno}] {self.strerror}: {self.operation!r}"

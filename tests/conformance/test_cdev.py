@@ -87,6 +87,15 @@ def test_bind_while_group_open_ebusy(host: Host) -> None:
         expect_errno(errno.EBUSY, s.bind, s.cdev(host.pair[1]), fd)
 
 
+def test_bind_neighbour_to_another_iommufd_eperm(host: Host) -> None:
+    """iommu.c:iommu_device_claim_dma_owner: a group has one DMA owner; a neighbour bound to
+    another iommufd -> EPERM (pyvfio's GroupConflictError carries this errno)."""
+    with iommufd_session(host) as s:
+        one, two = s.iommufd(), s.iommufd()
+        s.bind(s.cdev(host.pair[0]), one)
+        expect_errno(errno.EPERM, s.bind, s.cdev(host.pair[1]), two)
+
+
 def test_attach_ioas_returns_auto_hwpt_pinning_ioas(host: Host) -> None:
     """device.c:iommufd_device_auto_get_domain: pt_id becomes a HWPT id; the IOAS is then EBUSY."""
     with iommufd_session(host) as s:
