@@ -37,6 +37,8 @@ def call(kernel: Kernel, fd: int, request: int, arg: CData | int = 0) -> int:
     Raises:
         OSError: the kernel's errno, unchanged, with the ioctl's name as filename.
     """
+    if not log.isEnabledFor(logging.DEBUG):  # the hot path: no name lookup, no log record
+        return kernel.ioctl(fd, request, arg)
     try:
         rc = kernel.ioctl(fd, request, arg)
     except OSError as exc:

@@ -8,9 +8,10 @@ the ioctl's kernel name or the path, exactly as ``fcntl.ioctl`` or ``open`` woul
 
 from __future__ import annotations
 
+import fcntl
 import mmap as _mmap
 import os
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from pyvfio._ffi import CData, C, ffi
 
@@ -172,6 +173,33 @@ class LinuxMMIO:
             raise ValueError(f"[{offset:#x}, +{size:#x}) is outside the mapping of {self._len:#x} bytes")
 
 
+_OWNING = type(ffi.new("char[]", 1))  # ffi.new: ffi.buffer spans the whole allocation
+_SIZE_FIELDS: dict[object, str | None] = {}
+
+
+def _size_field(ctype: object) -> str | None:
+    """The leading ``argsz`` (VFIO) or ``size`` (iommufd) field of a struct pointer type."""
+    if ctype not in _SIZE_FIELDS:
+        item = getattr(ctype, "item", None)
+        fields = getattr(item, "fields", None) if getattr(ctype, "kind", "") == "pointer" else None
+        first = fields[0][0] if fields else None
+        _SIZE_FIELDS[ctype] = first if first in ("argsz", "size") else None
+    return _SIZE_FIELDS[ctype]
+
+
+def _arg_buffer(arg: CData) -> Any:
+    """Return the bytes an ioctl argument spans: an ``ffi.new`` allocation is all of it; a
+    struct viewed over a buffer (``from_buffer``, ``cast``) spans ``argsz``/``size`` bytes
+    when that is larger (an info query whose capabilities follow the struct)."""
+    buf = ffi.buffer(arg)
+    if type(arg) is not _OWNING:
+        field = _size_field(ffi.typeof(arg))
+        size = getattr(arg, field) if field else 0
+        if size > len(buf):
+            buf = ffi.buffer(arg, size)
+    return buf
+
+
 class LinuxKernel:
     """The real kernel: system calls through ``os``, ``mmap`` and libc's ``ioctl`` via cffi."""
 
@@ -188,13 +216,25 @@ class LinuxKernel:
         os.close(fd)
 
     def ioctl(self, fd: int, request: int, arg: CData | int = 0) -> int:
-        if isinstance(arg, int):
-            arg = ffi.cast("unsigned long", arg)
+        # fcntl.ioctl is a plain C call; cffi's ABI-mode call of the variadic ioctl(2) costs
+        # 2-3x more per call (libffi prepares a varargs call every time; tools/bench part 1).
+        # fcntl copies buffers <= 1024 bytes in and out around the call, so the buffer must
+        # cover every byte the kernel touches: see _arg_buffer.
+        try:
+            if isinstance(arg, int):
+                if not 0 <= arg <= 0x7FFFFFFF:  # fcntl takes a C int; larger ones go via cffi
+                    return self._ioctl_cffi(fd, request, ffi.cast("unsigned long", arg))
+                return fcntl.ioctl(fd, request, arg)
+            return int(fcntl.ioctl(fd, request, _arg_buffer(arg)))
+        except OSError as exc:
+            name = getattr(request, "name", None) or f"ioctl {int(request):#x}"
+            raise OSError(exc.errno, exc.strerror, name) from None
+
+    def _ioctl_cffi(self, fd: int, request: int, arg: CData) -> int:
         rc = C.ioctl(fd, ffi.cast("unsigned long", request), arg)
         if rc < 0:
             err = ffi.errno  # read at once: nothing may run between the call and this line
-            name = getattr(request, "name", None) or f"ioctl {int(request):#x}"
-            raise OSError(err, os.strerror(err), name)
+            raise OSError(err, os.strerror(err))
         return int(rc)
 
     def mmap(self, fd: int, length: int, offset: int, prot: int = PROT_RW) -> LinuxMMIO:
