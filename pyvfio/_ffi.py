@@ -5,6 +5,7 @@ No cdata leaves the object layer: these helpers are for pyvfio's own modules and
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 try:
@@ -23,6 +24,13 @@ C = ffi.dlopen(None)
 def _struct_type(ctype: str) -> Any:
     if not isinstance(ctype, str):
         raise TypeError(f"ctype must be a str naming a struct, not {type(ctype).__name__}")
+    return _layout(ctype)[0]
+
+
+@functools.cache
+def _layout(ctype: str) -> tuple[Any, str | None, int, dict[str, str]]:
+    """``(type, flexible-array member, its element size, {field: kind})`` of a struct pointer
+    type, computed once per type: :func:`new` runs for every ioctl (tools/bench part 2)."""
     try:
         t = ffi.typeof(ctype)
     except ffi.error as exc:
@@ -31,17 +39,28 @@ def _struct_type(ctype: str) -> Any:
         raise ValueError(f"ctype must be a pointer to a struct, not {ctype!r}")
     if t.item.fields is None:  # an undeclared `struct x *` is a pointer to an opaque struct
         raise ValueError(f"ctype: {t.item.cname} is not declared in cdefs/")
-    return t
+    flex, elem = None, 0
+    if t.item.fields:
+        name, field = t.item.fields[-1]
+        if field.type.kind == "array" and field.type.length is None:
+            flex, elem = str(name), ffi.sizeof(field.type.item)
+    return t, flex, elem, _kinds(t.item)
+
+
+_KINDS: dict[Any, dict[str, str]] = {}
+
+
+def _kinds(st: Any) -> dict[str, str]:
+    kinds = _KINDS.get(st)
+    if kinds is None:
+        kinds = _KINDS[st] = {str(name): f.type.kind for name, f in st.fields}
+    return kinds
 
 
 def tail_field(ctype: str) -> str | None:
     """Return the name of the flexible-array member of ``ctype``'s struct, or None."""
-    fields = _struct_type(ctype).item.fields
-    if fields:
-        name, field = fields[-1]
-        if field.type.kind == "array" and field.type.length is None:
-            return str(name)
-    return None
+    _struct_type(ctype)
+    return _layout(ctype)[1]
 
 
 def new(ctype: str, tail: int = 0, **fields: int) -> CData:
@@ -62,22 +81,21 @@ def new(ctype: str, tail: int = 0, **fields: int) -> CData:
             one, or a value outside a field's range.
     """
     t = _struct_type(ctype)
+    _, flex, elem, kinds = _layout(ctype)
     if not isinstance(tail, int) or isinstance(tail, bool):
         raise TypeError(f"tail must be an int, not {type(tail).__name__}")
     if tail < 0:
         raise ValueError(f"tail must be >= 0, not {tail}")
-    flex = tail_field(ctype)
     if tail and flex is None:
         raise ValueError(f"tail: {t.item.cname} has no flexible-array member")
     p = ffi.new(ctype, {flex: tail}) if flex else ffi.new(ctype)
-    names = {name for name, _ in t.item.fields}
-    total = ffi.sizeof(t.item) + (tail * ffi.sizeof(dict(t.item.fields)[flex].type.item) if flex else 0)
+    total = ffi.sizeof(t.item) + tail * elem
     for size_field in ("argsz", "size"):
-        if size_field in names and size_field not in fields:
+        if size_field in kinds and size_field not in fields:
             setattr(p, size_field, total)
             break
     for name, value in fields.items():
-        set_field(p, name, value)
+        _set(p, t.item, kinds, name, value)
     return p
 
 
@@ -89,12 +107,16 @@ def set_field(p: CData, name: str, value: int) -> None:
         ValueError: ``name`` is not a field of the struct, or ``value`` does not fit.
     """
     st = ffi.typeof(p).item
-    fields = dict(st.fields)
-    if name not in fields:
+    _set(p, st, _kinds(st), name, value)
+
+
+def _set(p: CData, st: Any, kinds: dict[str, str], name: str, value: int) -> None:
+    kind = kinds.get(name)
+    if kind is None:
         raise ValueError(f"{name!r} is not a field of {st.cname}")
     if not isinstance(value, int) or isinstance(value, bool):
         raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    if fields[name].type.kind not in ("primitive", "enum"):
+    if kind not in ("primitive", "enum"):
         raise ValueError(f"{name} of {st.cname} is not an integer field")
     try:
         setattr(p, name, value)
