@@ -162,6 +162,11 @@ class LinuxMMIO:
             m.close()
 
     def _check(self, offset: int, width: int) -> None:
+        # the common case in three comparisons (register access is a driver's hot path);
+        # anything else gets check_access's precise error
+        if (type(offset) is int and width in _PTR_TYPES and not offset % width
+                and 0 <= offset <= self._len - width and self._map is not None):
+            return
         if self._map is None:
             raise ValueError("I/O operation on a closed mapping")
         check_access(self._len, offset, width)
