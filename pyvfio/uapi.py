@@ -97,6 +97,13 @@ IOCTLS: dict[str, Ioctl] = {
 }
 """Every ioctl of vfio.h and iommufd.h by kernel name (56 as of Linux 7.3)."""
 
+# Not uAPI: drivers/iommu/iommufd/iommufd_test.h (cdefs/iommufd_test.h), answered only by kernels
+# built with CONFIG_IOMMUFD_TEST (the selftest's mock domain), so kept out of IOCTLS.
+TEST_IOCTLS: dict[str, Ioctl] = {
+    "IOMMU_TEST_CMD": Ioctl("IOMMU_TEST_CMD", IOMMUFD_CMD_BASE + 32),
+}
+"""The kernel-internal test ioctls by kernel name (``IOMMU_TEST_CMD`` = ``_IO(';', 0xa0)``)."""
+
 
 # The constants of each header live in a module of their own; uapi is the one name to import.
 from pyvfio.uapi_iommufd import *  # noqa: E402, F403

@@ -17,7 +17,7 @@ from typing import Any
 from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake import hwpt as fhwpt
-from pyvfio.fake import option, vfio_compat  # noqa: F401 - they register handlers
+from pyvfio.fake import option, selftest, vfio_compat  # noqa: F401 - register handlers
 from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IommufdFile, IOMMUModel
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.vfio_pci import VFIOPCIDevice
@@ -29,9 +29,10 @@ BIND, ATTACH, DETACH = ("VFIO_DEVICE_BIND_IOMMUFD", "VFIO_DEVICE_ATTACH_IOMMUFD_
 # -- device side: bind, attach, detach, unbind ------------------------------------------------
 
 
-def bind_device(ctx: IommufdCtx, dev: Any, group: object) -> fhwpt.DeviceObj:
-    """Bind ``dev`` (of IOMMU ``group``) to ``ctx`` (device.c:iommufd_device_bind)."""
-    obj = fhwpt.DeviceObj(dev, group)
+def bind_device(ctx: IommufdCtx, dev: Any, group: object,
+                model: IOMMUModel | None = None) -> fhwpt.DeviceObj:
+    """Bind ``dev`` (IOMMU ``group``, behind ``model``) to ``ctx`` (iommufd_device_bind)."""
+    obj = fhwpt.DeviceObj(dev, group, model)
     ctx.table.add(obj)
     return obj
 
@@ -47,18 +48,20 @@ def _group_members(ctx: IommufdCtx, group: object) -> list[fhwpt.DeviceObj]:
     return [o for o in objs if isinstance(o, fhwpt.DeviceObj) and o.group == group]
 
 
-def _auto_hwpt(ctx: IommufdCtx, ioas: IOASObj) -> fhwpt.HWPTObj:
+def _auto_hwpt(ctx: IommufdCtx, ioas: IOASObj, obj: fhwpt.DeviceObj) -> fhwpt.HWPTObj:
+    model = obj.iommu(ctx)
     for found in ioas.hwpts:
-        if found.auto:
-            auto: fhwpt.HWPTObj = found  # every fake device is compatible with every fake domain
+        if found.auto and (found.model or ctx.model) is model:
+            auto: fhwpt.HWPTObj = found  # compatible: a domain of the same IOMMU
             return auto
     hwpt = fhwpt.HWPTObj(ioas, 0, auto=True)
+    hwpt.model = model
     ctx.table.add(hwpt)
     return hwpt
 
 
 def _reserve_device(ctx: IommufdCtx, ioas: IOASObj, obj: fhwpt.DeviceObj) -> None:
-    window = ctx.model.msi_window
+    window = obj.iommu(ctx).msi_window
     if window and not any(o is obj for _, _, o in ioas.iopt.reserved.items()):
         ioas.iopt.reserve(window[0], window[1], obj)
 
@@ -80,9 +83,9 @@ def attach_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj, pt_id: int) -> int:
         raise kerr(errno.EINVAL)  # device.c: igroup->hwpt != hwpt
     ioas = target if isinstance(target, IOASObj) else target.ioas
     created = isinstance(target, IOASObj) and not any(h.auto for h in ioas.hwpts)
-    hwpt = _auto_hwpt(ctx, target) if isinstance(target, IOASObj) else target
+    hwpt = _auto_hwpt(ctx, target, obj) if isinstance(target, IOASObj) else target
     try:
-        fhwpt.add_domain(ctx, ioas)
+        fhwpt.add_domain(ctx, ioas, obj.iommu(ctx))
         _reserve_device(ctx, ioas, obj)
     except OSError:
         ioas.iopt.unreserve(obj)
@@ -131,7 +134,7 @@ def dma_translate(
             hwpt.fault.report(obj.id, iova - iova % 4096, 2 if write else 1)
         return None
     if write and hwpt.dirty_enabled:
-        hwpt.dirty.add(iova - iova % ctx.model.page_size)
+        hwpt.dirty.add(iova - iova % obj.iommu(ctx).page_size)
     return hit[0], hit[1]
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pyvfio import uapi
 from pyvfio._ffi import C, CData, ffi
-from pyvfio.fake.iommufd import IOASObj, IommufdCtx, Obj, handler
+from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IOMMUModel, Obj, handler
 from pyvfio.fake.memory import kerr
 
 PGFAULT_SIZE = ffi.sizeof("struct iommu_hwpt_pgfault")
@@ -100,6 +100,7 @@ class HWPTObj(Obj):
         self.dirty: set[int] = set()  # IOVAs of dirty pages (page size of the model)
         self.fault: FaultObj | None = None
         self.invalidations: list[bytes] = []
+        self.model: Any = None  # the IOMMUModel of the domain (None: the kernel's default)
         if parent:
             parent.users += 1
         else:
@@ -125,10 +126,16 @@ class DeviceObj(Obj):
 
     kind = "DEVICE"
 
-    def __init__(self, dev: Any, group: object) -> None:
+    def __init__(self, dev: Any, group: object, model: Any = None) -> None:
         super().__init__()
         self.dev, self.group = dev, group
         self.hwpt: HWPTObj | None = None
+        self.model = model  # the IOMMU this device sits behind (None: the kernel's default)
+
+    def iommu(self, ctx: IommufdCtx) -> IOMMUModel:
+        """The IOMMU model of this device: its own, or the kernel's."""
+        model: IOMMUModel = self.model or ctx.model
+        return model
 
     def busy(self) -> bool:
         return True  # the VFIO driver holds its reference until unbind (device.c)
@@ -142,9 +149,9 @@ def _domains_changed(ctx: IommufdCtx, ioas: IOASObj) -> None:
         iopt.update_alignment(1)
 
 
-def add_domain(ctx: IommufdCtx, ioas: IOASObj) -> None:
+def add_domain(ctx: IommufdCtx, ioas: IOASObj, model: IOMMUModel | None = None) -> None:
     """Reserve outside the aperture, raise the alignment (io_pagetable.c:iopt_table_add_domain)."""
-    model, iopt = ctx.model, ioas.iopt
+    model, iopt = model or ctx.model, ioas.iopt
     if any(o == "aperture" for _, _, o in iopt.reserved.items()):
         return
     start, last = model.aperture
@@ -184,10 +191,10 @@ def IOMMU_HWPT_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kerne
         raise kerr(errno.EOPNOTSUPP)
     if (cmd.data_type == C.IOMMU_HWPT_DATA_NONE) == bool(cmd.data_len):
         raise kerr(errno.EINVAL)
-    _get_device(ctx, cmd.dev_id)
+    dev = _get_device(ctx, cmd.dev_id)
     pt = ctx.table.objects.get(cmd.pt_id)
     if isinstance(pt, IOASObj):
-        hwpt = _alloc_paging(ctx, pt, cmd)
+        hwpt = _alloc_paging(ctx, pt, cmd, dev.iommu(ctx))
     elif isinstance(pt, HWPTObj) and pt.kind == "HWPT_PAGING":
         hwpt = _alloc_nested(ctx, pt, cmd)
     else:
@@ -202,19 +209,21 @@ def IOMMU_HWPT_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kerne
     cmd.out_hwpt_id = ctx.table.add(hwpt)
 
 
-def _alloc_paging(ctx: IommufdCtx, ioas: IOASObj, cmd: CData) -> HWPTObj:
+def _alloc_paging(ctx: IommufdCtx, ioas: IOASObj, cmd: CData, model: IOMMUModel) -> HWPTObj:
     valid = C.IOMMU_HWPT_ALLOC_NEST_PARENT | C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
     valid |= C.IOMMU_HWPT_FAULT_ID_VALID
     if cmd.data_type != C.IOMMU_HWPT_DATA_NONE:
         raise kerr(errno.EINVAL)
     if cmd.flags & ~valid:
         raise kerr(errno.EOPNOTSUPP)
-    if cmd.flags & C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not ctx.model.dirty_tracking:
+    if cmd.flags & C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not model.dirty_tracking:
         raise kerr(errno.EOPNOTSUPP)
-    if cmd.flags & C.IOMMU_HWPT_ALLOC_NEST_PARENT and not ctx.model.nesting:
+    if cmd.flags & C.IOMMU_HWPT_ALLOC_NEST_PARENT and not model.nesting:
         raise kerr(errno.EOPNOTSUPP)
-    add_domain(ctx, ioas)
-    return HWPTObj(ioas, cmd.flags, auto=False)
+    add_domain(ctx, ioas, model)
+    hwpt = HWPTObj(ioas, cmd.flags, auto=False)
+    hwpt.model = model
+    return hwpt
 
 
 def _alloc_nested(ctx: IommufdCtx, parent: HWPTObj, cmd: CData) -> HWPTObj:
@@ -234,15 +243,15 @@ def _alloc_nested(ctx: IommufdCtx, parent: HWPTObj, cmd: CData) -> HWPTObj:
 def IOMMU_GET_HW_INFO(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
     if cmd.flags or any(cmd.__reserved):
         raise kerr(errno.EOPNOTSUPP)
-    _get_device(ctx, cmd.dev_id)
-    data = ctx.model.hw_info_data
+    model = _get_device(ctx, cmd.dev_id).iommu(ctx)
+    data = model.hw_info_data
     if cmd.data_len:
         n = min(cmd.data_len, len(data))
         ctx.memory.write(cmd.data_uptr, data[:n] + bytes(cmd.data_len - n))
     cmd.data_len = len(data)
-    cmd.out_data_type = ctx.model.hw_info_type
-    cmd.out_capabilities = ctx.model.capabilities
-    cmd.out_max_pasid_log2 = ctx.model.max_pasid_log2
+    cmd.out_data_type = model.hw_info_type
+    cmd.out_capabilities = model.capabilities
+    cmd.out_max_pasid_log2 = model.max_pasid_log2
 
 
 @handler(

@@ -42,6 +42,7 @@ class IOMMUModel:
     dirty_tracking: bool = False
     nesting: bool = False
     map_file: bool = True  # IOMMU_IOAS_MAP_FILE (Linux 6.13+)
+    iommufd_test: bool = True  # CONFIG_IOMMUFD_TEST: IOMMU_TEST_CMD (fake/selftest.py)
 
 
 class Obj:
@@ -196,8 +197,11 @@ class IommufdFile:
 
     def handlers(self) -> dict[int, str]:
         """Return the requests of /dev/iommu by kernel name (the FakeKernel dispatch table)."""
-        names = {int(v): k for k, v in uapi.IOCTLS.items() if k.startswith("IOMMU_")}
+        ioctls = uapi.IOCTLS | uapi.TEST_IOCTLS
+        names = {int(v): k for k, v in ioctls.items() if k.startswith("IOMMU_")}
         out = {req: names[req] for req in self.table}
+        if not self.ctx.model.iommufd_test:
+            out.pop(int(uapi.TEST_IOCTLS["IOMMU_TEST_CMD"]), None)
         out |= {int(uapi.IOCTLS[name]): name for name in self.compat}
         if not self.ctx.model.map_file:
             out.pop(int(uapi.IOMMU_IOAS_MAP_FILE), None)
@@ -211,7 +215,7 @@ class IommufdFile:
         # FakeKernel calls handlers by kernel name with an IoctlArg (its ``value`` is the address)
         if name in self.compat:
             return lambda arg: self.compat[name](self.ctx, arg)
-        request = uapi.IOCTLS.get(name)
+        request = uapi.IOCTLS.get(name) or uapi.TEST_IOCTLS.get(name)
         if request is None or not name.startswith("IOMMU_"):
             raise AttributeError(name)
         return lambda arg: self._ioctl(request, arg.value)
