@@ -111,9 +111,10 @@ class GroupConflictError(PyvfioError, OSError):
     ``errno`` (the original error is the ``__cause__``), so ``except OSError`` still catches it.
 
     Attributes:
-        bdf: the device that was refused.
+        bdf: the device that was refused (a group open: the group's /dev node).
         group: its IOMMU group number.
-        neighbours: the other devices of the group (sysfs ``iommu_groups/N/devices``).
+        neighbours: the other devices of the group (sysfs ``iommu_groups/N/devices``; a group
+            open: all of them).
         operation: what was refused (the ioctl's name).
         hint: what to do about it.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import posixpath
 import uuid
 import weakref
@@ -13,7 +14,7 @@ from pyvfio._resource import FdOwner
 from pyvfio.container import Container
 from pyvfio.device import Device
 from pyvfio.dma import check_int
-from pyvfio.errors import GroupNotViableError
+from pyvfio.errors import GroupConflictError, GroupNotViableError
 from pyvfio.kernel import Kernel, default
 
 # Drivers that do not claim DMA ownership of a group (iommu.c: vfio-pci and its variants hold the
@@ -51,8 +52,9 @@ class Group(FdOwner):
 
         Raises:
             TypeError, ValueError: ``number`` not a non-negative int.
-            OSError: ENOENT (no such group or not bound to vfio), EBUSY (already open),
-                EACCES (no permission).
+            GroupConflictError: (an OSError, EBUSY) the group is open already, or a device of
+                it is bound through its cdev; names the group's devices.
+            OSError: ENOENT (no such group or not bound to vfio), EACCES (no permission).
         """
         check_int("number", number, 0, 0xFFFFFFFF)
         kernel = default() if kernel is None else kernel
@@ -65,7 +67,26 @@ class Group(FdOwner):
         self.path = f"/dev/vfio/noiommu-{number}" if noiommu else f"/dev/vfio/{number}"
         self._container: Container | None = None
         self._devices: weakref.WeakSet[Device] = weakref.WeakSet()
-        self._own(kernel, kernel.open(self.path))
+        try:
+            fd = kernel.open(self.path)
+        except OSError as exc:
+            if exc.errno == errno.EBUSY:
+                self._busy(kernel, exc)
+            raise
+        self._own(kernel, fd)
+
+    def _busy(self, kernel: Kernel, exc: OSError) -> None:
+        """group.c:vfio_group_fops_open: EBUSY is the group contract; name the devices."""
+        try:
+            members = sorted(kernel.sysfs_listdir(f"kernel/iommu_groups/{self.number}/devices"))
+        except OSError:
+            return  # no sysfs view: the kernel's errno is all there is
+        raise GroupConflictError(
+            errno.EBUSY, self.path, self.number, members, "open",
+            "the group is open already (a VFIO group has one opener) or a device of it is bound "
+            "through its cdev",
+            "close the group's other fd (or the cdevs bound in it) first, or open every device "
+            "of the group by its cdev instead") from exc
 
     @classmethod
     def from_device(cls, bdf: str, *, kernel: Kernel | None = None) -> Group:

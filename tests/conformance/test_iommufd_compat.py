@@ -199,6 +199,11 @@ def test_group_set_container_with_an_iommufd(host: Host) -> None:
                                    ffi.new("char[]", host.edu.encode())))
         ranges, alignment = s.ranges(fd, ioas)
         assert alignment == PAGE and len(ranges) > 1  # the device's MSI window is reserved
+        info, raw = _ioctl.query_info(s.k, fd, uapi.VFIO_IOMMU_GET_INFO,
+                                      "struct vfio_iommu_type1_info *")
+        decoded = _decode_info(info, raw)
+        assert [(r.start, r.last) for r in decoded.iova_ranges] == ranges
+        assert decoded.page_sizes == 0x40201000  # the VT-d domain's 4K | 2M | 1G
         # unlike a legacy container (EBUSY), an iommufd leaves with the device still open
         expect_ok(s.k.ioctl, group, uapi.VFIO_GROUP_UNSET_CONTAINER)
         expect_errno(errno.EINVAL, s.k.ioctl, group, uapi.VFIO_GROUP_GET_DEVICE_FD,

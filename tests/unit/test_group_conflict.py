@@ -78,3 +78,13 @@ def test_lone_device_errors_stay_plain_oserror(kernel: FakeKernel) -> None:
             dev.attach(fd.ioas().id + 100)
         assert not isinstance(excinfo.value, GroupConflictError)
         assert excinfo.value.errno == errno.ENOENT
+
+
+def test_group_open_while_a_cdev_is_bound(kernel: FakeKernel) -> None:
+    with IOMMUFD(kernel) as fd, CdevDevice(PAIR[0], kernel=kernel) as dev:
+        dev.bind(fd)
+        with pytest.raises(GroupConflictError) as excinfo:
+            Group.from_device(PAIR[1], kernel=kernel)
+        exc = _conflict(excinfo, errno.EBUSY)
+        assert exc.group == PAIR_GROUP and set(PAIR) <= set(exc.neighbours)
+        assert exc.operation == "open" and "cdev" in str(exc)
