@@ -43,6 +43,20 @@ def best_ns(fn: Callable[[], object], number: int, repeat: int = 5) -> float:
     return best
 
 
+def best_ns_many(fns: dict[str, Callable[[], object]], number: int,
+                 repeat: int = 5) -> dict[str, float]:
+    """Like :func:`best_ns` for several variants, warmed up and interleaved round by round, so
+    a slow start (a cold cache; TCG translating new guest code) or drift favours none of them."""
+    for fn in fns.values():
+        for _ in range(max(number // 10, 1)):
+            fn()
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            best[name] = min(best[name], best_ns(fn, number, repeat=1))
+    return best
+
+
 def compile_c() -> Path | None:
     """Compile ioctl_loop.c with gcc (None if there is no compiler); numbers from pyvfio.uapi."""
     gcc = shutil.which("gcc") or shutil.which("cc")

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from common import best_ns, ratio
+from common import best_ns_many, ratio
 
 from pyvfio import _ioctl
 from pyvfio._ffi import ffi
@@ -49,13 +49,15 @@ def measure(fd: int, request: int, make_arg: Callable[[], Any], raw_arg: Any, *,
     arg = make_arg()
     f2, lib2 = _fixed_ioctl()
     arg2 = f2.cast("void *", int(ffi.cast("uintptr_t", arg)) if not isinstance(arg, int) else arg)
-    out: dict[str, float | None] = {
-        "raw fcntl": best_ns(lambda: fcntl.ioctl(fd, request, raw_arg), number),
-        "kernel.ioctl": best_ns(lambda: kernel.ioctl(fd, request, arg), number),
-        "_ioctl.call": best_ns(lambda: _ioctl.call(kernel, fd, request, arg), number),
-        "cffi fixed": best_ns(lambda: lib2.ioctl(fd, int(request), arg2), number),
-        "object API": best_ns(obj, number) if obj else None,
+    fns = {
+        "raw fcntl": lambda: fcntl.ioctl(fd, request, raw_arg),
+        "kernel.ioctl": lambda: kernel.ioctl(fd, request, arg),
+        "_ioctl.call": lambda: _ioctl.call(kernel, fd, request, arg),
+        "cffi fixed": lambda: lib2.ioctl(fd, int(request), arg2),
     }
+    if obj is not None:
+        fns["object API"] = obj
+    out: dict[str, float | None] = {"object API": None, **best_ns_many(fns, number)}
     return out
 
 
