@@ -9,6 +9,7 @@ from pyvfio.device import Device
 from pyvfio.dma import DMASpace, Mapping, allocate
 from pyvfio.errors import (
     BindError,
+    GroupConflictError,
     GroupNotViableError,
     ModeUnavailableError,
     NotBoundError,
@@ -19,14 +20,17 @@ from pyvfio.group import Group
 from pyvfio.irq import EventFD
 from pyvfio.kernel import Kernel, LinuxKernel
 from pyvfio.pci import PCIConfig
+from pyvfio.vfio_compat import CompatContainer
 
 __all__ = [
     "BindError",
+    "CompatContainer",
     "Container",
     "DMASpace",
     "Device",
     "EventFD",
     "Group",
+    "GroupConflictError",
     "GroupNotViableError",
     "Kernel",
     "LinuxKernel",

@@ -8,14 +8,19 @@ Specification: drivers/iommu/iommufd/vfio_compat.c and the selftest's ``vfio_com
 from __future__ import annotations
 
 import errno
+import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
 from pyvfio import _ioctl, uapi
 from pyvfio._ffi import C, ffi, new
 from pyvfio.container import _decode_info
+from pyvfio.group import Group
+from pyvfio.iommufd import IOMMUFD
+from pyvfio.vfio_compat import CompatContainer
 from tests.conformance.iommufd_helpers import PAGE, U64_MAX, Session, iommufd_session
 from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
@@ -213,3 +218,22 @@ def test_group_set_container_with_an_iommufd(host: Host) -> None:
         assert s.ranges(fd, ioas) == ([(0, U64_MAX)], 1)
         s.k.ioctl(fd, uapi.IOMMU_VFIO_IOAS, get)
         assert get.ioas_id == ioas  # the compat IOAS stays with the iommufd
+
+
+def test_edu_dma_through_the_compat_container(host: Host) -> None:
+    """The object API: pyvfio's Container methods over an iommufd drive a real edu's DMA."""
+    with iommufd_session(host):
+        bdf = host.edu
+        path = Path(__file__).resolve().parents[2] / "examples" / "edu_dma.py"
+        spec = importlib.util.spec_from_file_location("edu_dma_compat_conformance", path)
+        assert spec is not None and spec.loader is not None
+        example = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(example)
+        with IOMMUFD(host.kernel) as fd:
+            container = CompatContainer(fd)
+            group = Group(host.edu_group, kernel=host.kernel)
+            group.set_container(container)
+            assert container.set_iommu() == uapi.IOMMUType.TYPE1v2
+            with group.open_device(bdf) as device:
+                back = example.exercise(device, container, host.kernel)
+        assert back == bytes(i * 7 % 251 for i in range(example.COUNT))
