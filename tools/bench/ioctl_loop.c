@@ -102,7 +102,8 @@ int main(int argc, char **argv) {
         t1 = now_ns();
     } else if (!strncmp(mode, "map-", 4) && argc >= 5) {
         size_t size = strtoul(argv[3], NULL, 0);
-        void *buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        /* MAP_SHARED, as Python's mmap.mmap(-1, size) (DMABuffer.anonymous): shmem pages */
+        void *buf = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
         if (buf == MAP_FAILED) return fail("mmap");
         /* 4 KiB pages on both sides: a transparent huge page pins 512x faster (cases.py) */
         madvise(buf, size, MADV_NOHUGEPAGE);
