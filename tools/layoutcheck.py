@@ -179,9 +179,9 @@ _FORMATS = {"struct": "%zu %zu", "field": "%zu %zu", "sign": "%d", "const": "%ll
             "ioctl": "%lld %zu", "string": "%s"}
 
 
-def generate(items: list[Item]) -> tuple[str, dict[int, Item]]:
+def generate(items: list[Item], headers: tuple[str, ...] = HEADERS) -> tuple[str, dict[int, Item]]:
     """Return the probe's C source and the item each printf line belongs to."""
-    head = ["#include <stddef.h>", "#include <stdio.h>"] + [f"#include <{h}>" for h in HEADERS]
+    head = ["#include <stddef.h>", "#include <stdio.h>"] + [f"#include <{h}>" for h in headers]
     lines = [*head, "int main(void)", "{"]
     by_line: dict[int, Item] = {}
     for item in items:
@@ -192,16 +192,20 @@ def generate(items: list[Item]) -> tuple[str, dict[int, Item]]:
     return "\n".join(lines), by_line
 
 
-def _gcc(src: Path, exe: Path, include: Path) -> subprocess.CompletedProcess[str]:
+def _gcc(src: Path, exe: Path, include: Path,
+         extra: Path | None = None) -> subprocess.CompletedProcess[str]:
     triplet = subprocess.run(["gcc", "-dumpmachine"], capture_output=True, text=True,
                              check=True).stdout.strip()
     cmd = ["gcc", "-std=gnu11", "-w", "-fmax-errors=0", "-fdiagnostics-plain-output",
-           f"-I{include}/{triplet}", f"-I{include}", str(src), "-o", str(exe)]
+           f"-I{include}/{triplet}", f"-I{include}", *([f"-I{extra}"] if extra else []),
+           str(src), "-o", str(exe)]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
 
 
-def probe(items: list[Item], include: Path) -> tuple[dict[tuple[str, str], list[str]], set[Item]]:
-    """Compile and run the probe against ``include``; return its answers and the absent items.
+def probe(items: list[Item], include: Path, headers: tuple[str, ...] = HEADERS,
+          extra: Path | None = None) -> tuple[dict[tuple[str, str], list[str]], set[Item]]:
+    """Compile and run the probe against ``include`` (and ``extra``, searched after it) with
+    ``headers``; return its answers and the absent items.
 
     An item is absent when its printf line does not compile (gcc reports that line): the header
     lacks the struct, the member or the name.  Lines are dropped and the probe recompiled until
@@ -217,9 +221,9 @@ def probe(items: list[Item], include: Path) -> tuple[dict[tuple[str, str], list[
     with tempfile.TemporaryDirectory(prefix="pyvfio-layout-") as tmp:
         src, exe = Path(tmp) / "probe.c", Path(tmp) / "probe"
         for _ in range(4):
-            text, by_line = generate([i for i in items if i not in absent])
+            text, by_line = generate([i for i in items if i not in absent], headers)
             src.write_text(text)
-            proc = _gcc(src, exe, include)
+            proc = _gcc(src, exe, include, extra)
             if proc.returncode == 0:
                 run = subprocess.run([str(exe)], capture_output=True, text=True, check=True)
                 answers = {}
