@@ -5,6 +5,10 @@ device on a mock IOMMU that the tools/testing/selftests/iommu suite uses for wha
 cannot show, dirty tracking above all.  Modelled here: MOCK_DOMAIN(_FLAGS) (a selftest object, a
 bound DEVICE and its attachment to an IOAS or HWPT), MOCK_DOMAIN_REPLACE, DIRTY (mark IOVAs dirty
 as if the device wrote them), MD_CHECK_MAP and ADD_RESERVED.  The others are EOPNOTSUPP here.
+
+Known difference: Linux 6.12 answers MOCK_DOMAIN with EINVAL when a real IOMMU driver serves the
+machine (the lane's ``iommufd`` profile, QEMU intel-iommu); this fake always creates mock devices,
+like the ``mock`` profile (no vIOMMU).  ``IOMMUModel.iommufd_test = False`` removes the command.
 """
 
 from __future__ import annotations
