@@ -1,8 +1,10 @@
 """QEMU's ``edu`` device (docs/specs/edu.rst, hw/misc/edu.c), as QEMU 7.2 behaves.
 
 BAR 0 is 1 MiB of MMIO.  Registers below 0x80 take only 4-byte accesses and those at or above
-0x80 take 4 or 8 bytes; any other width reads all-ones and drops the write (``edu_mmio_read`` /
-``edu_mmio_write``).  The DMA engine clamps addresses to a 28-bit mask and bounces through a
+0x80 take 4 or 8 bytes.  A 1- or 2-byte access is below the region's ``valid.min_access_size``, so
+QEMU's memory core refuses it before edu sees it: it reads 0 and the write is dropped
+(memory.c:memory_region_dispatch_read -> unassigned_mem_read).  An 8-byte access below 0x80
+reaches ``edu_mmio_read``/``edu_mmio_write``, which read all-ones and drop the write.  The DMA engine clamps addresses to a 28-bit mask and bounces through a
 4096-byte buffer at device address 0x40000.  QEMU 7.2's range check is off by one: a transfer
 that ends exactly at 0x41000 (a full 4096 bytes) calls ``hw_error`` and aborts QEMU; the model
 refuses it instead and records why in :attr:`Edu.errors`.
@@ -28,10 +30,15 @@ _DMA_REGS = {0x80: "src", 0x88: "dst", 0x90: "cnt", 0x98: "cmd"}
 
 
 def edu_config() -> DeviceConfig:
-    """Return the PCI identity of edu: 1234:11e8 rev 0x10, class 0x00ff00, BAR0 1 MiB, 1 MSI."""
+    """Return the PCI identity of edu: 1234:11e8 rev 0x10, class 0x00ff00, BAR0 1 MiB, 1 MSI.
+
+    edu has no reset method: no FLR, no PM capability, and neither the root bus nor a bus shared
+    with a sibling allows a bus reset (pci.c:pci_probe_reset_function), so vfio-pci reports no
+    VFIO_DEVICE_FLAGS_RESET (seen on Linux 6.12 in the VM lane).
+    """
     return DeviceConfig(vendor=0x1234, device=0x11E8, subsystem_vendor=0x1AF4,
                         subsystem_device=0x1100, class_code=0x00FF00, revision=0x10,
-                        bars=(1 << 20,), msi_vectors=1, reset=True)
+                        bars=(1 << 20,), msi_vectors=1, reset=False)
 
 
 class Edu(PCIDevice):
@@ -57,6 +64,8 @@ class Edu(PCIDevice):
     def bar_read(self, index: int, offset: int, width: int) -> int:
         self.accesses.append(("r", offset, width))
         ones = (1 << 8 * width) - 1
+        if width < 4:
+            return 0
         if width != 4 and (offset < 0x80 or width != 8):
             return ones
         with self._lock:

@@ -190,8 +190,8 @@ def test_edu_liveness_inverts(host: Host) -> None:
 
 
 def test_edu_narrow_access_ignored(host: Host) -> None:
-    """edu.c:edu_mmio_read/write: below 0x80 only 4-byte accesses work; a 2-byte read is all
-    ones and a 2-byte write is dropped."""
+    """edu.c:edu_mmio_ops (valid.min_access_size 4): a 2-byte access never reaches edu, so it
+    reads 0 (memory.c:unassigned_mem_read) and a 2-byte write is dropped."""
     with session(host) as s:
         _, _, d = s.edu()
         set_command(host, d, MEMORY)
@@ -200,7 +200,18 @@ def test_edu_narrow_access_ignored(host: Host) -> None:
         bar.write(4, 4, 0)
         bar.write(4, 2, 0x1234)
         assert bar.read(4, 4) == 0xFFFFFFFF
-        assert bar.read(0, 2) == 0xFFFF
+        assert bar.read(0, 2) == 0
+
+
+def test_edu_wide_access_below_0x80_reads_ones(host: Host) -> None:
+    """edu.c:edu_mmio_read: an 8-byte access below 0x80 reaches edu, which answers all-ones."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        set_command(host, d, MEMORY)
+        bar = s.k.mmap(d, 0x1000, region_offset(0))
+        s.maps.append(bar)
+        assert bar.read(0, 8) == (1 << 64) - 1
+        assert bar.read(0, 4) == 0x010000ED
 
 
 @pytest.mark.fake_only("reads the model's access log")

@@ -10,6 +10,8 @@ import pytest
 
 from pyvfio import uapi
 from pyvfio.container import Container
+from pyvfio.fake import standard_host
+from pyvfio.fake.pci import DeviceConfig, PCIDevice
 from pyvfio.group import Group
 from pyvfio.irq import EventFD
 from pyvfio.uapi import PCIRegion
@@ -32,10 +34,10 @@ def edu(host: Host) -> Iterator[Opened]:
         yield o
 
 
-def test_device_info_pci_with_reset(edu: Opened) -> None:
+def test_device_info_pci_without_reset(edu: Opened) -> None:
     info = edu.device.info()
     assert info.pci and info.flags & uapi.DeviceFlag.PCI
-    assert info.reset_supported
+    assert not info.reset_supported  # edu has no FLR, no PM reset, no bus reset
     assert (info.num_regions, info.num_irqs) >= (9, 5)
     assert isinstance(info.caps, tuple)
 
@@ -83,8 +85,25 @@ def test_device_close_closes_mmaps(host: Host) -> None:
             bar.read(0, 4)
 
 
-def test_device_reset(edu: Opened) -> None:
-    edu.device.reset()
+def test_device_reset_unsupported_einval(edu: Opened) -> None:
+    err = expect_errno(errno.EINVAL, edu.device.reset)
+    assert err.filename == "VFIO_DEVICE_RESET"
+
+
+def test_device_reset_with_reset_method() -> None:
+    kernel = standard_host()
+    model = PCIDevice("0000:00:07.0", DeviceConfig(reset=True))
+    kernel.add_device(model, group=9, driver="vfio-pci")
+    kernel.mark_clean()
+    with Container(kernel) as container, Group(9, kernel=kernel) as group:
+        group.set_container(container)
+        container.set_iommu()
+        with group.open_device("0000:00:07.0") as device:
+            assert device.info().reset_supported
+            before = model.resets  # vfio-pci also resets on open and on release
+            device.reset()
+            assert model.resets == before + 1
+    kernel.assert_clean()
 
 
 def test_device_hot_reset_info(edu: Opened) -> None:
