@@ -1,15 +1,17 @@
 """The type1 IOMMU driver's DMA map (drivers/vfio/vfio_iommu_type1.c), O(log n) per lookup.
 
-Mappings are kept in a list of start IOVAs sorted for ``bisect`` plus a dict from start to
-:class:`Mapping`, so finding, inserting and removing one costs O(log n) comparisons.
+Mappings are kept in the IOAS's :class:`~pyvfio.fake.ioas.IntervalMap` (sorted buckets: finding,
+inserting and removing one is O(log n) plus a bounded shift) plus a dict from start to
+:class:`Mapping`.  A flat sorted list made inserts and removals in the middle O(n): 150 us per
+map at 10^6 mappings (tools/bench part 4).
 """
 
 from __future__ import annotations
 
-import bisect
 import errno
 from dataclasses import dataclass, field
 
+from pyvfio.fake.ioas import IntervalMap
 from pyvfio.fake.memory import kerr
 
 U64 = (1 << 64) - 1
@@ -65,7 +67,7 @@ class DmaMap:
 
     knobs: Knobs
     v2: bool = True
-    starts: list[int] = field(default_factory=list)
+    ivs: IntervalMap[Mapping] = field(default_factory=IntervalMap)
     maps: dict[int, Mapping] = field(default_factory=dict)
     locked: int = 0
     dirty_tracking: bool = False
@@ -79,40 +81,30 @@ class DmaMap:
 
     def first_overlap(self, iova: int, size: int) -> Mapping | None:
         """Return the lowest mapping intersecting [iova, iova+size), or None."""
-        i = bisect.bisect_right(self.starts, iova) - 1
-        if i >= 0 and self.maps[self.starts[i]].end > iova:
-            return self.maps[self.starts[i]]
-        i += 1
-        if i < len(self.starts) and self.starts[i] < iova + size:
-            return self.maps[self.starts[i]]
-        return None
+        pos = self.ivs.first_overlap(iova, iova + size - 1)
+        return None if pos is None else self.ivs.get(pos)[2]
 
     def in_range(self, iova: int, size: int) -> list[Mapping]:
         """Return the mappings intersecting [iova, iova+size) in ascending order."""
-        i = max(bisect.bisect_right(self.starts, iova) - 1, 0)
-        out = []
-        while i < len(self.starts) and self.starts[i] < iova + size:
-            m = self.maps[self.starts[i]]
-            if m.end > iova:
-                out.append(m)
-            i += 1
-        return out
+        return [self.maps[start] for start, _ in self.ivs.spans(iova, iova + size - 1)]
 
     def insert(self, m: Mapping) -> None:
         """Add a mapping that overlaps nothing (checked by the caller)."""
-        bisect.insort(self.starts, m.iova)
+        self.ivs.insert(m.iova, m.end - 1, m)
         self.maps[m.iova] = m
         self.locked += m.size
 
     def remove(self, m: Mapping) -> None:
         """Drop a mapping and give back its accounting."""
-        del self.starts[bisect.bisect_left(self.starts, m.iova)]
+        pos = self.ivs.first_overlap(m.iova, m.iova)
+        if pos is not None:
+            self.ivs.pop(pos)
         del self.maps[m.iova]
         self.locked -= m.size
 
     def clear(self) -> None:
         """Drop every mapping (the last group left the container)."""
-        self.starts.clear()
+        self.ivs.clear()
         self.maps.clear()
         self.locked = 0
         self.dirty_tracking = False
