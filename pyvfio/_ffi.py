@@ -1,6 +1,7 @@
 """The cffi FFI of the kernel uAPI, and helpers to allocate its structs.
 
-No cdata leaves the object layer: these helpers are for pyvfio's own modules and for the fake kernel.
+No cdata leaves the object layer: these helpers are for pyvfio's own modules and for the fake
+kernel.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ import functools
 from typing import Any
 
 try:
-    from pyvfio._vfio_cffi import ffi as ffi  # generated at build time (out-of-line ABI mode)
+    # generated at build time (out-of-line ABI mode); "as ffi" re-exports it for mypy --strict
+    from pyvfio._vfio_cffi import ffi as ffi  # noqa: PLC0414
 except ImportError:  # a source checkout that was never built: parse cdefs/ in-line (slower import)
     from pyvfio._ffi_build import make_ffi
 

@@ -13,7 +13,7 @@ import mmap as _mmap
 import os
 from typing import Any, Protocol, runtime_checkable
 
-from pyvfio._ffi import CData, C, ffi
+from pyvfio._ffi import C, CData, ffi
 
 PROT_RW = _mmap.PROT_READ | _mmap.PROT_WRITE
 WIDTHS = (1, 2, 4, 8)
@@ -175,7 +175,9 @@ class LinuxMMIO:
         if self._map is None:
             raise ValueError("I/O operation on a closed mapping")
         if not 0 <= offset <= offset + size <= self._len:
-            raise ValueError(f"[{offset:#x}, +{size:#x}) is outside the mapping of {self._len:#x} bytes")
+            raise ValueError(
+                f"[{offset:#x}, +{size:#x}) is outside the mapping of {self._len:#x} bytes"
+            )
 
 
 _OWNING = type(ffi.new("char[]", 1))  # ffi.new: ffi.buffer spans the whole allocation
@@ -268,7 +270,7 @@ class LinuxKernel:
 
     def _sys(self, relpath: str) -> str:
         if relpath.startswith("/") or ".." in relpath.split("/"):
-            raise ValueError(f"relpath must be relative to the sysfs root without '..': {relpath!r}")
+            raise ValueError(f"relpath must be relative to the sysfs root, no '..': {relpath!r}")
         return os.path.join(self.sysfs_root, relpath)
 
     def sysfs_read(self, relpath: str) -> str:

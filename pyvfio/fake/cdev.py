@@ -18,6 +18,7 @@ from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake import hwpt as fhwpt
 from pyvfio.fake import option, selftest, vfio_compat  # noqa: F401 - register handlers
+from pyvfio.fake.ioas import HPAGE_SIZE, PAGE_SIZE
 from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IommufdFile, IOMMUModel
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.vfio_pci import VFIOPCIDevice
@@ -308,7 +309,8 @@ class IommuNodes:
 
     def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
-        self.model = IOMMUModel()
+        thp = kernel.knobs.transparent_hugepage
+        self.model = IOMMUModel(max_iova_alignment=HPAGE_SIZE if thp else PAGE_SIZE)
         self.gate = GroupGate(group_open=lambda number: number in kernel.open_groups)
         self.cdevs: dict[str, CdevFile] = {}  # bdf -> the bound cdev file
 

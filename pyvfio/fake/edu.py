@@ -4,10 +4,12 @@ BAR 0 is 1 MiB of MMIO.  Registers below 0x80 take only 4-byte accesses and thos
 0x80 take 4 or 8 bytes.  A 1- or 2-byte access is below the region's ``valid.min_access_size``, so
 QEMU's memory core refuses it before edu sees it: it reads 0 and the write is dropped
 (memory.c:memory_region_dispatch_read -> unassigned_mem_read).  An 8-byte access below 0x80
-reaches ``edu_mmio_read``/``edu_mmio_write``, which read all-ones and drop the write.  The DMA engine clamps addresses to a 28-bit mask and bounces through a
-4096-byte buffer at device address 0x40000.  QEMU 7.2's range check is off by one: a transfer
-that ends exactly at 0x41000 (a full 4096 bytes) calls ``hw_error`` and aborts QEMU; the model
-refuses it instead and records why in :attr:`Edu.errors`.
+reaches ``edu_mmio_read``/``edu_mmio_write``, which read all-ones and drop the write.
+
+The DMA engine clamps addresses to a 28-bit mask and bounces through a 4096-byte buffer at device
+address 0x40000.  QEMU 7.2's range check is off by one: a transfer that ends exactly at 0x41000 (a
+full 4096 bytes) calls ``hw_error`` and aborts QEMU; the model refuses it instead and records why
+in :attr:`Edu.errors`.
 """
 
 from __future__ import annotations

@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from pyvfio.fake.memory import kerr
 
 PAGE_SIZE = 4096
+HPAGE_SIZE = 2 << 20  # x86 PMD size
 U64_MAX = (1 << 64) - 1
 ULONG_MAX = U64_MAX
 
@@ -171,7 +172,10 @@ def _fit(start: int, last: int, length: int, align: int, offset: int) -> int | N
 class IOPageTable:
     """An IOAS's IOVA space (io_pagetable.c)."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_alignment: int = HPAGE_SIZE) -> None:
+        # iopt_alloc_iova caps the automatic alignment at HPAGE_SIZE when the kernel has
+        # CONFIG_TRANSPARENT_HUGEPAGE, at PAGE_SIZE otherwise
+        self.max_alignment = max_alignment
         self.areas: IntervalMap[Area] = IntervalMap()
         self.reserved: IntervalMap[object] = IntervalMap()
         self.allowed: IntervalMap[None] = IntervalMap()
@@ -203,6 +207,7 @@ class IOPageTable:
         align = 1 << (length - 1).bit_length()  # roundup_pow_of_two
         if uptr:
             align = min(align, uptr & -uptr)  # keep the THP-friendly alignment of the address
+        align = min(align, self.max_alignment)
         if align < self.iova_alignment:
             raise kerr(errno.EINVAL)
         offset = uptr % PAGE_SIZE

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from pyvfio import uapi
 from pyvfio._ffi import C, CData, ffi
-from pyvfio.fake.ioas import PAGE_SIZE, U64_MAX, ULONG_MAX, Area, IOPageTable
+from pyvfio.fake.ioas import HPAGE_SIZE, PAGE_SIZE, U64_MAX, ULONG_MAX, Area, IOPageTable
 from pyvfio.fake.memory import UserMemory, address, kerr
 
 MAP_FLAGS = C.IOMMU_IOAS_MAP_FIXED_IOVA | C.IOMMU_IOAS_MAP_WRITEABLE | C.IOMMU_IOAS_MAP_READABLE
@@ -43,6 +43,9 @@ class IOMMUModel:
     nesting: bool = False
     map_file: bool = True  # IOMMU_IOAS_MAP_FILE (Linux 6.13+)
     iommufd_test: bool = True  # CONFIG_IOMMUFD_TEST: IOMMU_TEST_CMD (fake/selftest.py)
+    # the kernel's, not the IOMMU's: automatic IOVAs are aligned at most to HPAGE_SIZE with
+    # CONFIG_TRANSPARENT_HUGEPAGE, to PAGE_SIZE without (io_pagetable.c:iopt_alloc_iova)
+    max_iova_alignment: int = HPAGE_SIZE
 
 
 class Obj:
@@ -67,9 +70,9 @@ class IOASObj(Obj):
 
     kind = "IOAS"
 
-    def __init__(self) -> None:
+    def __init__(self, model: IOMMUModel) -> None:
         super().__init__()
-        self.iopt = IOPageTable()
+        self.iopt = IOPageTable(model.max_iova_alignment)
         self.hwpts: list[Any] = []  # HWPT_PAGING objects whose domains map this IOAS
 
 
@@ -277,7 +280,7 @@ def IOMMU_DESTROY(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kernel n
 def IOMMU_IOAS_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
     if cmd.flags:
         raise kerr(errno.EOPNOTSUPP)
-    cmd.out_ioas_id = ctx.table.add(IOASObj())
+    cmd.out_ioas_id = ctx.table.add(IOASObj(ctx.model))
 
 
 @handler(uapi.IOMMU_IOAS_IOVA_RANGES, "struct iommu_ioas_iova_ranges", "out_iova_alignment")

@@ -64,6 +64,9 @@ class FakeKernel(DevNodes):
         self.sysfs_root = "/sys"
         self.sysfs = SysfsTree()
         self.bus = PCIBus(self.sysfs, noiommu=self.knobs.noiommu)
+        if self.knobs.transparent_hugepage:
+            thp = "always [madvise] never\n"
+            self.sysfs.add_attr("kernel/mm/transparent_hugepage/enabled", thp)
         self.mem = UserMemory()
         self.calls: list[Call] = []
         self.labels: dict[str, Any] = {}

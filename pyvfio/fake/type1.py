@@ -30,6 +30,8 @@ class Knobs:
         pgsize_bitmap: the IOMMU's supported page sizes.
         iommufd: whether /dev/iommu exists (kept for the iommufd model; absent = ENOENT).
         noiommu: vfio's no-IOMMU mode: groups are /dev/vfio/noiommu-N, no type1.
+        transparent_hugepage: CONFIG_TRANSPARENT_HUGEPAGE (Debian's kernels: yes): shows
+            /sys/kernel/mm/transparent_hugepage and lets automatic IOVAs align up to 2 MiB.
     """
 
     dma_entry_limit: int = 65535
@@ -38,6 +40,7 @@ class Knobs:
     pgsize_bitmap: int = INTEL_PGSIZES
     iommufd: bool = False
     noiommu: bool = False
+    transparent_hugepage: bool = True
 
     @property
     def pgsize(self) -> int:

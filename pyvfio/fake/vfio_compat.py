@@ -48,7 +48,7 @@ def compat_ioas(ctx: IommufdCtx) -> IOASObj:
 def compat_ioas_create(ctx: IommufdCtx) -> IOASObj:
     """iommufd_vfio_compat_ioas_create: the compat IOAS, allocated (as a user object) if none."""
     if ctx.vfio_ioas is None:
-        ioas = IOASObj()
+        ioas = IOASObj(ctx.model)
         ctx.table.add(ioas)
         ctx.vfio_ioas = ioas
     return ctx.vfio_ioas

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import errno
 
+import pytest
+
 from pyvfio import uapi
 from pyvfio._ffi import C, ffi, new
 from tests.conformance.iommufd_helpers import FIXED, PAGE, RW, U64_MAX, addr, iommufd_session
@@ -113,16 +115,57 @@ def test_auto_iova_first_fit_never_zero(host: Host) -> None:
         assert [s.map(fd, ioas, buf, PAGE) for _ in range(3)] == [PAGE, 2 * PAGE, 3 * PAGE]
 
 
-def test_auto_iova_aligned_to_length(host: Host) -> None:
-    """iommufd.c:area_auto_iova: IOVAs are aligned to the length's lowest set bit or more."""
+def _first_fit(used: list[tuple[int, int]], length: int, align: int) -> int:
+    """The lowest ``align``-aligned IOVA from PAGE_SIZE whose range misses every used one."""
+    iova = PAGE
+    for start, end in sorted(used):
+        iova = -(-iova // align) * align
+        if iova + length <= start:
+            break
+        iova = max(iova, end)
+    return -(-iova // align) * align
+
+
+def test_auto_iova_alignment(host: Host) -> None:
+    """io_pagetable.c:iopt_alloc_iova: first fit from PAGE_SIZE, aligned to
+    min(roundup_pow_of_two(length), the address's alignment), capped at HPAGE_SIZE with
+    CONFIG_TRANSPARENT_HUGEPAGE and at PAGE_SIZE without (the VM lane's built kernel)."""
+    thp = host.kernel.sysfs_exists("kernel/mm/transparent_hugepage")
+    cap = (2 << 20) if thp else PAGE
     with iommufd_session(host) as s:
         fd = s.iommufd()
         ioas = s.ioas(fd)
-        for pages in range(1, 11):
+        used: list[tuple[int, int]] = []
+        for pages in (1, 2, 3, 4, 7, 1, 16, 5):
             length = pages * PAGE
+            align = min(1 << (length - 1).bit_length(), cap)
             # no domain: nothing is pinned, so the selftest's fake address is fine
             iova = s.map(fd, ioas, 1 << 31, length)
-            assert iova % (length & -length) == 0 and iova != 0
+            assert iova == _first_fit(used, length, align), (pages, used)
+            used.append((iova, iova + length))
+
+
+@pytest.mark.fake_only("the VM lane's built kernel has no CONFIG_TRANSPARENT_HUGEPAGE")
+def test_auto_iova_alignment_without_thp() -> None:
+    """io_pagetable.c:iopt_alloc_iova: without THP every automatic IOVA is first fit by page."""
+    from pyvfio.fake import standard_host
+
+    kernel = standard_host(iommufd=True, transparent_hugepage=False)
+    assert not kernel.sysfs_exists("kernel/mm/transparent_hugepage")
+    fd = kernel.open("/dev/iommu")
+    try:
+        alloc = new("struct iommu_ioas_alloc *")
+        kernel.ioctl(fd, uapi.IOMMU_IOAS_ALLOC, alloc)
+        iovas = []
+        for pages in (1, 3, 4):
+            arg = new("struct iommu_ioas_map *", flags=RW, ioas_id=alloc.out_ioas_id,
+                      user_va=1 << 31, length=pages * PAGE)
+            kernel.ioctl(fd, uapi.IOMMU_IOAS_MAP, arg)
+            iovas.append(int(arg.iova))
+        assert iovas == [PAGE, 2 * PAGE, 5 * PAGE]
+    finally:
+        kernel.close(fd)
+    kernel.assert_clean()
 
 
 def test_allowed_iovas_constrain_auto_iova(host: Host) -> None:
