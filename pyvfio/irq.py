@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import select
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyvfio import _ioctl, uapi
 from pyvfio._ffi import C, ffi, new
 from pyvfio._resource import FdOwner
 from pyvfio.dma import check_int
 from pyvfio.kernel import Kernel, default
+
+if TYPE_CHECKING:
+    import asyncio
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ class EventFD(FdOwner):
         self._check_open()
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, not {timeout}")
+        import asyncio  # noqa: PLC0415 - asyncio costs ~30 ms to import; only async users pay
+
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
 
