@@ -42,16 +42,18 @@ done < /modules/order
 
 NINEP=trans=virtio,version=9p2000.L,msize=512000
 mount -t 9p -o "$NINEP,ro,cache=loose" hostroot /newroot || die "cannot mount the host's / (9p tag hostroot)"
+mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp || die "cannot mount tmpfs on /tmp"
+mount -t tmpfs tmpfs /newroot/run
+# after the tmpfs mounts, so a results directory under /tmp or /run stays visible
+mkdir -p "/newroot$RESULTS" 2>/dev/null
 mount -t 9p -o "$NINEP,rw" results "/newroot$RESULTS" || die "cannot mount $RESULTS (9p tag results)"
 RESULTS_MOUNTED=1
-mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp || die "cannot mount tmpfs on /tmp"
 mount -t proc proc /newroot/proc
 mount -t sysfs sysfs /newroot/sys
 mount -t devtmpfs devtmpfs /newroot/dev
 mkdir -p /newroot/dev/shm /newroot/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm
 mount -t devpts devpts /newroot/dev/pts
-mount -t tmpfs tmpfs /newroot/run
 
 # bind every edu device to vfio-pci (pyvfio's own binding code will replace this)
 DEVICES=""

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -79,6 +80,9 @@ def guest_script(profile: Profile, results: Path, pytest_args: list[str], shell:
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
     }
+    prefix = pycache_prefix()
+    if prefix is not None:
+        env["PYTHONPYCACHEPREFIX"] = str(prefix)
     q = shlex.quote
     pytest = [python, "-m", "pytest", "-p", "no:cacheprovider",
               f"--junitxml={results}/junit.xml", *pytest_args]
@@ -92,6 +96,33 @@ def guest_script(profile: Profile, results: Path, pytest_args: list[str], shell:
         lines += ["printf '%s\\n' " + q("pyvfio-vm: RUN " + shlex.join(pytest)),
                   "exec " + shlex.join(pytest)]
     return "\n".join(lines) + "\n"
+
+
+def pycache_prefix() -> Path | None:
+    """Where the host pre-compiles what the guest imports (None if the guest could not see it)."""
+    prefix = kernels.vm_cache() / "pycache"
+    return None if prefix.is_relative_to("/tmp") or prefix.is_relative_to("/run") else prefix
+
+
+def warm_pycache(pytest_args: list[str]) -> None:
+    """Compile on the host, once, what the guest's pytest will import (into ``pycache_prefix``).
+
+    The guest may not write bytecode, and under TCG compiling is slow: pytest's assertion
+    rewriting of the plugin packages alone (hypothesis: 90 modules) costs ~30 s per guest run.
+    A host-side ``pytest --collect-only`` with the same arguments writes those .pyc files (and
+    the rewritten ones) to a private prefix, which the guest then reads through 9p.
+    """
+    prefix = pycache_prefix()
+    if prefix is None:
+        return
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env.update(PYTHONPYCACHEPREFIX=str(prefix), PYVFIO_VM_WARMUP="1")
+    cmd = [guest_python(), "-m", "pytest", "-p", "no:cacheprovider", "--collect-only", "-q", *pytest_args]
+    try:
+        subprocess.run(cmd, cwd=CHECKOUT, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        print(f"tools/vm: note: host-side bytecode warm-up failed ({exc}); the guest compiles instead")
 
 
 @dataclass
@@ -111,7 +142,12 @@ def run_profile(profile: Profile, results: Path, pytest_args: list[str], *, shel
         raise SystemExit(f"tools/vm: the results directory must not contain whitespace: {results}")
     for stale in ("junit.xml", "exit-status", "console.log"):
         (results / stale).unlink(missing_ok=True)
+    for what, path in (("checkout", CHECKOUT), ("python", Path(guest_python()))):
+        if path.is_relative_to("/tmp") or path.is_relative_to("/run"):
+            raise SystemExit(f"tools/vm: the {what} {path} is under /tmp or /run, which the guest "
+                             "covers with a tmpfs; use a checkout elsewhere")
     kernel = kernels.debian_kernel() if profile.kernel == "debian" else kernels.iommufd_kernel()
+    warm_pycache(pytest_args)
     (results / "guest-cmd.sh").write_text(guest_script(profile, results, pytest_args, shell))
     work = Path(tempfile.mkdtemp(prefix="run-", dir=kernels.vm_cache()))
     try:
