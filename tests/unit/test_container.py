@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 import gc
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -17,21 +16,11 @@ from pyvfio.errors import UnsupportedAPIError
 from pyvfio.group import Group
 from tests.conftest import Host
 from tests.helpers import expect_errno
-from tests.unit.vfio_env import Opened, fake_host, opened_edu
+from tests.unit.vfio_env import Opened, fake_host
 
 IOVA = 0x100000
 
 
-@pytest.fixture
-def host() -> Iterator[Host]:
-    with fake_host() as h:
-        yield h
-
-
-@pytest.fixture
-def edu(host: Host) -> Iterator[Opened]:
-    with opened_edu(host) as o:
-        yield o
 
 
 def test_container_api_version_and_extensions(host: Host) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import gc
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,21 +16,11 @@ from pyvfio.irq import EventFD
 from pyvfio.uapi import PCIRegion
 from tests.conftest import Host
 from tests.helpers import expect_errno
-from tests.unit.vfio_env import Opened, fake_host, opened_edu
+from tests.unit.vfio_env import Opened, opened_edu
 
 EDU_IDENT = 0x010000ED
 
 
-@pytest.fixture
-def host() -> Iterator[Host]:
-    with fake_host() as h:
-        yield h
-
-
-@pytest.fixture
-def edu(host: Host) -> Iterator[Opened]:
-    with opened_edu(host) as o:
-        yield o
 
 
 def test_device_info_pci_without_reset(edu: Opened) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,13 +14,6 @@ from pyvfio.fake import standard_host
 from pyvfio.group import Group
 from tests.conftest import Host, discover
 from tests.helpers import expect_errno
-from tests.unit.vfio_env import fake_host
-
-
-@pytest.fixture
-def host() -> Iterator[Host]:
-    with fake_host() as h:
-        yield h
 
 
 class NotViable:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
 
 import pytest
 
@@ -11,13 +10,7 @@ from pyvfio.irq import EventFD
 from pyvfio.kernel import LinuxKernel
 from pyvfio.uapi import IrqInfoFlag, PCIIrq
 from tests.helpers import expect_errno
-from tests.unit.vfio_env import Opened, fake_host, opened_edu
-
-
-@pytest.fixture
-def edu() -> Iterator[Opened]:
-    with fake_host() as host, opened_edu(host) as o:
-        yield o
+from tests.unit.vfio_env import Opened
 
 
 def test_eventfd_wait_signal_timeout() -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from pyvfio.pci import (
@@ -15,13 +13,7 @@ from pyvfio.pci import (
 )
 from pyvfio.region import RegionInfo
 from pyvfio.uapi import RegionInfoFlag
-from tests.unit.vfio_env import Opened, fake_host, opened_edu
-
-
-@pytest.fixture
-def edu() -> Iterator[Opened]:
-    with fake_host() as host, opened_edu(host) as o:
-        yield o
+from tests.unit.vfio_env import Opened
 
 
 def test_ids(edu: Opened) -> None:

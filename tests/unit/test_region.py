@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
 
 import pytest
 
@@ -11,13 +10,7 @@ from pyvfio import uapi
 from pyvfio.region import RegionInfo, SparseArea, check_span
 from pyvfio.uapi import PCIRegion, RegionInfoFlag
 from tests.helpers import expect_errno
-from tests.unit.vfio_env import Opened, fake_host, opened_edu
-
-
-@pytest.fixture
-def edu() -> Iterator[Opened]:
-    with fake_host() as host, opened_edu(host) as o:
-        yield o
+from tests.unit.vfio_env import Opened
 
 
 def test_region_info_bar0(edu: Opened) -> None:
