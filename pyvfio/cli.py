@@ -21,9 +21,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from pyvfio import __version__, bind, commands, demo, hostos
+from pyvfio import __version__, commands, demo
 from pyvfio.commands import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Context, Output
 from pyvfio.errors import BindError, InUseError, PyvfioError
+from pyvfio.host import bind, hostos
 from pyvfio.kernel import Kernel, LinuxKernel
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "build_parser", "main"]

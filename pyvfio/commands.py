@@ -24,8 +24,8 @@ import argparse
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyvfio import bind, discover, doctor, inuse, mdev, persist, sriov, validate, viability
-from pyvfio.hostos import HostOS
+from pyvfio.host import bind, discover, doctor, inuse, mdev, persist, sriov, validate, viability
+from pyvfio.host.hostos import HostOS
 from pyvfio.kernel import Kernel
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_REFUSED = 0, 1, 2, 3
@@ -106,7 +106,7 @@ def cmd_info(ctx: Context, args: argparse.Namespace) -> Output:
     if report:
         lines += ["  " + x for x in _group_lines(report)]
     if dev.driver and viability.is_vfio_driver(ctx.kernel, dev.driver) and dev.group_node:
-        from pyvfio import vfioinfo  # noqa: PLC0415 - only here do we need the object API
+        from pyvfio.host import vfioinfo  # noqa: PLC0415 - only here do we need the object API
 
         try:
             data["vfio"] = vfio = vfioinfo.read(ctx.kernel, dev.bdf)

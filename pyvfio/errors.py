@@ -61,7 +61,7 @@ class InUseError(PyvfioError):
 
     Attributes:
         bdf: the device.
-        uses: the :class:`pyvfio.inuse.Use` records naming what uses it.
+        uses: the :class:`pyvfio.host.inuse.Use` records naming what uses it.
     """
 
     def __init__(self, bdf: str, uses: Sequence[object]) -> None:

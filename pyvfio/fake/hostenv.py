@@ -18,14 +18,14 @@ from dataclasses import dataclass, field
 from pyvfio.fake.kernel import FakeKernel
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.pci import DeviceConfig, PCIDevice
-from pyvfio.inuse import SIGNATURES
+from pyvfio.host.inuse import SIGNATURES
 
 EXT4_HEAD = b"\0" * 0x438 + b"\x53\xef"
 
 
 @dataclass
 class FakeHostOS:
-    """Host state outside sysfs, as plain data; implements :class:`pyvfio.hostos.HostOS`."""
+    """Host state outside sysfs, as plain data; implements :class:`pyvfio.host.hostos.HostOS`."""
 
     mounts: list[tuple[str, str]] = field(default_factory=list)  # (major:minor, mountpoint)
     swaps: list[str] = field(default_factory=list)  # block device names

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from pyvfio import bind, discover, persist, viability
 from pyvfio.cli import EXIT_FAILED, EXIT_OK, main
 from pyvfio.fake.hostenv import FakeHostOS
-from pyvfio.hostos import HostOS, LinuxHostOS
+from pyvfio.host import bind, discover, persist, viability
+from pyvfio.host.hostos import HostOS, LinuxHostOS
 from tests.conftest import Host
 
 

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from pyvfio import bind, discover
 from pyvfio.errors import BindError, InUseError
 from pyvfio.fake import FakeKernel
+from pyvfio.host import bind, discover
 from tests.unit.hostfix import NIC, NVME, SPARE, Env, make_env
 
 BRIDGE = "0000:01:00.0"

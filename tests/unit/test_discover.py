@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pyvfio import discover
+from pyvfio.host import discover
+from pyvfio.host.pciids import PciIds, class_name
 from pyvfio.kernel import LinuxKernel
-from pyvfio.pciids import PciIds, class_name
 from tests.unit.hostfix import PF, Env, make_env
 
 PCI_IDS = """# comment

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from pyvfio import doctor
 from pyvfio.fake import standard_host
 from pyvfio.fake.hostenv import FakeHostOS, iommu_host
+from pyvfio.host import doctor
 from tests.unit.hostfix import Env, make_env
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from pyvfio import inuse
-from pyvfio.hostos import LinuxHostOS
+from pyvfio.host import inuse
+from pyvfio.host.hostos import LinuxHostOS
 from tests.unit.hostfix import NIC, NVME, NVME2, SPARE, VGA, Env, hold, make_env
 
 

@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from pyvfio import mdev, sriov
+from pyvfio.host import mdev, sriov
 from tests.helpers import expect_errno
 from tests.unit.hostfix import PF, Env, make_env
 
@@ -52,7 +52,7 @@ def test_sriov(env: Env) -> None:
 
 
 def test_pf_with_vfs_is_in_use(env: Env) -> None:
-    from pyvfio import inuse  # noqa: PLC0415
+    from pyvfio.host import inuse  # noqa: PLC0415
 
     sriov.set_numvfs(env.kernel, PF, 1)
     [use] = inuse.check(env.kernel, env.host, PF)

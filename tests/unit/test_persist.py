@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from pyvfio import persist
+from pyvfio.host import persist
 from tests.unit.hostfix import SPARE, Env, make_env
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyvfio import validate
+from pyvfio.host import validate
 
 
 @pytest.mark.parametrize("text,want", [

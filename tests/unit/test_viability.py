@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pyvfio import viability
+from pyvfio.host import viability
 from tests.unit.hostfix import Env, make_env
 
 

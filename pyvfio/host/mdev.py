@@ -13,7 +13,7 @@ import uuid as _uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pyvfio import validate
+from pyvfio.host import validate
 from pyvfio.kernel import Kernel
 
 

@@ -12,7 +12,7 @@ import posixpath
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pyvfio import discover, validate
+from pyvfio.host import discover, validate
 from pyvfio.kernel import Kernel
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyvfio import discover
+from pyvfio.host import discover
 from pyvfio.kernel import Kernel
 
 

@@ -15,9 +15,9 @@ import posixpath
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from pyvfio import validate
+from pyvfio.host import validate
+from pyvfio.host.pciids import PciIds, class_name
 from pyvfio.kernel import Kernel, LinuxKernel
-from pyvfio.pciids import PciIds, class_name
 
 VFIO_DRIVER = "vfio-pci"
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
-from pyvfio.hostos import HostOS
+from pyvfio.host.hostos import HostOS
 from pyvfio.kernel import Kernel
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"

@@ -15,8 +15,8 @@ import posixpath
 import struct
 from dataclasses import asdict, dataclass
 
-from pyvfio import validate
-from pyvfio.hostos import HostOS
+from pyvfio.host import validate
+from pyvfio.host.hostos import HostOS
 from pyvfio.kernel import Kernel
 
 IFF_UP = 0x1

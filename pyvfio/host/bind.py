@@ -14,9 +14,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyvfio import discover, inuse, persist, validate, viability
 from pyvfio.errors import BindError, InUseError
-from pyvfio.hostos import HostOS
+from pyvfio.host import discover, inuse, persist, validate, viability
+from pyvfio.host.hostos import HostOS
 from pyvfio.kernel import Kernel
 
 STATE_DIR = persist.STATE_DIR

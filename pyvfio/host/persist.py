@@ -15,8 +15,8 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from pyvfio import discover, validate
-from pyvfio.hostos import HostOS
+from pyvfio.host import discover, validate
+from pyvfio.host.hostos import HostOS
 from pyvfio.kernel import Kernel
 
 DRIVERCTL_DIR = "etc/driverctl.d"

@@ -11,7 +11,7 @@ import posixpath
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pyvfio import discover, validate
+from pyvfio.host import discover, validate
 from pyvfio.kernel import Kernel
 
 VFIO_DRIVERS = frozenset({"vfio-pci", "vfio_pci", "vfio-platform", "vfio-fsl-mc", "vfio_mdev"})
