@@ -43,11 +43,11 @@ def edu_devices() -> list[str]:
 def test_environment() -> None:
     assert os.environ["PYVFIO_KERNEL"] == "real"
     assert PROFILE in ("debian", "iommufd", "mock", "noiommu")
-    assert os.environ["HOME"] == "/tmp"
+    assert os.environ["HOME"] == os.environ["TMPDIR"] == "/run/tmp"
     assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1"
     assert Path.cwd() == Path(__file__).resolve().parent.parent.parent  # the checkout
     assert os.access(os.environ["PYVFIO_VM_RESULTS"], os.W_OK)
-    assert os.access("/tmp", os.W_OK)
+    assert os.access(os.environ["TMPDIR"], os.W_OK)
 
 
 def test_edu_layout() -> None:

@@ -7,7 +7,8 @@
 #   pyvfio.profile=NAME  informational
 #   pyvfio.mode=test|shell
 # Steps: mount proc/sys/dev, insmod the modules carried in the image (Debian kernel), mount the
-# host's / read-only over 9p (tag "hostroot") as the new root, tmpfs on /tmp, /run, /dev/shm,
+# host's / read-only over 9p (tag "hostroot") as the new root, tmpfs on /run (the guest's scratch:
+# HOME and TMPDIR are /run/tmp; /tmp stays the host's, read-only, so a checkout there is visible),
 # bind every edu device (1234:11e8) to vfio-pci, run DIR/guest-cmd.sh chrooted, write its exit
 # status to DIR/exit-status and power off.  Any failure powers off too; the host then reports
 # that no exit status was written.
@@ -42,9 +43,9 @@ done < /modules/order
 
 NINEP=trans=virtio,version=9p2000.L,msize=512000
 mount -t 9p -o "$NINEP,ro,cache=loose" hostroot /newroot || die "cannot mount the host's / (9p tag hostroot)"
-mount -t tmpfs -o mode=1777 tmpfs /newroot/tmp || die "cannot mount tmpfs on /tmp"
-mount -t tmpfs tmpfs /newroot/run
-# after the tmpfs mounts, so a results directory under /tmp or /run stays visible
+mount -t tmpfs tmpfs /newroot/run || die "cannot mount tmpfs on /run"
+mkdir -p /newroot/run/tmp && chmod 1777 /newroot/run/tmp
+# after the tmpfs mount, so a results directory under /run stays visible
 mkdir -p "/newroot$RESULTS" 2>/dev/null
 mount -t 9p -o "$NINEP,rw" results "/newroot$RESULTS" || die "cannot mount $RESULTS (9p tag results)"
 RESULTS_MOUNTED=1

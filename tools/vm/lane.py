@@ -5,7 +5,7 @@ In-guest test contract (what the conformance suite can rely on):
 * cwd is the checkout (read-only, the host's own directory seen through 9p);
 * environment: ``PYVFIO_KERNEL=real``, ``PYVFIO_VM_PROFILE=<profile>``,
   ``PYVFIO_VM_DEVICES="<BDFs bound to vfio-pci, space separated>"``, ``PYVFIO_VM_RESULTS=<dir>``
-  (writable), ``PYTHONDONTWRITEBYTECODE=1``, ``PYTHONUNBUFFERED=1``, ``HOME=/tmp`` (tmpfs);
+  (writable), ``PYTHONDONTWRITEBYTECODE=1``, ``PYTHONUNBUFFERED=1``, ``HOME=TMPDIR=/run/tmp`` (tmpfs);
 * command: ``<python> -m pytest -p no:cacheprovider --junitxml=<results>/junit.xml <args>``.
 """
 
@@ -71,7 +71,8 @@ def guest_script(profile: Profile, results: Path, pytest_args: list[str], shell:
     bindir = os.path.dirname(python)
     env = {
         "PATH": f"{bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": "/tmp",
+        "HOME": "/run/tmp",
+        "TMPDIR": "/run/tmp",
         "TERM": os.environ.get("TERM", "dumb") if shell else "dumb",
         "LANG": "C.UTF-8",
         "PYVFIO_KERNEL": "real",
@@ -101,7 +102,7 @@ def guest_script(profile: Profile, results: Path, pytest_args: list[str], shell:
 def pycache_prefix() -> Path | None:
     """Where the host pre-compiles what the guest imports (None if the guest could not see it)."""
     prefix = kernels.vm_cache() / "pycache"
-    return None if prefix.is_relative_to("/tmp") or prefix.is_relative_to("/run") else prefix
+    return None if prefix.is_relative_to("/run") else prefix
 
 
 def warm_pycache(pytest_args: list[str]) -> None:
@@ -143,8 +144,8 @@ def run_profile(profile: Profile, results: Path, pytest_args: list[str], *, shel
     for stale in ("junit.xml", "exit-status", "console.log"):
         (results / stale).unlink(missing_ok=True)
     for what, path in (("checkout", CHECKOUT), ("python", Path(guest_python()))):
-        if path.is_relative_to("/tmp") or path.is_relative_to("/run"):
-            raise SystemExit(f"tools/vm: the {what} {path} is under /tmp or /run, which the guest "
+        if path.is_relative_to("/run"):
+            raise SystemExit(f"tools/vm: the {what} {path} is under /run, which the guest "
                              "covers with a tmpfs; use a checkout elsewhere")
     kernel = kernels.debian_kernel() if profile.kernel == "debian" else kernels.iommufd_kernel()
     warm_pycache(pytest_args)
