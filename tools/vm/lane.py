@@ -131,7 +131,7 @@ class Result:
     profile: str
     status: int
     seconds: float
-    boot_seconds: float | None
+    phases: str  # host seconds after QEMU start at which the guest was ready / pytest began / done
     message: str
 
 
@@ -148,7 +148,6 @@ def run_profile(profile: Profile, results: Path, pytest_args: list[str], *, shel
             raise SystemExit(f"tools/vm: the {what} {path} is under /run, which the guest "
                              "covers with a tmpfs; use a checkout elsewhere")
     kernel = kernels.debian_kernel() if profile.kernel == "debian" else kernels.iommufd_kernel()
-    warm_pycache(pytest_args)
     (results / "guest-cmd.sh").write_text(guest_script(profile, results, pytest_args, shell))
     work = Path(tempfile.mkdtemp(prefix="run-", dir=kernels.vm_cache()))
     try:
@@ -168,7 +167,10 @@ def run_profile(profile: Profile, results: Path, pytest_args: list[str], *, shel
             print(f"tools/vm: kept {work} (initramfs, qemu-cmdline)", flush=True)
         else:
             shutil.rmtree(work, ignore_errors=True)
-    boot = outcome.marks.get("pyvfio-vm: READY")
+    marks = outcome.marks
+    boot = ", ".join(f"{name} {marks[key]:.1f} s" for name, key in
+                     (("ready", qemu.READY), ("pytest", qemu.SESSION), ("done", qemu.EXIT)) if key in marks)
+    boot = boot or "never ready"
     if outcome.timed_out:
         return Result(profile.name, EXIT_TIMEOUT, outcome.seconds, boot,
                       f"TIMEOUT: guest still running after {timeout:.0f} s; QEMU killed")

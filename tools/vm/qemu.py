@@ -9,6 +9,9 @@ TCG only: on the reference host /dev/kvm is kvm-pvm, which cannot run these kern
     02:01.0      edu                     \\ one IOMMU group (DMA aliases of the bridge)
     02:02.0      edu                     /
     then the two virtio-9p-pci devices and any --qemu-device, on free root-bus slots.
+
+Knobs for experiments (environment): PYVFIO_VM_SMP (default 1), PYVFIO_VM_MEMORY (1G),
+PYVFIO_VM_CPU (max), PYVFIO_VM_BIOS (qboot if installed, else ``seabios``).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ MEMORY = os.environ.get("PYVFIO_VM_MEMORY", "1G")
 # one vCPU: pytest in the guest ran ~20 % faster than with two under TCG on the 2-core host
 SMP = os.environ.get("PYVFIO_VM_SMP", "1")
 CPU = os.environ.get("PYVFIO_VM_CPU", "max")
+# qboot boots -kernel ~1 s faster than SeaBIOS; PYVFIO_VM_BIOS=seabios selects QEMU's default
+_QBOOT = "/usr/share/qemu/qboot.rom"
+BIOS = os.environ.get("PYVFIO_VM_BIOS") or (_QBOOT if os.path.exists(_QBOOT) else "seabios")
 
 EDU_LAYOUT = [
     "-device", "edu,bus=pcie.0,addr=0x1",
@@ -51,6 +57,8 @@ def command(kernel: Path, initrd: Path, append: str, results: Path, *, viommu: b
         "-m", MEMORY, "-smp", SMP, "-nographic", "-no-reboot", "-nodefaults",
         "-serial", "mon:stdio" if interactive else "stdio",
     ]
+    if BIOS != "seabios":
+        cmd += ["-bios", BIOS]
     if viommu:
         cmd += ["-device", "intel-iommu,intremap=on,caching-mode=on"]
     cmd += EDU_LAYOUT
@@ -70,7 +78,8 @@ class Outcome:
     marks: dict[str, float] = field(default_factory=dict)  # console marker -> seconds after start
 
 
-MARKERS = ("pyvfio-vm: READY", "pyvfio-vm: EXIT")
+READY, SESSION, EXIT = "pyvfio-vm: READY", "test session starts", "pyvfio-vm: EXIT"
+MARKERS = (READY, SESSION, EXIT)
 # SeaBIOS resets and clears the terminal on its serial console; keep the host's terminal intact
 _TERMINAL_RESETS = re.compile(rb"\x1bc|\x1b\[\?7l|\x1b\[2J")
 
