@@ -136,7 +136,7 @@ class Result:
 
 
 def run_profile(profile: Profile, results: Path, pytest_args: list[str], *, shell: bool,
-                timeout: float, keep: bool, extra_devices: list[str]) -> Result:
+                timeout: float, keep: bool, extra_devices: list[str], prefix: str = "") -> Result:
     """Boot ``profile`` once; return the guest command's exit status (or a lane failure)."""
     results.mkdir(parents=True, exist_ok=True)
     if any(c.isspace() for c in str(results)):
@@ -159,12 +159,12 @@ def run_profile(profile: Profile, results: Path, pytest_args: list[str], *, shel
         cmd = qemu.command(kernel.image, initrd, append, results, viommu=profile.viommu,
                            extra_devices=extra_devices, interactive=shell)
         (work / "qemu-cmdline").write_text(shlex.join(cmd) + "\n")
-        print(f"tools/vm: profile {profile.name}: {profile.about}\ntools/vm: kernel {kernel.image}",
-              flush=True)
-        outcome = qemu.run(cmd, timeout, None if shell else results / "console.log", shell)
+        qemu.say(f"tools/vm: profile {profile.name}: {profile.about}", prefix)
+        qemu.say(f"tools/vm: kernel {kernel.image}", prefix)
+        outcome = qemu.run(cmd, timeout, None if shell else results / "console.log", shell, prefix)
     finally:
         if keep:
-            print(f"tools/vm: kept {work} (initramfs, qemu-cmdline)", flush=True)
+            qemu.say(f"tools/vm: kept {work} (initramfs, qemu-cmdline)", prefix)
         else:
             shutil.rmtree(work, ignore_errors=True)
     marks = outcome.marks

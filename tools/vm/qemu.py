@@ -22,6 +22,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,8 +105,49 @@ class _ConsoleFilter:
         return data
 
 
-def run(cmd: list[str], timeout: float, log: Path | None, interactive: bool) -> Outcome:
-    """Run QEMU; stream its console to stdout (and ``log``); kill it after ``timeout`` s (0: never)."""
+class _Stdout:
+    """The host's stdout, shared by parallel guests: with a prefix, whole lines only."""
+
+    lock = threading.Lock()
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix.encode()
+        self.partial = b""
+
+    def write(self, data: bytes, final: bool = False) -> None:
+        out = sys.stdout.buffer
+        if not self.prefix:
+            with self.lock:
+                out.write(data)
+                out.flush()
+            return
+        lines = (self.partial + data).split(b"\n")
+        self.partial = b"" if final else lines.pop()
+        text = b"".join(self.prefix + line.rstrip(b"\r") + b"\n" for line in lines if line or not final)
+        with self.lock:
+            out.write(text)
+            out.flush()
+
+
+def say(text: str, prefix: str = "") -> None:
+    """Print a line of the lane itself (whole, even while parallel guests print)."""
+    _Stdout(prefix).write(text.encode() + b"\n")
+
+
+_running: set[subprocess.Popen] = set()
+
+
+def kill_all() -> None:
+    """Stop every QEMU this process started (on Ctrl-C while guests run in threads)."""
+    for proc in list(_running):
+        _kill(proc)
+
+
+def run(cmd: list[str], timeout: float, log: Path | None, interactive: bool, prefix: str = "") -> Outcome:
+    """Run QEMU; stream its console to stdout (and ``log``); kill it after ``timeout`` s (0: never).
+
+    With ``prefix`` (guests running in parallel) every console line is printed with it.
+    """
     start = time.monotonic()
     deadline = start + timeout if timeout > 0 else None
     if interactive:  # the terminal belongs to the guest; Ctrl-A X quits QEMU
@@ -122,11 +164,12 @@ def run(cmd: list[str], timeout: float, log: Path | None, interactive: bool) -> 
     marks: dict[str, float] = {}
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
+    _running.add(proc)
     assert proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), False)
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)
-    out = sys.stdout.buffer
+    out = _Stdout(prefix)
     logf = open(log, "wb") if log else None
     tail = b""
     console = _ConsoleFilter()
@@ -144,13 +187,12 @@ def run(cmd: list[str], timeout: float, log: Path | None, interactive: bool) -> 
                 continue
             if not chunk:
                 chunk = console.flush()
-                out.write(chunk)
+                out.write(chunk, final=True)
                 if logf:
                     logf.write(chunk)
                 break
             chunk = console.feed(chunk)
             out.write(chunk)
-            out.flush()
             if logf:
                 logf.write(chunk)
             tail = (tail + chunk)[-4096:]
@@ -164,6 +206,7 @@ def run(cmd: list[str], timeout: float, log: Path | None, interactive: bool) -> 
         if logf:
             logf.close()
         sel.close()
+        _running.discard(proc)
     if timed_out:
         _kill(proc)
         return Outcome(None, True, time.monotonic() - start, marks)
