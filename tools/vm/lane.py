@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,6 +150,9 @@ def run_profile(profile: Profile, results: Path, pytest_args: list[str], *, shel
                              "covers with a tmpfs; use a checkout elsewhere")
     kernel = kernels.debian_kernel() if profile.kernel == "debian" else kernels.iommufd_kernel()
     (results / "guest-cmd.sh").write_text(guest_script(profile, results, pytest_args, shell))
+    for stale in kernels.vm_cache().glob("run-*"):  # left by a killed run a day ago or more
+        if time.time() - stale.stat().st_mtime > 86400:
+            shutil.rmtree(stale, ignore_errors=True)
     work = Path(tempfile.mkdtemp(prefix="run-", dir=kernels.vm_cache()))
     try:
         initrd = initramfs.build(work / "initramfs.cpio.gz", kernel.modroot, kernel.release)
@@ -170,7 +174,7 @@ def run_profile(profile: Profile, results: Path, pytest_args: list[str], *, shel
     marks = outcome.marks
     boot = ", ".join(f"{name} {marks[key]:.1f} s" for name, key in
                      (("ready", qemu.READY), ("pytest", qemu.SESSION), ("done", qemu.EXIT)) if key in marks)
-    boot = boot or "never ready"
+    boot = "interactive" if shell else boot or "never ready"
     if outcome.timed_out:
         return Result(profile.name, EXIT_TIMEOUT, outcome.seconds, boot,
                       f"TIMEOUT: guest still running after {timeout:.0f} s; QEMU killed")
