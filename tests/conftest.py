@@ -44,8 +44,8 @@ class Host:
     def _groups_of(self, size: int) -> list[tuple[int, tuple[str, ...]]]:
         found = sorted((g, d) for g, d in self.groups.items() if len(d) == size)
         if not found:
-            what = "an edu alone in its IOMMU group" if size == 1 else "two edu sharing a group"
-            pytest.skip(f"{self.profile}: no {what} bound to vfio-pci (found {self.groups})")
+            what = "no edu alone in its IOMMU group" if size == 1 else "no two edu sharing a group"
+            pytest.skip(f"{self.profile}: {what} bound to vfio-pci (found {self.groups})")
         return found
 
     @property
