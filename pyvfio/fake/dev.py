@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from pyvfio.fake.cdev import IommuNodes
@@ -27,8 +28,12 @@ if TYPE_CHECKING:
 _OFFSET_MASK = (1 << OFFSET_SHIFT) - 1
 
 
-class DevNodes:
-    """/dev/vfio/vfio, /dev/vfio/<N> (or noiommu-<N>), device fds, and the DMA port."""
+class DevNodes(ABC):
+    """/dev/vfio/vfio, /dev/vfio/<N> (or noiommu-<N>), device fds, and the DMA port.
+
+    A mixin of :class:`pyvfio.fake.kernel.FakeKernel`, which owns the fd table and provides
+    the three abstract methods below.
+    """
 
     knobs: Knobs
     bus: PCIBus
@@ -39,14 +44,17 @@ class DevNodes:
         self.open_devices: dict[str, VFIOPCIDevice] = {}
         self.iommu = IommuNodes(self)  # /dev/iommu and the device cdevs (fake/cdev.py)
 
+    @abstractmethod
     def _new_fd(self, f: FakeFile) -> int:
-        raise NotImplementedError
+        """Install ``f`` in the fd table and return its fd."""
 
+    @abstractmethod
     def _operation(self, name: str) -> None:
-        raise NotImplementedError
+        """Count an operation for fault injection (may raise the injected OSError)."""
 
+    @abstractmethod
     def file(self, fd: int) -> FakeFile | None:
-        raise NotImplementedError
+        """Return the open file behind fake ``fd``, or None."""
 
     def _group_path(self, group: int) -> str:
         return f"/dev/vfio/noiommu-{group}" if self.knobs.noiommu else f"/dev/vfio/{group}"
