@@ -1,0 +1,243 @@
+"""The IOAS: an iommufd IOVA address space (iommufd/ioas.c, io_pagetable.c).
+
+An :class:`IOAS` implements :class:`pyvfio.dma.DMASpace`, so a driver maps its buffers the same way
+in both IOMMU modes; the differences are the kernel's: unmapping nothing is ENOENT here (type1:
+success, size 0) and a range that would split a mapping is ENOENT (type1v2: EINVAL).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pyvfio import uapi
+from pyvfio._ffi import C, CData, ffi, new
+from pyvfio.dma import IOVARange, Mapping, buffer_address, check_int
+
+if TYPE_CHECKING:
+    from pyvfio.iommufd import IOMMUFD
+
+U64_MAX = (1 << 64) - 1
+
+
+class IOAS:
+    """An I/O address space of an :class:`IOMMUFD`.  Implements :class:`pyvfio.dma.DMASpace`."""
+
+    def __init__(self, iommufd: IOMMUFD, ioas_id: int) -> None:
+        self.iommufd = iommufd  # keeps the fd alive
+        self.id = ioas_id
+        self._mappings: dict[int, Mapping] = {}
+        self._destroyed = False
+
+    def __repr__(self) -> str:
+        return f"<IOAS {self.id} of {self.iommufd!r}>"
+
+    def _forget(self) -> None:
+        self._destroyed = True
+        for mapping in self._mappings.values():
+            mapping._release()
+        self._mappings.clear()
+
+    def _call(self, request: int, arg: CData) -> int:
+        if self._destroyed:
+            raise ValueError(f"operation on destroyed {self!r}")
+        return self.iommufd.call(request, arg)
+
+    def destroy(self) -> None:
+        """Destroy the IOAS and forget its mappings (idempotent).
+
+        Raises:
+            OSError: EBUSY while a HWPT or device uses it.
+        """
+        if not self._destroyed and not self.iommufd.closed:
+            self.iommufd.destroy(self.id)
+        self._forget()
+
+    close = destroy
+
+    def __enter__(self) -> IOAS:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+    def map(
+        self, buffer: Any, iova: int | None = None, *, readable: bool = True, writable: bool = True
+    ) -> Mapping:
+        """Map all of ``buffer`` (page aligned) at ``iova``, or where the kernel chooses (None).
+
+        The kernel chooses the lowest free IOVA aligned like the buffer (never 0).
+
+        Raises:
+            TypeError, ValueError: bad buffer, iova or flags (before any system call).
+            OSError: EEXIST (overlaps a mapping), EINVAL (reserved or unaligned), ENOSPC (no
+                room), EFAULT / ENOMEM (pinning, once a domain is attached).
+        """
+        if iova is not None:
+            check_int("iova", iova)
+        flags = _rw_flags(readable, writable)
+        cdata, vaddr, size = buffer_address(buffer, writable=writable)
+        flags |= C.IOMMU_IOAS_MAP_FIXED_IOVA if iova is not None else 0
+        arg = new("struct iommu_ioas_map *", flags=flags, ioas_id=self.id, user_va=vaddr,
+                  length=size, iova=iova or 0)
+        self._call(uapi.IOMMU_IOAS_MAP, arg)
+        mapping = Mapping(self, buffer, cdata, int(arg.iova), rw=(readable, writable))
+        self._mappings[mapping.iova] = mapping
+        return mapping
+
+    def map_file(self, fd: int, start: int, length: int, iova: int | None = None, *,
+                 readable: bool = True, writable: bool = True) -> int:
+        """Map ``length`` bytes of file ``fd`` (a memfd) from ``start``; return the IOVA.
+
+        Raises:
+            OSError: ENOTTY on kernels before 6.13, EBADF, and the errors of :meth:`map`.
+        """
+        check_int("fd", fd, 0, (1 << 31) - 1)
+        check_int("start", start)
+        check_int("length", length, 1)
+        flags = _rw_flags(readable, writable)
+        if iova is not None:
+            check_int("iova", iova)
+            flags |= C.IOMMU_IOAS_MAP_FIXED_IOVA
+        arg = new("struct iommu_ioas_map_file *", flags=flags, ioas_id=self.id, fd=fd,
+                  start=start, length=length, iova=iova or 0)
+        self._call(uapi.IOMMU_IOAS_MAP_FILE, arg)
+        return int(arg.iova)
+
+    def unmap(self, iova: int, size: int) -> int:
+        """Unmap the mappings inside ``[iova, iova + size)``; return the bytes unmapped.
+
+        Raises:
+            TypeError, ValueError: ``iova``/``size`` not ints in range, ``size`` 0.
+            OSError: ENOENT if nothing is mapped there or a mapping sticks out of the range
+                (mappings before that one are already gone: the kernel does not roll back).
+        """
+        check_int("iova", iova)
+        check_int("size", size, 1, U64_MAX - iova + 1 if iova else U64_MAX)
+        arg = new("struct iommu_ioas_unmap *", ioas_id=self.id, iova=iova, length=size)
+        try:
+            self._call(uapi.IOMMU_IOAS_UNMAP, arg)
+        except OSError:
+            self._drop_gone(iova, size, probe=True)  # ENOENT may follow partial progress
+            raise
+        self._drop_gone(iova, size, probe=False)
+        return int(arg.length)
+
+    def unmap_all(self) -> int:
+        """Unmap everything (``iova 0, length U64_MAX``); return the bytes unmapped."""
+        arg = new("struct iommu_ioas_unmap *", ioas_id=self.id, iova=0, length=U64_MAX)
+        self._call(uapi.IOMMU_IOAS_UNMAP, arg)
+        for mapping in self._mappings.values():
+            mapping._release()
+        self._mappings.clear()
+        return int(arg.length)
+
+    def _drop_gone(self, iova: int, size: int, *, probe: bool) -> None:
+        """Release the Mappings inside ``[iova, iova+size)`` the kernel no longer has."""
+        for start in [s for s in self._mappings if iova <= s < iova + size]:
+            m = self._mappings[start]
+            if m.iova + m.size <= iova + size and not (probe and self._still_mapped(m)):
+                self._mappings.pop(start)._release()
+
+    def _still_mapped(self, m: Mapping) -> bool:
+        # copying the range onto itself: EEXIST if it is still mapped, ENOENT from
+        # io_pagetable.c:iopt_get_pages if its pages are gone
+        arg = new("struct iommu_ioas_copy *", flags=C.IOMMU_IOAS_MAP_READABLE
+                  | C.IOMMU_IOAS_MAP_FIXED_IOVA, dst_ioas_id=self.id, src_ioas_id=self.id,
+                  length=m.size, dst_iova=m.iova, src_iova=m.iova)
+        try:
+            self.iommufd.call(uapi.IOMMU_IOAS_COPY, arg)
+        except OSError as exc:
+            return exc.errno != 2  # ENOENT
+        return True  # not reached: the range cannot be free and mapped at once
+
+    def _unmap_mapping(self, mapping: Mapping) -> None:
+        if self._destroyed or self.iommufd.closed:
+            mapping._release()
+        else:
+            self.unmap(mapping.iova, mapping.size)
+
+    def copy(self, mapping: Mapping, dst: IOAS | None = None, iova: int | None = None, *,
+             readable: bool = True, writable: bool = True) -> Mapping:
+        """Map the pages of ``mapping`` (of this IOAS) again in ``dst`` (default: this IOAS).
+
+        Returns:
+            A mapping of ``dst`` that keeps the same buffer alive.
+
+        Raises:
+            ValueError: ``mapping`` is not an open mapping of this IOAS.
+            OSError: EPERM (writable copy of a read-only mapping), and the errors of :meth:`map`.
+        """
+        if self._mappings.get(getattr(mapping, "iova", -1)) is not mapping:
+            raise ValueError("mapping must be an open mapping of this IOAS")
+        dst = self if dst is None else dst
+        if iova is not None:
+            check_int("iova", iova)
+        flags = _rw_flags(readable, writable)
+        flags |= C.IOMMU_IOAS_MAP_FIXED_IOVA if iova is not None else 0
+        arg = new("struct iommu_ioas_copy *", flags=flags, dst_ioas_id=dst.id, src_ioas_id=self.id,
+                  length=mapping.size, dst_iova=iova or 0, src_iova=mapping.iova)
+        dst._call(uapi.IOMMU_IOAS_COPY, arg)
+        cdata = ffi.from_buffer(mapping.buffer, require_writable=False)
+        copy = Mapping(dst, mapping.buffer, cdata, int(arg.dst_iova), rw=(readable, writable))
+        dst._mappings[copy.iova] = copy
+        return copy
+
+    def iova_ranges(self) -> tuple[IOVARange, ...]:
+        """Return the usable IOVA ranges (``IOMMU_IOAS_IOVA_RANGES``, sized in two calls)."""
+        return self._ranges()[0]
+
+    @property
+    def iova_alignment(self) -> int:
+        """The alignment every IOVA and length must have (1 until a domain is attached)."""
+        return self._ranges()[1]
+
+    def _ranges(self) -> tuple[tuple[IOVARange, ...], int]:
+        count = 4
+        for _ in range(4):  # the count can grow between the calls if a device attaches
+            buf = ffi.new("struct iommu_iova_range[]", count)
+            arg = new("struct iommu_ioas_iova_ranges *", ioas_id=self.id, num_iovas=count,
+                      allowed_iovas=int(ffi.cast("uintptr_t", buf)))
+            try:
+                self._call(uapi.IOMMU_IOAS_IOVA_RANGES, arg)
+            except OSError as exc:
+                if exc.errno != 90:  # EMSGSIZE: num_iovas now holds the count needed
+                    raise
+                count = int(arg.num_iovas)
+                continue
+            n = int(arg.num_iovas)
+            ranges = tuple(IOVARange(int(buf[i].start), int(buf[i].last)) for i in range(n))
+            return ranges, int(arg.out_iova_alignment)
+        raise OSError(90, "IOVA ranges kept changing", "IOMMU_IOAS_IOVA_RANGES")
+
+    def allow_iovas(self, ranges: list[tuple[int, int]]) -> None:
+        """Restrict kernel-chosen IOVAs to ``ranges`` (inclusive ``(start, last)``); [] clears.
+
+        Raises:
+            TypeError, ValueError: malformed ranges.
+            OSError: EINVAL (start >= last, overlapping ranges), EADDRINUSE (a reserved range).
+        """
+        ranges = list(ranges)
+        buf = ffi.new("struct iommu_iova_range[]", max(len(ranges), 1))
+        for i, (start, last) in enumerate(ranges):
+            buf[i].start, buf[i].last = check_int("start", start), check_int("last", last)
+        arg = new("struct iommu_ioas_allow_iovas *", ioas_id=self.id, num_iovas=len(ranges),
+                  allowed_iovas=int(ffi.cast("uintptr_t", buf)))
+        self._call(uapi.IOMMU_IOAS_ALLOW_IOVAS, arg)
+
+    @property
+    def huge_pages(self) -> bool:
+        """Whether the IOAS may use large IOMMU pages (``IOMMU_OPTION_HUGE_PAGES``)."""
+        return bool(self.iommufd.get_option(C.IOMMU_OPTION_HUGE_PAGES, self.id))
+
+    @huge_pages.setter
+    def huge_pages(self, value: bool) -> None:
+        self.iommufd.set_option(C.IOMMU_OPTION_HUGE_PAGES, int(bool(value)), self.id)
+
+
+def _rw_flags(readable: object, writable: object) -> int:
+    if not isinstance(readable, bool) or not isinstance(writable, bool):
+        raise TypeError("readable and writable must be bools")
+    if not (readable or writable):
+        raise ValueError("readable or writable must be True")
+    flags = C.IOMMU_IOAS_MAP_READABLE if readable else 0
+    return int(flags | (C.IOMMU_IOAS_MAP_WRITEABLE if writable else 0))
