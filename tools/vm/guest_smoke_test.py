@@ -35,7 +35,8 @@ def driver_of(bdf: str) -> str | None:
 
 def edu_devices() -> list[str]:
     return sorted(
-        d.name for d in PCI.iterdir()
+        d.name
+        for d in PCI.iterdir()
         if ((d / "vendor").read_text().strip(), (d / "device").read_text().strip()) == EDU
     )
 

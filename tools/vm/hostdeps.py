@@ -71,12 +71,11 @@ def missing(groups: list[str]) -> list[str]:
     return out
 
 
-_updated = False
+_apt_updated: list[bool] = []  # non-empty once `apt-get update` ran in this process
 
 
 def ensure(groups: list[str]) -> None:
     """Make sure the packages of ``groups`` are present; install them as root, else exit 2."""
-    global _updated
     need = missing(groups)
     if not need:
         return
@@ -90,14 +89,16 @@ def ensure(groups: list[str]) -> None:
     print(f"tools/vm: installing host packages: {' '.join(need)}", file=sys.stderr, flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     try:
-        if not _updated:
+        if not _apt_updated:
             subprocess.run(["apt-get", "update"], check=True, env=env)
-            _updated = True
+            _apt_updated.append(True)
         subprocess.run(
             ["apt-get", "install", "-y", "--no-install-recommends", *need], check=True, env=env
         )
     except subprocess.CalledProcessError as exc:
-        print(f"tools/vm: apt-get failed ({exc}); install by hand: {' '.join(need)}", file=sys.stderr)
+        print(
+            f"tools/vm: apt-get failed ({exc}); install by hand: {' '.join(need)}", file=sys.stderr
+        )
         raise MissingDeps(2) from exc
     still = missing(groups)
     if still:

@@ -52,7 +52,9 @@ def module_files(modroot: Path, release: str) -> list[Path]:
     for mod in GUEST_MODULES:
         out = subprocess.run(
             ["modprobe", "-d", str(modroot), "-S", release, "--show-depends", mod],
-            capture_output=True, text=True,
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if out.returncode != 0:
             raise RuntimeError(f"modprobe --show-depends {mod} failed: {out.stderr.strip()}")

@@ -25,7 +25,6 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 import debpkg  # noqa: E402  (tools/debpkg.py)
-
 import hostdeps  # noqa: E402
 
 SUITES = ["trixie"]
@@ -47,7 +46,7 @@ class Kernel:
 
 
 def vm_cache() -> Path:
-    path = debpkg.cache_root() / "vm"
+    path = Path(debpkg.cache_root()) / "vm"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -58,9 +57,14 @@ def vm_cache() -> Path:
 def debian_kernel() -> Kernel:
     """Download and unpack trixie's stock kernel image; depmod its modules once."""
     try:
-        image_pkg = next((d for d in debpkg.depends(SUITES, IMAGE_META) if d.startswith("linux-image-6.12")), None)
+        image_pkg = next(
+            (d for d in debpkg.depends(SUITES, IMAGE_META) if d.startswith("linux-image-6.12")),
+            None,
+        )
         if image_pkg is None:
-            raise debpkg.DebpkgError(f"{IMAGE_META} in {SUITES[0]} no longer depends on a 6.12 image")
+            raise debpkg.DebpkgError(
+                f"{IMAGE_META} in {SUITES[0]} no longer depends on a 6.12 image"
+            )
         deb = debpkg.download(SUITES, image_pkg)
     except debpkg.DebpkgError as exc:
         cached = sorted(vm_cache().glob("debian-*/.ready"))
@@ -117,7 +121,11 @@ def iommufd_kernel(build: bool = True) -> Kernel:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            print("tools/vm: another process is building the kernel; waiting ...", file=sys.stderr, flush=True)
+            print(
+                "tools/vm: another process is building the kernel; waiting ...",
+                file=sys.stderr,
+                flush=True,
+            )
             fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / "bzImage").exists():  # another process may have built it meanwhile
             _build(version, out)
@@ -131,16 +139,24 @@ def _build(version: str, out: Path) -> None:
     log_path = vm_cache() / f"{out.name}.build.log"
     shutil.rmtree(work, ignore_errors=True)
     start = time.monotonic()
-    print(f"tools/vm: building {out.name} (10-15 min on 2 cores); log: {log_path}", file=sys.stderr, flush=True)
+    print(
+        f"tools/vm: building {out.name} (10-15 min on 2 cores); log: {log_path}",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         with open(log_path, "w") as log:
 
             def run(*cmd: str, cwd: Path = work) -> None:
                 log.write(f"$ {' '.join(cmd)}\n")
                 log.flush()
-                proc = subprocess.run(cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+                proc = subprocess.run(
+                    cmd, cwd=cwd, stdout=log, stderr=subprocess.STDOUT, check=False
+                )
                 if proc.returncode != 0:
-                    raise KernelError(f"`{' '.join(cmd)}` failed; see {log_path}:\n" + _tail(log_path))
+                    raise KernelError(
+                        f"`{' '.join(cmd)}` failed; see {log_path}:\n" + _tail(log_path)
+                    )
 
             debpkg.extract(deb, work / "pkg")
             tarball = next((work / "pkg/usr/src").glob("linux-source-*.tar.*"))
@@ -150,8 +166,15 @@ def _build(version: str, out: Path) -> None:
             obj = work / "obj"
             make = ["make", "-C", str(src), f"O={obj}"]
             run(*make, "x86_64_defconfig", "kvm_guest.config")
-            run(str(src / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(obj),
-                str(obj / ".config"), str(FRAGMENT), cwd=src)
+            run(
+                str(src / "scripts/kconfig/merge_config.sh"),
+                "-m",
+                "-O",
+                str(obj),
+                str(obj / ".config"),
+                str(FRAGMENT),
+                cwd=src,
+            )
             run(*make, "olddefconfig")
             _check_config(obj / ".config")
             run(*make, f"-j{os.cpu_count() or 2}", "bzImage")
@@ -160,13 +183,21 @@ def _build(version: str, out: Path) -> None:
             tmp.mkdir()
             shutil.copy2(obj / "arch/x86/boot/bzImage", tmp / "bzImage")
             shutil.copy2(obj / ".config", tmp / "config")
-            info = {"source_version": version, "fragment_sha256": fragment_hash(),
-                    "build_seconds": round(time.monotonic() - start), "jobs": os.cpu_count()}
+            info = {
+                "source_version": version,
+                "fragment_sha256": fragment_hash(),
+                "build_seconds": round(time.monotonic() - start),
+                "jobs": os.cpu_count(),
+            }
             (tmp / "build-info.json").write_text(json.dumps(info, indent=1) + "\n")
             tmp.rename(out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"tools/vm: built {out}/bzImage in {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+    print(
+        f"tools/vm: built {out}/bzImage in {time.monotonic() - start:.0f} s",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _check_config(config: Path) -> None:
@@ -185,7 +216,10 @@ def _check_config(config: Path) -> None:
         elif line.startswith("# CONFIG_") and line.endswith(" is not set"):
             key = line[2:-11]
             if have.get(key) in ("y", "m"):
-                print(f"tools/vm: note: {key} stays {have[key]} (selected by another option)", file=sys.stderr)
+                print(
+                    f"tools/vm: note: {key} stays {have[key]} (selected by another option)",
+                    file=sys.stderr,
+                )
     if bad:
         raise KernelError("kernel-config.fragment not honoured: " + ", ".join(bad))
 

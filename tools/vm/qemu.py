@@ -37,11 +37,16 @@ _QBOOT = "/usr/share/qemu/qboot.rom"
 BIOS = os.environ.get("PYVFIO_VM_BIOS") or (_QBOOT if os.path.exists(_QBOOT) else "seabios")
 
 EDU_LAYOUT = [
-    "-device", "edu,bus=pcie.0,addr=0x1",
-    "-device", "pcie-root-port,id=pyvfio_rp,bus=pcie.0,chassis=1,addr=0x2",
-    "-device", "pcie-pci-bridge,id=pyvfio_br,bus=pyvfio_rp,addr=0x0",
-    "-device", "edu,bus=pyvfio_br,addr=0x1",
-    "-device", "edu,bus=pyvfio_br,addr=0x2",
+    "-device",
+    "edu,bus=pcie.0,addr=0x1",
+    "-device",
+    "pcie-root-port,id=pyvfio_rp,bus=pcie.0,chassis=1,addr=0x2",
+    "-device",
+    "pcie-pci-bridge,id=pyvfio_br,bus=pyvfio_rp,addr=0x0",
+    "-device",
+    "edu,bus=pyvfio_br,addr=0x1",
+    "-device",
+    "edu,bus=pyvfio_br,addr=0x2",
 ]
 
 
@@ -50,21 +55,48 @@ def _opt(value: str | Path) -> str:
     return str(value).replace(",", ",,")
 
 
-def command(kernel: Path, initrd: Path, append: str, results: Path, *, viommu: bool,
-            extra_devices: list[str], interactive: bool) -> list[str]:
+def command(
+    kernel: Path,
+    initrd: Path,
+    append: str,
+    results: Path,
+    *,
+    viommu: bool,
+    extra_devices: list[str],
+    interactive: bool,
+) -> list[str]:
     machine = "q35,kernel-irqchip=split" if viommu else "q35"
     cmd = [
-        QEMU, "-accel", "tcg,thread=multi", "-cpu", CPU, "-machine", machine,
-        "-m", MEMORY, "-smp", SMP, "-nographic", "-no-reboot", "-nodefaults",
-        "-serial", "mon:stdio" if interactive else "stdio",
+        QEMU,
+        "-accel",
+        "tcg,thread=multi",
+        "-cpu",
+        CPU,
+        "-machine",
+        machine,
+        "-m",
+        MEMORY,
+        "-smp",
+        SMP,
+        "-nographic",
+        "-no-reboot",
+        "-nodefaults",
+        "-serial",
+        "mon:stdio" if interactive else "stdio",
     ]
     if BIOS != "seabios":
         cmd += ["-bios", BIOS]
     if viommu:
         cmd += ["-device", "intel-iommu,intremap=on,caching-mode=on"]
     cmd += EDU_LAYOUT
-    cmd += ["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"]
-    cmd += ["-virtfs", f"local,path={_opt(results)},mount_tag=results,security_model=none,multidevs=remap"]
+    cmd += [
+        "-virtfs",
+        "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+    ]
+    cmd += [
+        "-virtfs",
+        f"local,path={_opt(results)},mount_tag=results,security_model=none,multidevs=remap",
+    ]
     for dev in extra_devices:
         cmd += ["-device", dev]
     cmd += ["-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
@@ -123,7 +155,9 @@ class _Stdout:
             return
         lines = (self.partial + data).split(b"\n")
         self.partial = b"" if final else lines.pop()
-        text = b"".join(self.prefix + line.rstrip(b"\r") + b"\n" for line in lines if line or not final)
+        text = b"".join(
+            self.prefix + line.rstrip(b"\r") + b"\n" for line in lines if line or not final
+        )
         with self.lock:
             out.write(text)
             out.flush()
@@ -134,7 +168,7 @@ def say(text: str, prefix: str = "") -> None:
     _Stdout(prefix).write(text.encode() + b"\n")
 
 
-_running: set[subprocess.Popen] = set()
+_running: set[subprocess.Popen[bytes]] = set()
 
 
 def kill_all() -> None:
@@ -143,81 +177,97 @@ def kill_all() -> None:
         _kill(proc)
 
 
-def run(cmd: list[str], timeout: float, log: Path | None, interactive: bool, prefix: str = "") -> Outcome:
-    """Run QEMU; stream its console to stdout (and ``log``); kill it after ``timeout`` s (0: never).
+class _Console:
+    """Where a streaming guest's console goes: stdout (filtered), ``log`` and the marker times."""
 
-    With ``prefix`` (guests running in parallel) every console line is printed with it.
-    """
-    start = time.monotonic()
-    deadline = start + timeout if timeout > 0 else None
-    if interactive:  # the terminal belongs to the guest; Ctrl-A X quits QEMU
-        proc = subprocess.Popen(cmd)
-        try:
-            proc.wait(timeout=timeout if timeout > 0 else None)
-            return Outcome(proc.returncode, False, time.monotonic() - start)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            return Outcome(None, True, time.monotonic() - start)
-        except KeyboardInterrupt:
-            _kill(proc)
-            raise
-    marks: dict[str, float] = {}
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
-    _running.add(proc)
+    def __init__(self, log: Path | None, prefix: str, start: float) -> None:
+        self.out = _Stdout(prefix)
+        self.log = open(log, "wb") if log else None  # noqa: SIM115  (closed by close())
+        self.filter = _ConsoleFilter()
+        self.start = start
+        self.tail = b""
+        self.marks: dict[str, float] = {}
+
+    def feed(self, chunk: bytes, final: bool = False) -> None:
+        chunk = self.filter.flush() if final else self.filter.feed(chunk)
+        self.out.write(chunk, final)
+        if self.log:
+            self.log.write(chunk)
+        self.tail = (self.tail + chunk)[-4096:]
+        for marker in MARKERS:
+            if marker not in self.marks and marker.encode() in self.tail:
+                self.marks[marker] = time.monotonic() - self.start
+
+    def close(self) -> None:
+        if self.log:
+            self.log.close()
+
+
+def _pump(proc: subprocess.Popen[bytes], deadline: float | None, console: _Console) -> bool:
+    """Copy QEMU's output to ``console`` until it closes (False) or ``deadline`` passes (True)."""
     assert proc.stdout is not None
     os.set_blocking(proc.stdout.fileno(), False)
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    out = _Stdout(prefix)
-    logf = open(log, "wb") if log else None
-    tail = b""
-    console = _ConsoleFilter()
-    timed_out = False
-    try:
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
         while True:
             wait = None if deadline is None else deadline - time.monotonic()
             if wait is not None and wait <= 0:
-                timed_out = True
-                break
+                return True
             if not sel.select(wait):
                 continue
             chunk = proc.stdout.read(65536)
             if chunk is None:  # spurious wakeup of the non-blocking pipe
                 continue
             if not chunk:
-                chunk = console.flush()
-                out.write(chunk, final=True)
-                if logf:
-                    logf.write(chunk)
-                break
-            chunk = console.feed(chunk)
-            out.write(chunk)
-            if logf:
-                logf.write(chunk)
-            tail = (tail + chunk)[-4096:]
-            for marker in MARKERS:
-                if marker not in marks and marker.encode() in tail:
-                    marks[marker] = time.monotonic() - start
-    except KeyboardInterrupt:
-        _kill(proc)
-        raise
-    finally:
-        if logf:
-            logf.close()
-        sel.close()
-        _running.discard(proc)
-    if timed_out:
-        _kill(proc)
-        return Outcome(None, True, time.monotonic() - start, marks)
+                console.feed(b"", final=True)
+                return False
+            console.feed(chunk)
+
+
+def run(
+    cmd: list[str], timeout: float, log: Path | None, interactive: bool, prefix: str = ""
+) -> Outcome:
+    """Run QEMU; stream its console to stdout (and ``log``); kill it after ``timeout`` s (0: never).
+
+    With ``prefix`` (guests running in parallel) every console line is printed with it.
+    """
+    start = time.monotonic()
+    if interactive:  # the terminal belongs to the guest; Ctrl-A X quits QEMU
+        return _run_interactive(cmd, timeout, start)
+    console = _Console(log, prefix, start)
+    proc = subprocess.Popen(
+        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    _running.add(proc)
     try:
-        proc.wait(timeout=30)  # console closed: QEMU is exiting
+        timed_out = _pump(proc, start + timeout if timeout > 0 else None, console)
+        if not timed_out:
+            proc.wait(timeout=30)  # console closed: QEMU is exiting
     except subprocess.TimeoutExpired:
+        pass
+    finally:  # also on Ctrl-C / SIGTERM
         _kill(proc)
-    return Outcome(proc.returncode, False, time.monotonic() - start, marks)
+        _running.discard(proc)
+        console.close()
+    return Outcome(
+        None if timed_out else proc.returncode, timed_out, time.monotonic() - start, console.marks
+    )
 
 
-def _kill(proc: subprocess.Popen) -> None:
+def _run_interactive(cmd: list[str], timeout: float, start: float) -> Outcome:
+    proc = subprocess.Popen(cmd)
+    _running.add(proc)
+    try:
+        proc.wait(timeout=timeout if timeout > 0 else None)
+        return Outcome(proc.returncode, False, time.monotonic() - start)
+    except subprocess.TimeoutExpired:
+        return Outcome(None, True, time.monotonic() - start)
+    finally:
+        _kill(proc)
+        _running.discard(proc)
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:
