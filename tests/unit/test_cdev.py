@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import errno
-import importlib.util
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -15,29 +12,20 @@ from pyvfio.fake import FakeKernel, standard_host
 from pyvfio.group import Group
 from pyvfio.iommufd import IOAS, IOMMUFD
 from tests.helpers import expect_errno
+from tests.unit.vfio_env import load_example
 
 EDU, PAIR = "0000:00:01.0", ("0000:02:01.0", "0000:02:02.0")
 
 
-def _example() -> object:
-    path = Path(__file__).resolve().parents[2] / "examples" / "edu_dma.py"
-    spec = importlib.util.spec_from_file_location("edu_dma_example", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture
-def kernel() -> Iterator[FakeKernel]:
-    k = standard_host(iommufd=True)
-    yield k
-    k.assert_clean()
+def kernel(iommufd_kernel: FakeKernel) -> FakeKernel:
+    return iommufd_kernel
 
 
 @pytest.mark.parametrize("mode", ["auto", "iommufd", "legacy"])
 def test_example_driver_runs_in_every_mode(kernel: FakeKernel, mode: str) -> None:
-    example = _example()
+    example = load_example()
     with open_device(EDU, mode, kernel=kernel) as opened:
         back = example.exercise(opened.device, opened.dma, kernel)  # type: ignore[attr-defined]
         assert opened.mode == ("legacy" if mode == "legacy" else "iommufd")

@@ -3,39 +3,27 @@
 from __future__ import annotations
 
 import errno
-import importlib.util
 import mmap
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from pyvfio import uapi
 from pyvfio.dma import allocate
-from pyvfio.fake import FakeKernel, standard_host
+from pyvfio.fake import FakeKernel
 from pyvfio.group import Group
 from pyvfio.iommufd import IOMMUFD
 from pyvfio.vfio_compat import CompatContainer
 from tests.helpers import expect_errno
+from tests.unit.vfio_env import load_example
 
 EDU_GROUP = 1  # the lone edu of standard_host
 PAGE = mmap.PAGESIZE
 
 
 @pytest.fixture
-def kernel() -> Iterator[FakeKernel]:
-    k = standard_host(iommufd=True)
-    yield k
-    k.assert_clean()
+def kernel(iommufd_kernel: FakeKernel) -> FakeKernel:
+    return iommufd_kernel
 
-
-def _example() -> object:
-    path = Path(__file__).resolve().parents[2] / "examples" / "edu_dma.py"
-    spec = importlib.util.spec_from_file_location("edu_dma_example_compat", path)
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _edu_group(kernel: FakeKernel) -> Group:
@@ -45,7 +33,7 @@ def _edu_group(kernel: FakeKernel) -> Group:
 
 def test_example_driver_through_the_compat_container(kernel: FakeKernel) -> None:
     """SET_CONTAINER(iommufd) creates the compat IOAS; the device DMAs through it."""
-    example = _example()
+    example = load_example()
     with IOMMUFD(kernel) as fd:
         container = CompatContainer(fd)
         assert container.ioas_id is None

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from pyvfio.container import Container
 from pyvfio.device import Device
@@ -39,3 +42,13 @@ def opened_edu(host: Host) -> Iterator[Opened]:
         container.set_iommu()
         with group.open_device(host.edu) as device:
             yield Opened(host, container, group, device)
+
+
+def load_example(name: str = "edu_dma") -> Any:
+    """Import ``examples/<name>.py`` (not a package) as a fresh module."""
+    path = Path(__file__).resolve().parents[2] / "examples" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"example_{name}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
