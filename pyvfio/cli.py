@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from pyvfio import __version__, commands, demo
+from pyvfio.bench import command as bench
 from pyvfio.commands import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Context, Output
 from pyvfio.errors import BindError, InUseError, PyvfioError
 from pyvfio.host import bind, hostos
@@ -101,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(subs, "demo", demo.cmd_demo,
              "run the edu driver step by step (fake kernel unless --device)", common)
     demo.add_arguments(p)
+    p = _sub(subs, "bench", bench.cmd_bench, "benchmarks on this host (--device BDF: a device)",
+             common)
+    bench.add_arguments(p)
     return parser
 
 

@@ -1,7 +1,8 @@
 /* The C side of pyvfio's benchmarks: the same ioctls as the Python side, in a tight loop.
  *
- * Built at bench time by tools/bench/common.py with the project's own struct declarations
- * (cdefs/*.h) and the ioctl numbers from pyvfio.uapi passed as -D flags, so both sides issue
+ * Built at bench time by pyvfio/bench/cloop.py with the project's own struct declarations
+ * (pyvfio_uapi.h, generated from the cffi declarations of cdefs/*.h with static asserts on every
+ * offset) and the ioctl numbers from pyvfio.uapi passed as -D flags, so both sides issue
  * byte-identical requests.  Prints "<ns per iteration>" on success, "error <errno> <step>" on
  * failure.
  *
@@ -24,8 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "vfio.h"
-#include "iommufd.h"
+#include "pyvfio_uapi.h"
 
 #define IOVA 0x200000ULL
 

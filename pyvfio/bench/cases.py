@@ -1,19 +1,21 @@
 """Benchmarks 2, 3 and 5: DMA map+unmap, register access, and the same calls on fake and real.
 
-Every function takes a kernel (fake or real) so one body measures both; the real-kernel parts
-run in the VM lane (tools/bench/test_bench_vm.py).
+Every function takes a kernel (fake or real) so one body measures both: the fake in
+:mod:`pyvfio.bench.host`, a real device in :mod:`pyvfio.bench.device` (``pyvfio bench --device``,
+and the VM lane's tools/bench/test_bench_vm.py).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import mmap
 from typing import Any
 
-from common import best_ns, best_ns_many, run_c
-
 from pyvfio import _ioctl, uapi
 from pyvfio._ffi import new
+from pyvfio.bench.cloop import run_c
+from pyvfio.bench.timing import best_ns, best_ns_many
 from pyvfio.cdev import OpenedDevice, cdev_path, open_device
 from pyvfio.container import Container
 from pyvfio.kernel import MMIO, Kernel
@@ -76,10 +78,10 @@ def map_unmap_c(binary: Any, kernel: Kernel, bdf: str, mode: str, size: int,
 
 def register_costs(mmio: MMIO, regs: Registers | None, number: int) -> dict[str, float]:
     """ns per read and write at each width (offset 0x80: edu takes 4 and 8 there)."""
-    out = {}
+    out: dict[str, float] = {}
     for width in (1, 2, 4, 8):
-        out[f"read{8 * width}"] = best_ns(lambda w=width: mmio.read(0x80, w), number)
-        out[f"write{8 * width}"] = best_ns(lambda w=width: mmio.write(0x80, w, 1), number)
+        out[f"read{8 * width}"] = best_ns(functools.partial(mmio.read, 0x80, width), number)
+        out[f"write{8 * width}"] = best_ns(functools.partial(mmio.write, 0x80, width, 1), number)
     if regs is not None:
         out["Registers.read"] = best_ns(lambda: regs.read("dma_src"), number)
         out["Registers.write"] = best_ns(lambda: regs.write("dma_src", 1), number)

@@ -15,10 +15,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from common import best_ns_many, ratio
-
 from pyvfio import _ioctl
 from pyvfio._ffi import ffi
+from pyvfio.bench.timing import best_ns_many, ratio
 from pyvfio.kernel import LinuxKernel
 
 _FIXED = None
