@@ -102,6 +102,28 @@ class DriverError(PyvfioError):
         return self.cause.errno if isinstance(self.cause, OSError) else None
 
 
+class step:  # noqa: N801 - reads as a statement keyword: `with step("enable MSI"):`
+    """Name a driver step: an ``OSError`` or ``ValueError`` raised inside becomes a
+    :class:`DriverError` of that step with the original as its ``cause`` (errno kept).
+
+        with step("map BAR0"):
+            bar = device.mmap(0)
+
+    A :class:`DriverError` raised inside passes through unchanged (it already names its step).
+    """
+
+    def __init__(self, name: str, message: str = "the kernel or device refused", *,
+                 hint: str | None = None) -> None:
+        self.name, self.message, self.hint = name, message, hint
+
+    def __enter__(self) -> step:
+        return self
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        if isinstance(exc, (OSError, ValueError)) and not isinstance(exc, PyvfioError):
+            raise DriverError(self.name, self.message, exc, hint=self.hint) from exc
+
+
 class GroupConflictError(PyvfioError, OSError):
     """The kernel refused a device because of its IOMMU group neighbours (the group contract).
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import mmap as _mmap
 import os
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from pyvfio._ffi import C, CData, ffi
@@ -128,6 +129,7 @@ class LinuxMMIO:
         # one typed pointer per width: p[i] is exactly one load or store of that width
         self._ptrs = {w: ffi.cast(t, base) for w, t in _PTR_TYPES.items()}
         self._base = base
+        self._on_close: list[Callable[[], None]] = []
 
     def __len__(self) -> int:
         return self._len
@@ -154,8 +156,26 @@ class LinuxMMIO:
         self._check_range(offset, len(data))
         ffi.memmove(self._base + offset, data, len(data))
 
+    def pointer(self, width: int) -> CData:
+        """The cffi typed pointer of ``width`` bytes at the mapping's start, for the driver kit's
+        bound registers (:mod:`pyvfio.registers`); it dangles once closed: see :meth:`on_close`.
+
+        Raises:
+            ValueError: closed, or ``width`` not 1, 2, 4 or 8.
+        """
+        if self._map is None or width not in self._ptrs:
+            raise ValueError(f"no typed pointer of width {width!r} on {self!r}")
+        return self._ptrs[width]
+
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` when the mapping closes, before it is unmapped."""
+        self._on_close.append(callback)
+
     def close(self) -> None:
         if self._map is not None:
+            for callback in self._on_close:
+                callback()
+            self._on_close.clear()
             self._ptrs.clear()
             self._base = None
             m, self._map = self._map, None

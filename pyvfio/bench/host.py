@@ -4,7 +4,9 @@ Parts (fastest of 5 loops, per operation; each returns ``(table text, JSON data)
   ioctl           one ioctl: C loop vs raw ``fcntl.ioctl`` vs pyvfio's wrapper, FIONREAD on a pipe
                   (any host has one), plus the fake kernel's VFIO_GET_API_VERSION
   map_unmap_fake  map+unmap 4 KiB / 2 MiB on the fake kernel, legacy and iommufd
-  registers       register read/write per width: the fake edu's BAR, and a real shared mapping
+  registers       register read/write per width: the fake edu's BAR, and a real shared mapping;
+                  a bound register (pyvfio.registers) against a bare cffi typed pointer there:
+                  the JSON's top-level ``register_vs_cffi_pointer`` is the read32 ratio (<= 1.5)
   fake_scaling    the fake's IOVA structures at 10^3 .. 10^6 mappings: per-op cost, bytes/mapping
   fake_dma        the fake edu's DMA throughput through the edu driver
 The same calls on a real device are :mod:`pyvfio.bench.device`.
@@ -71,13 +73,19 @@ def registers(number: int) -> Result:
         os.ftruncate(fd, 1 << 20)
         mmio = LinuxKernel().mmap(fd, 1 << 20, 0)
         real = cases.register_costs(mmio, REGISTERS.bind(mmio), number)
+        fast = cases.register_vs_pointer(mmio, 20_000, rounds=max(number // 1000, 20))
         mmio.close()
     finally:
         os.close(fd)
     heads = ["BAR", *fake]
     rows = [["fake edu BAR0", *fake.values()], ["memfd (LinuxMMIO)", *real.values()]]
-    return (render("3. register access (ns/access)", heads, rows),
-            {"fake edu": fake, "LinuxMMIO memfd": real})
+    text = render("3. register access (ns/access)", heads, rows)
+    text += ("\n   bound register vs cffi typed pointer, memfd, 32-bit: read "
+             f"{fast['bound register read32']:.0f} vs {fast['cffi pointer read32']:.0f} ns = "
+             f"{fast['ratio read32']}x ({fast['ratio read32 net']}x without the loop's "
+             f"{fast['empty loop']:.0f} ns); write {fast['ratio write32']}x "
+             f"({fast['ratio write32 net']}x net); target <= 1.5x")
+    return text, {"fake edu": fake, "LinuxMMIO memfd": real, "bound vs pointer": fast}
 
 
 def fake_scaling(sizes: list[int]) -> Result:

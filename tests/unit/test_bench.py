@@ -112,6 +112,14 @@ def test_cli_bench_writes_json_and_prints_tables(tmp_path: Path,
     assert doc["ioctl"]["FIONREAD"]["raw fcntl"] > 0 and doc["fake_dma"]["MB/s"] > 0
 
 
+def test_registers_part_writes_the_bound_register_ratio(capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    assert cli.main(["bench", "--json", "--only", "registers", "--number", "1000"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["register_vs_cffi_pointer"] == doc["registers"]["bound vs pointer"]["ratio read32"]
+    assert doc["register_vs_cffi_pointer"] > 0
+
+
 def test_cli_bench_json_on_stdout(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["bench", "--json", "--only", "fake_scaling", "--max-mappings", "1000"]) == 0
     doc = json.loads(capsys.readouterr().out)
