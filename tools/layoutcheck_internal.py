@@ -2,8 +2,9 @@
 
 ``cdefs/iommufd_test.h`` describes drivers/iommu/iommufd/iommufd_test.h, which linux-libc-dev does
 not ship, so tools/layoutcheck.py leaves it out.  This compares it with the header from Debian's
-``linux-source-6.12`` (the package the VM lane builds its kernel from; a cached .deb is reused, the
-tarball is only read for that one file), with layoutcheck's probe: every struct, field, constant
+``linux-source-6.12`` (the package the VM lane builds its kernel from; it is downloaded into the
+cache shared with the lane unless a .deb is cached already; the tarball is only read for that one
+file), with layoutcheck's probe: every struct, field, constant
 and ``IOMMU_TEST_CMD`` itself must be present with the same layout and value.
 
 Usage::
@@ -42,7 +43,7 @@ def source_header(download: bool = True) -> tuple[str, Path]:
     except debpkg.DebpkgError as exc:
         raise UnavailableError(f"{SOURCE_PACKAGE}: {exc}") from exc
     if deb is None:
-        raise UnavailableError(f"{SOURCE_PACKAGE} .deb not in the cache (the VM lane fetches it)")
+        raise UnavailableError(f"{SOURCE_PACKAGE} .deb not in the cache (download=False)")
     dest = debpkg.cache_root() / "headers" / f"{deb.stem}-internal"
     header = dest / "iommufd_test.h"
     if not header.exists():

@@ -1,7 +1,9 @@
 """cdefs/iommufd_test.h agrees with drivers/iommu/iommufd/iommufd_test.h of the 6.12 source.
 
-Runs tools/layoutcheck_internal.py when gcc, linux-libc-dev and the linux-source-6.12 .deb (fetched
-by the VM lane) are cached; skips otherwise, or fails with PYVFIO_REQUIRE_LAYOUT_CHECK=1.
+Runs tools/layoutcheck_internal.py, which downloads what it needs itself (linux-libc-dev and the
+linux-source-6.12 .deb, through tools/debpkg.py into ``$XDG_CACHE_HOME/pyvfio``, shared with the
+VM lane), so it passes from an empty cache.  Without gcc or the package store it skips, saying
+why, or fails with PYVFIO_REQUIRE_LAYOUT_CHECK=1 (CI).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tests.layout.test_cdefs import unavailable
 
 def _check(items: list[layoutcheck.Item] | None = None) -> layoutcheck.Report:
     try:
-        return layoutcheck_internal.check(download=False, items=items)
+        return layoutcheck_internal.check(download=True, items=items)
     except layoutcheck.UnavailableError as exc:
         reason = str(exc)
     unavailable(reason)
