@@ -16,22 +16,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 try:
-    import pyvfio  # noqa: F401
+    import pyvfio
 except ImportError:  # run from a source checkout without installing
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyvfio.device import Device
-from pyvfio.dma import DMASpace
+import pyvfio
 from pyvfio.edu import DMA_MAX, EduDriver
 from pyvfio.fake import standard_host
-from pyvfio.kernel import Kernel, LinuxKernel
 
 COUNT = DMA_MAX  # QEMU 7.2's edu aborts on a full 4096-byte transfer
 
 
-def exercise(device: Device, dma: DMASpace, kernel: Kernel) -> bytes:
+def exercise(device: pyvfio.Device) -> bytes:
     """Drive an already opened edu: DMA a pattern to the device and back; return what came back."""
-    with EduDriver(device, dma, kernel=kernel) as edu:
+    with EduDriver(device) as edu:
         edu.dma_to_device(bytes(i * 7 % 251 for i in range(COUNT)))
         return edu.dma_from_device(COUNT)
 
@@ -40,9 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the example; 0 if the DMA round trip worked."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", metavar="BDF", help="a real edu bound to vfio-pci")
-    parser.add_argument("--mode", default="auto", choices=["auto", "legacy", "iommufd"])
+    parser.add_argument("--mode", default="auto", choices=pyvfio.MODES)
     args = parser.parse_args(argv)
-    kernel: Kernel = LinuxKernel() if args.device else standard_host(iommufd=True)
+    kernel = None if args.device else standard_host(iommufd=True)  # None: the real kernel
     bdf = args.device or "0000:00:01.0"
     sent = bytes(i * 7 % 251 for i in range(DMA_MAX))
     with EduDriver.open(bdf, args.mode, kernel=kernel) as edu:

@@ -29,6 +29,7 @@ class FdOwner:
     _fd: int = -1
     _kernel: Kernel
     _finalizer: weakref.finalize[Any, Any] | None = None
+    _closing = False
 
     def _own(self, kernel: Kernel, fd: int) -> None:
         """Take ownership of ``fd``; from now on a forgotten ``self`` warns and closes it."""
@@ -62,12 +63,14 @@ class FdOwner:
         Raises:
             OSError: closing the fd failed (it is forgotten anyway).
         """
-        if self._fd < 0:
-            return
+        if self._fd < 0 or self._closing:
+            return  # closed, or a child closing its parents while the parent closes it
+        self._closing = True
         try:
             self._close_children()
         finally:
             fd, self._fd = self._fd, -1
+            self._closing = False
             if self._finalizer is not None:
                 self._finalizer.detach()
             self._kernel.close(fd)

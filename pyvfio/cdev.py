@@ -2,43 +2,40 @@
 
 A cdev device is opened on its own, then bound to an iommufd (until then every other ioctl is
 EINVAL, vfio_main.c), then attached to an IOAS or HWPT.  Regions, interrupts and reset are the same
-code as for a group-opened :class:`pyvfio.device.Device`.  :func:`open_device` picks iommufd when
-/dev/iommu and the cdev exist, the legacy container otherwise, and says why.
+code as for a group-opened :class:`pyvfio.device.Device`.  :func:`pyvfio.open_device` picks iommufd
+when /dev/iommu and the cdev exist, the legacy container otherwise, and says why.
 """
 
 from __future__ import annotations
 
 import errno
-import posixpath
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyvfio import uapi
+from pyvfio import sysfs, uapi
 from pyvfio._ffi import C, ffi, new
-from pyvfio.container import Container
 from pyvfio.device import Device
-from pyvfio.dma import DMASpace, check_int
-from pyvfio.errors import GroupConflictError, ModeUnavailableError
-from pyvfio.group import Group
+from pyvfio.dma import check_int
+from pyvfio.errors import GroupConflictError
 from pyvfio.hwpt import HWPT
 from pyvfio.iommufd import IOAS, IOMMUFD, U32_MAX
-from pyvfio.iommufd import PATH as IOMMU_PATH
 from pyvfio.kernel import Kernel, default
 
 MODES = ("auto", "iommufd", "legacy")
 
+if TYPE_CHECKING:
+    from pyvfio.space import DMASpace
+
 
 def cdev_path(bdf: str, *, kernel: Kernel | None = None) -> str | None:
-    """Return /dev/vfio/devices/vfioX of PCI device ``bdf`` from sysfs ``vfio-dev/``, or None."""
-    if not isinstance(bdf, str):
-        raise TypeError(f"bdf must be a str, not {type(bdf).__name__}")
+    """Return /dev/vfio/devices/vfioX of PCI device ``bdf`` from sysfs ``vfio-dev/``, or None.
+
+    Raises:
+        TypeError, ValueError: ``bdf`` is not a PCI address.
+    """
     kernel = default() if kernel is None else kernel
-    rel = f"bus/pci/devices/{bdf}/vfio-dev"
-    if not kernel.sysfs_exists(rel):
-        return None
-    names = [n for n in kernel.sysfs_listdir(rel) if n.startswith("vfio")]
-    return f"/dev/vfio/devices/{names[0]}" if names else None
+    return sysfs.cdev_node(kernel, sysfs.check_bdf(bdf))
 
 
 class CdevDevice(Device):
@@ -59,8 +56,7 @@ class CdevDevice(Device):
         # what Device.__init__ sets up, without a group: the cdev stands alone
         self.group = None  # type: ignore[assignment]
         self.name, self.path = bdf, path
-        self._maps: list[Any] = []
-        self._regions: dict[int, Any] = {}
+        self._init_handle()
         self.iommufd: IOMMUFD | None = None
         self.dev_id: int | None = None
         self.hwpt_id: int | None = None
@@ -128,6 +124,8 @@ class CdevDevice(Device):
                 group_conflict(self._kernel, self.name, exc, "VFIO_DEVICE_ATTACH_IOMMUFD_PT")
             raise
         self.hwpt_id = int(arg.pt_id)
+        if isinstance(pt, IOAS):
+            self.dma = pt
         return self.hwpt_id
 
     def detach(self) -> None:
@@ -161,10 +159,8 @@ class CdevDevice(Device):
 
 def group_neighbours(kernel: Kernel, bdf: str) -> tuple[int, list[str]]:
     """Return ``bdf``'s IOMMU group and the other devices in it (sysfs iommu_groups/N/devices)."""
-    link = kernel.sysfs_readlink(f"bus/pci/devices/{bdf}/iommu_group")
-    group = int(posixpath.basename(link))
-    members = kernel.sysfs_listdir(f"kernel/iommu_groups/{group}/devices")
-    return group, sorted(m for m in members if m != bdf)
+    group = sysfs.iommu_group(kernel, bdf)
+    return group, [m for m in sysfs.group_members(kernel, group) if m != bdf]
 
 
 _CONFLICTS = {  # (operation, errno) -> (reason, hint); EPERM/EINVAL only with neighbours
@@ -204,26 +200,24 @@ def group_conflict(kernel: Kernel, bdf: str, exc: OSError, operation: str) -> No
 
 @dataclass(frozen=True)
 class OpenedDevice:
-    """What :func:`open_device` opened, in which IOMMU mode, and why not the other.
+    """The older shape of :func:`pyvfio.open_device`'s result: ``device``, ``dma``, ``mode``,
+    ``reason``.  Kept for existing callers; new code uses the :class:`Device` handle itself.
 
     Attributes:
-        device: the device, ready for regions, interrupts and DMA.
+        device: the device, ready for regions, interrupts and DMA; it owns everything else.
         dma: its DMA space (an :class:`IOAS` or a legacy ``Container``).
-        mode: ``"iommufd"`` or ``"legacy"``.
-        reason: why the other mode was not used.
-        owners: the fds opened for it, closed by :meth:`close` (device first).
+        mode: ``"iommufd"``, ``"legacy"`` or ``"compat"``.
+        reason: why that mode was chosen.
     """
 
     device: Device
     dma: DMASpace
     mode: str
     reason: str
-    owners: tuple[Any, ...]
 
     def close(self) -> None:
-        """Close the device, then its group/container or IOAS and iommufd."""
-        for owner in self.owners:
-            owner.close()
+        """Close the device and everything opened for it (see :meth:`Device.close`)."""
+        self.device.close()
 
     def __enter__(self) -> OpenedDevice:
         return self
@@ -232,69 +226,14 @@ class OpenedDevice:
         self.close()
 
 
-def _iommufd_unavailable(bdf: str, kernel: Kernel) -> str | None:
-    if not kernel.exists(IOMMU_PATH):
-        return f"{IOMMU_PATH} does not exist (kernel without CONFIG_IOMMUFD, e.g. Debian's)"
-    if cdev_path(bdf, kernel=kernel) is None:
-        return f"{bdf} has no VFIO cdev (CONFIG_VFIO_DEVICE_CDEV unset or not bound to vfio-pci)"
-    return None
-
-
 def open_device(bdf: str, mode: str = "auto", *, kernel: Kernel | None = None) -> OpenedDevice:
-    """Open PCI device ``bdf`` with its DMA space in the best (or the given) IOMMU mode.
-
-    Args:
-        bdf: the device, bound to vfio-pci (``0000:00:03.0``).
-        mode: ``"auto"`` (iommufd if /dev/iommu and the cdev exist, else legacy),
-            ``"iommufd"`` or ``"legacy"``.
-        kernel: the kernel; the real one by default.
+    """:func:`pyvfio.open_device` in the older shape (``mode`` may be positional).
 
     Raises:
-        TypeError, ValueError: bad ``bdf`` or ``mode``.
-        ModeUnavailableError: ``mode="iommufd"`` on a host without it.
-        OSError: the kernel's refusal of any step (nothing stays open).
+        As :func:`pyvfio.open_device`.
     """
-    if not isinstance(bdf, str) or not bdf:
-        raise TypeError(f"bdf must be a non-empty str, not {bdf!r}")
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
-    kernel = default() if kernel is None else kernel
-    why_not = _iommufd_unavailable(bdf, kernel)
-    if mode == "iommufd" and why_not:
-        raise ModeUnavailableError(f"iommufd mode unavailable: {why_not}")
-    if mode == "legacy" or why_not:
-        reason = "legacy mode requested" if mode == "legacy" else why_not
-        return _open_legacy(bdf, kernel, f"iommufd not used: {reason}")
-    why = "iommufd requested" if mode == "iommufd" else "iommufd and the cdev are available"
-    return _open_iommufd(bdf, kernel, f"legacy container not used: {why}")
+    from pyvfio.opener import open_device as open_handle  # noqa: PLC0415 - opener imports us
 
-
-def _open_iommufd(bdf: str, kernel: Kernel, reason: str) -> OpenedDevice:
-    iommufd = IOMMUFD(kernel)
-    try:
-        ioas = iommufd.ioas()
-        device = CdevDevice(bdf, kernel=kernel)
-        device.bind(iommufd)
-        device.attach(ioas)
-    except BaseException:
-        iommufd.close()  # closes the cdev first: unbind and detach come with it
-        raise
-    return OpenedDevice(device, ioas, "iommufd", reason, (device, iommufd))
-
-
-def _open_legacy(bdf: str, kernel: Kernel, reason: str) -> OpenedDevice:
-    link = kernel.sysfs_readlink(f"bus/pci/devices/{bdf}/iommu_group")
-    container = Container(kernel)
-    group = None
-    try:
-        group = Group(int(posixpath.basename(link)), kernel=kernel)
-        group.set_container(container)
-        container.set_iommu()
-        device = group.open_device(bdf)
-    except BaseException:
-        if group is not None:
-            group.close()
-        container.close()
-        raise
-    return OpenedDevice(device, container, "legacy", reason, (device, group, container))
-
+    device = open_handle(bdf, mode=mode, kernel=kernel)
+    assert device.dma is not None and device.mode is not None
+    return OpenedDevice(device, device.dma, device.mode, device.mode_reason or "")

@@ -12,6 +12,7 @@ from pyvfio._resource import FdOwner
 from pyvfio.dma import IOVARange, Mapping, buffer_address, check_int
 from pyvfio.errors import UnsupportedAPIError
 from pyvfio.kernel import Kernel, default
+from pyvfio.space import DMASpace
 
 if TYPE_CHECKING:
     from pyvfio.group import Group
@@ -82,11 +83,17 @@ def _iova_ranges(cap: _ioctl.Capability) -> tuple[IOVARange, ...]:
     )
 
 
-class Container(FdOwner):
+class Container(FdOwner, DMASpace):
     """A VFIO container: groups join it, then it maps DMA for all their devices.
 
-    Implements :class:`pyvfio.dma.DMASpace`.
+    A :class:`pyvfio.space.DMASpace`: :meth:`map` with no IOVA allocates one inside the IOVA
+    ranges the kernel reports (``VFIO_IOMMU_GET_INFO``) and below :attr:`dma_mask`.
     """
+
+    def _init_dma(self) -> None:
+        self._init_space()
+        self._map_arg = new("struct vfio_iommu_type1_dma_map *")
+        self._unmap_arg = new("struct vfio_iommu_type1_dma_unmap *")
 
     def __init__(self, kernel: Kernel | None = None) -> None:
         """Open /dev/vfio/vfio and check its API version.
@@ -98,7 +105,7 @@ class Container(FdOwner):
         kernel = default() if kernel is None else kernel
         self.iommu_type: int | None = None
         self._groups: weakref.WeakSet[Group] = weakref.WeakSet()
-        self._mappings: dict[int, Mapping] = {}
+        self._init_dma()
         self._own(kernel, kernel.open(PATH))
         try:
             version = self.api_version()
@@ -116,9 +123,7 @@ class Container(FdOwner):
             for group in list(self._groups):
                 group.close()
         finally:
-            for mapping in self._mappings.values():
-                mapping._release()  # the kernel drops every mapping with the last group
-            self._mappings.clear()
+            self._release_all()  # the kernel drops every mapping with the last group
 
     def _call(self, request: int, arg: CData | int = 0) -> int:
         self._check_open()
@@ -186,32 +191,29 @@ class Container(FdOwner):
         """Return the IOVA ranges devices may use (see :meth:`iommu_info`)."""
         return self.iommu_info().iova_ranges
 
-    def map(
-        self, buffer: Any, iova: int, *, readable: bool = True, writable: bool = True
-    ) -> Mapping:
-        """Map all of ``buffer`` (page aligned, e.g. :func:`pyvfio.dma.allocate`) at ``iova``.
+    # -- DMASpace: the raw type1 operations (the table is pyvfio.space's) ----------------------
 
-        Raises:
-            TypeError: ``buffer`` exports no (writable, when ``writable``) buffer; bad ``iova``.
-            ValueError: nothing readable nor writable, unaligned buffer, ``iova`` out of range.
-            OSError: EINVAL (unaligned iova, outside the IOVA ranges, no IOMMU set), EEXIST
-                (overlaps a mapping), ENOSPC (dma_entry_limit), ENOMEM (RLIMIT_MEMLOCK), EFAULT.
-        """
-        check_int("iova", iova)
-        if not isinstance(readable, bool) or not isinstance(writable, bool):
-            raise TypeError("readable and writable must be bools")
-        if not (readable or writable):
-            raise ValueError("readable or writable must be True")
+    def _raw_map(self, vaddr: int, size: int, iova: int | None, readable: bool,
+                 writable: bool) -> int:
         self._check_open()
-        cdata, vaddr, size = buffer_address(buffer, writable=writable)
-        flags = C.VFIO_DMA_MAP_FLAG_READ if readable else 0
-        flags |= C.VFIO_DMA_MAP_FLAG_WRITE if writable else 0
-        self._map_dma(flags, vaddr, iova, size)
-        mapping = Mapping(self, buffer, cdata, iova, rw=(readable, writable))
-        self._mappings[iova] = mapping
-        return mapping
+        assert iova is not None  # type1 has no kernel-chosen IOVA: DMASpace allocates one
+        arg = self._map_arg  # reused: DMASpace holds its lock around every raw call
+        arg.flags = (C.VFIO_DMA_MAP_FLAG_READ if readable else 0) | (
+            C.VFIO_DMA_MAP_FLAG_WRITE if writable else 0)
+        arg.vaddr, arg.iova, arg.size = vaddr, iova, size
+        _ioctl.call(self._kernel, self._fd, uapi.VFIO_IOMMU_MAP_DMA, arg)
+        return iova
 
-    map_dma = map
+    def _raw_unmap(self, iova: int, size: int) -> int:
+        return self._unmap_dma(0, iova, size)
+
+    def _space_alive(self) -> bool:
+        return self._fd >= 0
+
+    def map_dma(self, buffer: Any, iova: int, *, readable: bool = True,
+                writable: bool = True) -> Mapping:
+        """:meth:`map` at a given ``iova`` (the kernel's VFIO_IOMMU_MAP_DMA call, named so)."""
+        return self.map(buffer, check_int("iova", iova), readable=readable, writable=writable)
 
     def _map_dma(self, flags: int, vaddr: int, iova: int, size: int) -> None:
         arg = new(
@@ -228,12 +230,7 @@ class Container(FdOwner):
             TypeError, ValueError: ``iova``/``size`` not ints in range, ``size`` 0.
             OSError: EINVAL (unaligned, or the range would split a mapping on type1v2).
         """
-        check_int("iova", iova)
-        check_int("size", size, 1)
-        done = self._unmap_dma(0, iova, size)
-        for start in [m for m in self._mappings if iova <= m < iova + size]:
-            self._mappings.pop(start)._release()
-        return done
+        return DMASpace.unmap(self, iova, size)
 
     unmap_dma = unmap
 
@@ -243,22 +240,18 @@ class Container(FdOwner):
         Raises:
             OSError: EINVAL if the kernel lacks ``VFIO_UNMAP_ALL``.
         """
-        done = self._unmap_dma(C.VFIO_DMA_UNMAP_FLAG_ALL, 0, 0)
-        for mapping in self._mappings.values():
-            mapping._release()
-        self._mappings.clear()
+        with self._lock:
+            done = self._unmap_dma(C.VFIO_DMA_UNMAP_FLAG_ALL, 0, 0)
+            self._release_all()
         return done
 
     def _unmap_dma(self, flags: int, iova: int, size: int) -> int:
-        arg = new("struct vfio_iommu_type1_dma_unmap *", flags=flags, iova=iova, size=size)
-        self._call(uapi.VFIO_IOMMU_UNMAP_DMA, arg)
-        return int(arg.size)
-
-    def _unmap_mapping(self, mapping: Mapping) -> None:
-        if self.closed:
-            mapping._release()
-        else:
-            self.unmap(mapping.iova, mapping.size)
+        self._check_open()
+        with self._lock:
+            arg = self._unmap_arg
+            arg.flags, arg.iova, arg.size = flags, iova, size
+            _ioctl.call(self._kernel, self._fd, uapi.VFIO_IOMMU_UNMAP_DMA, arg)
+            return int(arg.size)
 
     def invalidate_vaddr(self, mapping: Mapping) -> None:
         """Tell the kernel ``mapping``'s buffer address is about to go away (DMA continues).
@@ -283,13 +276,16 @@ class Container(FdOwner):
             raise ValueError(
                 f"buffer size {size:#x} differs from the mapping size {mapping.size:#x}"
             )
-        self._map_dma(C.VFIO_DMA_MAP_FLAG_VADDR, vaddr, mapping.iova, size)
-        mapping._replace(buffer, cdata)
+        with self._lock:
+            self._map_dma(C.VFIO_DMA_MAP_FLAG_VADDR, vaddr, mapping.iova, size)
+            self._vaddrs.remove((mapping.vaddr, mapping.iova))
+            mapping._replace(buffer, cdata)
+            self._vaddrs.add((mapping.vaddr, mapping.iova))
 
     def _check_mapping(self, mapping: Mapping) -> None:
         if not isinstance(mapping, Mapping):
             raise TypeError(f"mapping must be a Mapping, not {type(mapping).__name__}")
-        if self._mappings.get(mapping.iova) is not mapping:
+        if self._table.get(mapping.iova) is not mapping:
             raise ValueError(f"mapping: {mapping!r} is not an open mapping of {self!r}")
 
     def start_dirty_tracking(self) -> None:
@@ -346,6 +342,4 @@ class Container(FdOwner):
         if not self._groups:
             # the kernel releases the IOMMU driver and every mapping with the last group
             self.iommu_type = None
-            for mapping in self._mappings.values():
-                mapping._release()
-            self._mappings.clear()
+            self._release_all()

@@ -78,7 +78,7 @@ def run_demo(kernel: Kernel, bdf: str, mode: str, timeout: float) -> tuple[bool,
                                                                       timeout=timeout))
         run.steps[-1]["result"] = f"{edu.mode} mode, DMA buffer at IOVA {edu.mapping.iova:#x}"
         data["mode"] = edu.mode
-        data["mode_reason"] = edu.opened.reason if edu.opened else None
+        data["mode_reason"] = edu.device.mode_reason
         try:
             _exercise(run, edu)
         except BaseException:

@@ -6,18 +6,21 @@ import errno
 import mmap
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyvfio import _ioctl, irq, region, uapi
 from pyvfio._ffi import C, CData, ffi, new, sizeof
 from pyvfio._resource import FdOwner
 from pyvfio.dma import check_int
+from pyvfio.errors import CloseError
 from pyvfio.irq import EventFD, IrqInfo
 from pyvfio.kernel import MMIO
+from pyvfio.pci import PCIConfig
 from pyvfio.region import RegionInfo
 
 if TYPE_CHECKING:
     from pyvfio.group import Group
+    from pyvfio.space import DMASpace
 
 _DEVICE_CAPS = {
     C.VFIO_DEVICE_INFO_CAP_ZPCI_BASE: "struct vfio_device_info_cap_zpci_base *",
@@ -26,6 +29,8 @@ _DEVICE_CAPS = {
     C.VFIO_DEVICE_INFO_CAP_ZPCI_PFIP: "struct vfio_device_info_cap_zpci_pfip *",
     C.VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP: "struct vfio_device_info_cap_pci_atomic_comp *",
 }
+_IRQ_NAMES = {"intx": C.VFIO_PCI_INTX_IRQ_INDEX, "msi": C.VFIO_PCI_MSI_IRQ_INDEX,
+              "msix": C.VFIO_PCI_MSIX_IRQ_INDEX}
 _FEATURE_FLAGS = C.VFIO_DEVICE_FEATURE_GET | C.VFIO_DEVICE_FEATURE_SET | C.VFIO_DEVICE_FEATURE_PROBE
 _IOEVENTFD_WIDTH = {
     1: C.VFIO_DEVICE_IOEVENTFD_8,
@@ -96,20 +101,82 @@ def _decode_cap(cap: _ioctl.Capability) -> DeviceCap:
 class Device(FdOwner):
     """An open VFIO device.  Obtain it with :meth:`pyvfio.group.Group.open_device`."""
 
+    #: The IOMMU family the device was opened in: ``"legacy"``, ``"compat"`` or ``"iommufd"``
+    #: (None when opened by hand and not yet attached).
+    mode: str | None = None
+    #: Why :func:`pyvfio.open_device` chose :attr:`mode` (and not the others).
+    mode_reason: str | None = None
+    #: The exact IOMMU mode: ``type1``, ``type1v2``, ``compat-type1``, ``compat-type1v2``,
+    #: ``iommufd`` (None when opened by hand).
+    iommu_mode: str | None = None
+    #: The DMA space the device sees: its container, compat container or IOAS (or None).
+    dma: DMASpace | None = None
+
     def __init__(self, group: Group, name: str, fd: int) -> None:
         self.group = group  # the device keeps its group (and container) alive
         self.name = name
-        self._maps: list[MMIO] = []
-        self._regions: dict[int, RegionInfo] = {}
+        self._init_handle()
+        self.dma = group.container
         self._own(group._kernel, fd)
+
+    def _init_handle(self) -> None:
+        self._maps: list[MMIO] = []
+        self._bars: dict[int, MMIO] = {}
+        self._regions: dict[int, RegionInfo] = {}
+        self._eventfds: list[EventFD] = []
+        self._irqs_on: set[int] = set()
+        self._owners: list[Any] = []  # closed after the device fd (group+container, iommufd)
+        self._owns_dma = False
+        self._config: PCIConfig | None = None
 
     def __repr__(self) -> str:
         return f"<Device {self.name} fd={self._fd}>"
 
+    def _adopt_owners(self, owners: Sequence[Any], dma: DMASpace, mode: str, reason: str,
+                      iommu_mode: str) -> None:
+        """Own ``owners`` (closed after the device fd, in order) and ``dma`` (unmapped first)."""
+        self._owners, self._owns_dma = list(owners), True
+        self.dma, self.mode, self.mode_reason, self.iommu_mode = dma, mode, reason, iommu_mode
+
+    def close(self) -> None:
+        """Release everything the device holds, then raise one error naming what failed.
+
+        In order: disable the interrupts enabled through :meth:`enable_interrupts`, unmap the
+        DMA mappings (when :func:`pyvfio.open_device` opened it: the space is the device's),
+        unmap the BARs and region mmaps, close the device fd, its eventfds, then what
+        :func:`pyvfio.open_device` opened for it (group and container, or the iommufd).  A
+        failing step does not stop the others; a second close does nothing.
+
+        Raises:
+            CloseError: some steps failed (``failures`` names each with its exception); every fd,
+                mmap and mapping is released all the same.
+        """
+        if self._fd < 0 or self._closing:
+            return
+        failures: list[tuple[str, BaseException]] = []
+        for index in sorted(self._irqs_on):
+            _attempt(failures, f"disable interrupts {index}", self.disable_irq, index)
+        if self._owns_dma and self.dma is not None:
+            failures += self.dma.unmap_dma_all()
+        _attempt(failures, "close device fd", super().close)
+        for efd in self._eventfds:
+            _attempt(failures, f"close eventfd {efd.fileno() if not efd.closed else ''}",
+                     efd.close)
+        self._eventfds.clear()
+        owners, self._owners = self._owners, []
+        for owner in owners:
+            _attempt(failures, f"close {owner!r}", owner.close)
+        if failures:
+            raise CloseError(repr(self), failures)
+
     def _close_children(self) -> None:
+        failures: list[tuple[str, BaseException]] = []
         for m in self._maps:
-            m.close()  # the mappings go before the device fd
+            _attempt(failures, f"munmap {m!r}", m.close)  # the mmaps go before the device fd
         self._maps.clear()
+        self._bars.clear()
+        if failures:
+            raise failures[0][1]
 
     def _call(self, request: int, arg: CData | int = 0) -> int:
         self._check_open()
@@ -192,6 +259,69 @@ class Device(FdOwner):
         m = self._kernel.mmap(self._fd, length, r.offset + offset)
         self._maps.append(m)
         return m
+
+    def bar(self, index: int) -> MMIO:
+        """Map all of BAR ``index`` (cached: the same mapping each time; closed with the device).
+
+        Raises:
+            ValueError: the BAR is not mmappable (size 0, I/O port BAR, or no mmap flag).
+            OSError: EINVAL, ENOMEM from mmap.
+        """
+        m = self._bars.get(index)
+        if m is None:
+            m = self._bars[index] = self.mmap(index)
+        return m
+
+    @property
+    def config(self) -> PCIConfig:
+        """PCI config space accessors (region 7)."""
+        if self._config is None:
+            self._config = PCIConfig(self)
+        return self._config
+
+    def enable_bus_master(self) -> None:
+        """Set PCI COMMAND bit 2: vfio-pci leaves it off, and DMA and MSI need it.
+
+        Raises:
+            OSError: the config write failed.
+        """
+        self.config.enable_bus_master()
+
+    def eventfd(self) -> EventFD:
+        """Return a new eventfd on the device's kernel, closed with the device."""
+        self._check_open()
+        efd = EventFD(self._kernel)
+        self._eventfds.append(efd)
+        return efd
+
+    def enable_interrupts(self, index: int | str = "msi", count: int = 1) -> list[EventFD]:
+        """Signal ``count`` new eventfds for vectors 0.. of ``index`` (``"intx"``, ``"msi"``,
+        ``"msix"``, or a ``VFIO_PCI_*_IRQ_INDEX``); disabled and closed with the device.
+
+        Returns:
+            The eventfds, one per vector: ``wait()`` on them.
+
+        Raises:
+            ValueError: an unknown index name, ``count`` out of range.
+            OSError: EINVAL (no such vectors, another MSI type on), and as :meth:`enable_irq`.
+        """
+        idx = _IRQ_NAMES.get(index) if isinstance(index, str) else index
+        if idx is None:
+            raise ValueError(f"index must be one of {sorted(_IRQ_NAMES)} or an int, not {index!r}")
+        check_int("count", count, 1, 2048)
+        efds = [self.eventfd() for _ in range(count)]
+        try:
+            got = self.enable_irq(idx, efds)
+            if got:  # fewer vectors available: nothing was enabled
+                raise OSError(errno.ENOSPC, f"only {got} vectors available",
+                              "VFIO_DEVICE_SET_IRQS")
+        except BaseException:
+            for efd in efds:
+                self._eventfds.remove(efd)
+                efd.close()
+            raise
+        self._irqs_on.add(idx)
+        return efds
 
     def reset(self) -> None:
         """Reset the device (``VFIO_DEVICE_RESET``).
@@ -325,6 +455,7 @@ class Device(FdOwner):
         """
         self._check_open()
         irq.set_irqs(self._kernel, self._fd, index, irq.TRIGGER_NONE, count=0)
+        self._irqs_on.discard(index)
 
     def mask_irq(self, index: int, *, start: int = 0, count: int = 1) -> None:
         """Mask vectors of a maskable index (INTx). Raises OSError: EINVAL, ENOTTY (MSI/MSI-X)."""
@@ -340,3 +471,11 @@ class Device(FdOwner):
         """Signal vectors' eventfds from the kernel (loopback). Raises OSError EINVAL if off."""
         self._check_open()
         irq.set_irqs(self._kernel, self._fd, index, irq.TRIGGER_NONE, start=start, count=count)
+
+
+def _attempt(failures: list[tuple[str, BaseException]], step: str, fn: Any, *args: Any) -> None:
+    """Run one close step; record its failure instead of stopping the others."""
+    try:
+        fn(*args)
+    except Exception as exc:
+        failures.append((step, exc))

@@ -1,4 +1,4 @@
-"""The DMA-space interface shared by the legacy container and the iommufd IOAS, and DMA mappings.
+"""DMA mappings, page-aligned buffers and the argument checks of every DMA space.
 
 A device sees memory through its IOMMU: the driver maps a buffer of its own at an IOVA and gives the
 device that IOVA.  :class:`Mapping` keeps the buffer alive for as long as the kernel holds its
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import mmap
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol
 
 from pyvfio._ffi import ffi
 
@@ -36,22 +36,6 @@ class _Owner(Protocol):
     def _unmap_mapping(self, mapping: Mapping) -> None: ...
 
 
-@runtime_checkable
-class DMASpace(Protocol):
-    """An IOMMU address space: a legacy :class:`~pyvfio.container.Container` or an iommufd IOAS."""
-
-    def map(
-        self, buffer: Any, iova: int, *, readable: bool = True, writable: bool = True
-    ) -> Mapping:
-        """Map all of ``buffer`` at ``iova`` for the devices of this space."""
-
-    def unmap(self, iova: int, size: int) -> int:
-        """Unmap the mappings covering ``[iova, iova + size)``; return the bytes unmapped."""
-
-    def iova_ranges(self) -> tuple[IOVARange, ...]:
-        """Return the IOVA ranges the devices may use."""
-
-
 def check_int(name: str, value: object, minimum: int = 0, maximum: int = (1 << 64) - 1) -> int:
     """Return ``value`` if it is an int in ``[minimum, maximum]``.
 
@@ -70,16 +54,25 @@ def buffer_address(buffer: Any, *, writable: bool = True) -> tuple[Any, int, int
     """Return ``(cdata, address, size)`` of a buffer-protocol object, checked for DMA use.
 
     The cdata keeps the buffer's export alive; keep it as long as the kernel holds the address.
+    A :class:`~pyvfio.memory.DMABuffer` is accepted on every Python: before 3.12 (PEP 688) a
+    Python class cannot export a buffer, so it hands over its mmap through ``_dma_export()``.
 
     Raises:
         TypeError: ``buffer`` does not export a buffer, or a read-only one while ``writable``.
         ValueError: ``buffer`` is empty, or its address or size is not page aligned.
     """
-    if isinstance(buffer, str) or not _is_buffer(buffer):
+    export = getattr(type(buffer), "_dma_export", None)
+    target = export(buffer) if export is not None else buffer
+    if isinstance(target, str):
         raise TypeError(f"buffer must support the buffer protocol, not {type(buffer).__name__}")
     try:
-        cdata = ffi.from_buffer(buffer, require_writable=writable)
-    except (TypeError, BufferError) as exc:
+        cdata = ffi.from_buffer(target, require_writable=writable)
+    except TypeError as exc:
+        if not _is_buffer(target):
+            raise TypeError(
+                f"buffer must support the buffer protocol, not {type(buffer).__name__}") from None
+        raise TypeError(f"buffer: {exc} (DMA the device writes needs a writable buffer)") from exc
+    except BufferError as exc:
         raise TypeError(f"buffer: {exc} (DMA the device writes needs a writable buffer)") from exc
     size = len(ffi.buffer(cdata))
     address = int(ffi.cast("uintptr_t", cdata))
@@ -122,15 +115,19 @@ class Mapping:
         readable, writable: the device's access rights.
     """
 
+    __slots__ = ("__weakref__", "_buffer", "_cdata", "_owner", "iova", "readable", "size",
+                 "vaddr", "writable")
+
     def __init__(
-        self, owner: _Owner, buffer: Any, cdata: Any, iova: int, *, rw: tuple[bool, bool]
+        self, owner: _Owner, buffer: Any, cdata: Any, iova: int, *, rw: tuple[bool, bool],
+        vaddr: int | None = None, size: int | None = None,
     ) -> None:
         self._owner: _Owner | None = owner
         self._buffer = buffer
         self._cdata = cdata  # holds the buffer export: the kernel has its address
         self.iova = iova
-        self.size = len(ffi.buffer(cdata))
-        self.vaddr = int(ffi.cast("uintptr_t", cdata))
+        self.size = len(ffi.buffer(cdata)) if size is None else size
+        self.vaddr = int(ffi.cast("uintptr_t", cdata)) if vaddr is None else vaddr
         self.readable, self.writable = rw
 
     def __repr__(self) -> str:
@@ -170,3 +167,11 @@ class Mapping:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DMASpace":  # moved to pyvfio.space (it imports this module)
+        from pyvfio.space import DMASpace  # noqa: PLC0415
+
+        return DMASpace
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -16,19 +16,13 @@ reaching the end of the buffer (a full 4096 bytes) aborts QEMU, so at most 4095 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pyvfio.cdev import OpenedDevice, open_device
-from pyvfio.device import Device
-from pyvfio.dma import DMASpace
-from pyvfio.errors import DriverError, PyvfioError
-from pyvfio.iova import DMAMapper
-from pyvfio.irq import EventFD
-from pyvfio.kernel import Kernel, default
-from pyvfio.memory import DMABuffer
-from pyvfio.pci import PCIConfig
-from pyvfio.registers import Register, RegisterMap, Registers
-from pyvfio.uapi import PCIIrq, PCIRegion
+from pyvfio import DriverError, open_device
+from pyvfio.registers import Register, RegisterMap
+
+if TYPE_CHECKING:
+    from pyvfio import Device, Mapping
 
 VENDOR, DEVICE = 0x1234, 0x11E8
 DMA_MASK = (1 << 28) - 1
@@ -64,22 +58,25 @@ class EduIdent:
 
 
 class EduDriver:
-    """Drive one edu device: its BAR, its MSI on an eventfd, and DMA through any DMA space."""
+    """Drive one edu device through its :class:`~pyvfio.device.Device` handle: BAR 0, MSI on an
+    eventfd, and DMA through ``device.dma`` (any IOMMU mode)."""
 
-    def __init__(self, device: Device, dma: DMASpace, *, kernel: Kernel | None = None,
-                 timeout: float = 5.0) -> None:
+    def __init__(self, device: Device, *, timeout: float = 5.0, owned: bool = False) -> None:
         """Take over an opened edu: map BAR 0, check the identity, turn on bus mastering and MSI,
         and map a DMA buffer below the 28-bit mask.
+
+        Args:
+            device: the handle from :func:`pyvfio.open_device` (or a device whose ``dma`` is
+                set, e.g. a group-opened one).
+            timeout: seconds to wait for each interrupt.
+            owned: close ``device`` with the driver (:meth:`open` passes True).
 
         Raises:
             DriverError: the failing step (``map BAR0``, ``identify``, ``enable bus master``,
                 ``enable MSI``, ``map``), with the kernel's ``OSError`` as its cause.
         """
-        self.device, self.dma, self.timeout = device, dma, timeout
-        self.kernel = default() if kernel is None else kernel
-        self.opened: OpenedDevice | None = None
-        self._msi_on = False
-        self._owned: list[Any] = []
+        self.device, self.timeout, self._owned = device, timeout, owned
+        self.mapping: Mapping | None = None
         try:
             self._start()
         except BaseException:
@@ -87,49 +84,41 @@ class EduDriver:
             raise
 
     @classmethod
-    def open(cls, bdf: str, mode: str = "auto", *, kernel: Kernel | None = None,
+    def open(cls, bdf: str, mode: str = "auto", *, kernel: Any = None,
              timeout: float = 5.0) -> EduDriver:
-        """Open edu ``bdf`` in IOMMU ``mode`` (``auto``, ``iommufd`` or ``legacy``) and start it.
+        """Open edu ``bdf`` in IOMMU ``mode`` (see :func:`pyvfio.open_device`) and start it.
 
         Raises:
             DriverError: step ``open``, or a step of :meth:`__init__`.
         """
         try:
-            opened = open_device(bdf, mode, kernel=kernel)
-        except (OSError, ValueError, PyvfioError) as exc:
+            device = open_device(bdf, mode=mode, kernel=kernel)
+        except Exception as exc:  # OSError, ValueError, or a PyvfioError (not viable, no mode)
             raise DriverError("open", f"opening {bdf} in {mode} mode failed", exc) from exc
-        try:
-            driver = cls(opened.device, opened.dma, kernel=kernel, timeout=timeout)
-        except BaseException:
-            opened.close()
-            raise
-        driver.opened = opened
-        return driver
+        return cls(device, timeout=timeout, owned=True)
 
     @property
     def mode(self) -> str:
-        """The IOMMU mode: ``iommufd`` or ``legacy`` (``unknown`` when not opened by us)."""
-        return self.opened.mode if self.opened else "unknown"
+        """The IOMMU mode the device was opened in (``iommufd``, ``legacy``, ``compat``)."""
+        return self.device.mode or "unknown"
 
     def _start(self) -> None:
         with _step("map BAR0"):
-            bar = self.device.mmap(PCIRegion.BAR0)
-            self._owned.append(bar)
-            self.regs: Registers = REGISTERS.bind(bar)
+            self.regs = REGISTERS.bind(self.device.bar(0))
         ident = self.identify()
         if ident.raw & 0xFF != 0xED:
             raise DriverError("identify", f"not an edu: ident register reads {ident.raw:#x}")
         with _step("enable bus master"):
-            self.config = PCIConfig(self.device)
-            self.config.enable_bus_master()  # vfio-pci leaves it off: no DMA, no MSI without it
+            self.device.enable_bus_master()  # vfio-pci leaves it off: no DMA, no MSI without it
         with _step("enable MSI"):
-            self.irq = EventFD(self.kernel)
-            self._owned.append(self.irq)
-            self.device.enable_irq(PCIIrq.MSI, [self.irq])
-            self._msi_on = True
-        self.mapper = DMAMapper(self.dma, dma_mask=DMA_MASK)
-        self.buffer = DMABuffer.anonymous(4096)
-        self.mapping = self.mapper.map(self.buffer)
+            self.irq = self.device.enable_interrupts("msi")[0]
+        if self.device.dma is None:
+            raise DriverError("map", f"{self.device!r} has no DMA space (not attached)")
+        self.dma = self.device.dma
+        self.dma.dma_mask = DMA_MASK
+        with _step("map"):
+            self.mapping = self.dma.allocate(4096)
+        self.iova, self.buffer = self.mapping.iova, self.mapping.buffer
 
     def identify(self) -> EduIdent:
         """Read the identification register."""
@@ -177,6 +166,11 @@ class EduDriver:
             raise DriverError(step, f"interrupt status {status:#x} lacks {bits:#x}")
         return status
 
+    @property
+    def config(self) -> Any:
+        """The device's PCI config space."""
+        return self.device.config
+
     def _why_no_irq(self) -> str:
         if not self.config.read(PCI_COMMAND, 2) & PCI_COMMAND_MASTER:
             return "bus mastering is off (PCI command bit 2): MSI is a DMA write, enable it"
@@ -187,12 +181,12 @@ class EduDriver:
         """Copy ``data`` into the device's buffer at ``offset`` by DMA (RAM -> edu)."""
         self._check_span(offset, len(data))
         self.buffer[: len(data)] = data
-        self._dma(self.mapping.iova, DMA_WINDOW + offset, len(data), 0)
+        self._dma(self.iova, DMA_WINDOW + offset, len(data), 0)
 
     def dma_from_device(self, count: int, offset: int = 0) -> bytes:
         """Return ``count`` bytes of the device's buffer from ``offset``, by DMA (edu -> RAM)."""
         self._check_span(offset, count)
-        self._dma(DMA_WINDOW + offset, self.mapping.iova, count, CMD_TO_RAM)
+        self._dma(DMA_WINDOW + offset, self.iova, count, CMD_TO_RAM)
         return bytes(self.buffer[:count])
 
     @staticmethod
@@ -203,12 +197,15 @@ class EduDriver:
 
     def _dma(self, src: int, dst: int, count: int, cmd: int) -> None:
         ram = dst if cmd & CMD_TO_RAM else src
-        self.mapper.vaddr(ram)  # DriverError "mapping missing" before the device faults
+        try:
+            self.dma.vaddr(ram)  # before the device faults on an unmapped IOVA
+        except LookupError as exc:
+            raise DriverError("translate", f"IOVA {ram:#x}: mapping missing", exc) from exc
         if ram + count - 1 > DMA_MASK:
             raise DriverError("dma", f"IOVA {ram:#x} is above edu's 28-bit DMA mask")
         if not self.config.read(PCI_COMMAND, 2) & PCI_COMMAND_MASTER:
             raise DriverError("dma", "bus mastering is off: the device cannot reach memory",
-                              hint="PCIConfig(device).enable_bus_master()")
+                              hint="device.enable_bus_master()")
         with _step("dma"):
             for name, value in (("dma_src", src), ("dma_dst", dst), ("dma_count", count)):
                 self.regs.write(name, value)
@@ -216,19 +213,19 @@ class EduDriver:
         self._wait_irq("dma", DMA_IRQ)
 
     def close(self) -> None:
-        """Unmap, disable MSI, close the BAR and eventfd, and the device if :meth:`open` did."""
-        mapper = getattr(self, "mapper", None)
-        if mapper is not None:
-            mapper.close()
-            self.buffer.close()
-        if self._msi_on and not self.device.closed:
-            self._msi_on = False
-            self.device.disable_irq(PCIIrq.MSI)
-        for owned in reversed(self._owned):
-            owned.close()
-        self._owned.clear()
-        if self.opened is not None:
-            self.opened.close()
+        """Unmap the buffer, and close the device with everything it holds if :meth:`open` did.
+
+        Raises:
+            CloseError: some close steps failed (all resources are released anyway).
+            OSError: unmapping the buffer of a device the driver does not own failed.
+        """
+        mapping, self.mapping = self.mapping, None
+        try:
+            if mapping is not None and not self._owned:
+                mapping.close()  # an owned device unmaps everything as it closes
+        finally:
+            if self._owned:
+                self.device.close()
 
     def __enter__(self) -> EduDriver:
         return self
@@ -247,5 +244,6 @@ class _step:  # noqa: N801 - used as a statement keyword: `with _step("dma"):`
         return None
 
     def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, (OSError, ValueError)) and not isinstance(exc, DriverError):
+        if isinstance(exc, (OSError, ValueError, LookupError)) and \
+                not isinstance(exc, DriverError):
             raise DriverError(self.name, "the kernel or device refused", exc) from exc

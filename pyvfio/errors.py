@@ -6,6 +6,7 @@ A kernel refusal is never one of these: it stays the builtin ``OSError`` with th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 
 class PyvfioError(Exception):
@@ -141,6 +142,12 @@ class GroupConflictError(PyvfioError, OSError):
         hint: what to do about it.
     """
 
+    def __new__(cls, err: int, *args: Any) -> GroupConflictError:
+        # OSError(EPERM, ...) is a PermissionError; a subclass of OSError does not get that
+        # mapping, so each errno gets a subclass that also derives from the builtin one
+        kind = _conflict_class(type(OSError(err, ""))) if cls is GroupConflictError else cls
+        return super().__new__(kind, err, "")
+
     def __init__(self, err: int, bdf: str, group: int, neighbours: Sequence[str],
                  operation: str, reason: str, hint: str) -> None:
         self.bdf, self.group, self.neighbours = bdf, group, list(neighbours)
@@ -148,6 +155,63 @@ class GroupConflictError(PyvfioError, OSError):
         names = ", ".join(self.neighbours) or "none"
         text = (f"{bdf}: {reason} (IOMMU group {group}, other devices: {names}); {hint}")
         OSError.__init__(self, err, text, operation)
+        self.errno, self.strerror, self.filename = err, text, operation
 
     def __str__(self) -> str:
         return f"[Errno {self.errno}] {self.strerror}: {self.operation!r}"
+
+
+_CONFLICT_CLASSES: dict[type[OSError], type[GroupConflictError]] = {}
+
+
+def _conflict_class(builtin: type[OSError]) -> type[GroupConflictError]:
+    """Return GroupConflictError combined with ``builtin`` (PermissionError, ...), cached."""
+    if builtin is OSError:
+        return GroupConflictError
+    cls = _CONFLICT_CLASSES.get(builtin)
+    if cls is None:
+        cls = type("GroupConflictError", (GroupConflictError, builtin),
+                   {"__module__": __name__, "__qualname__": "GroupConflictError",
+                    "__doc__": GroupConflictError.__doc__})
+        _CONFLICT_CLASSES[builtin] = cls
+    return cls
+
+
+class IOVAExhaustedError(PyvfioError):
+    """No free IOVA block fits: the DMA space is full below the device's DMA mask.
+
+    Attributes:
+        size: the bytes asked for.
+        align: the alignment asked for.
+        limit: the highest IOVA the block could reach (the DMA mask).
+    """
+
+    def __init__(self, size: int, align: int, limit: int, message: str) -> None:
+        self.size, self.align, self.limit = size, align, limit
+        super().__init__(message)
+
+
+class NotMappedError(PyvfioError, LookupError):
+    """An address lies in no DMA mapping of the space (a translation found nothing)."""
+
+
+class CloseError(PyvfioError):
+    """Closing released everything it could, but some steps failed.
+
+    Attributes:
+        failures: ``(step, exception)`` for each failed step, in the order they ran.
+    """
+
+    def __init__(self, what: str, failures: Sequence[tuple[str, BaseException]]) -> None:
+        self.failures = list(failures)
+        steps = "; ".join(f"{step}: {type(exc).__name__}: {exc}" for step, exc in self.failures)
+        super().__init__(f"closing {what}: {len(self.failures)} step(s) failed ({steps}); "
+                         "every fd, mapping and mmap was released anyway")
+
+    @property
+    def errno(self) -> int | None:
+        """The errno of the first failure that was an ``OSError``, or None."""
+        for _, exc in self.failures:
+            if isinstance(exc, OSError):
+                return exc.errno
+        return None

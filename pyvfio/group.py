@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import errno
-import posixpath
 import uuid
 import weakref
 from dataclasses import dataclass
 
-from pyvfio import _ioctl, uapi
+from pyvfio import _ioctl, sysfs, uapi
 from pyvfio._ffi import C, ffi, new
 from pyvfio._resource import FdOwner
 from pyvfio.container import Container
@@ -17,10 +16,6 @@ from pyvfio.dma import check_int
 from pyvfio.errors import GroupConflictError, GroupNotViableError
 from pyvfio.kernel import Kernel, default
 
-# Drivers that do not claim DMA ownership of a group (iommu.c: vfio-pci and its variants hold the
-# group for userspace; pci-stub and pcieport set driver_managed_dma).
-_HARMLESS_DRIVERS = ("pci-stub", "pcieport")
-
 
 @dataclass(frozen=True)
 class GroupStatus:
@@ -28,13 +23,6 @@ class GroupStatus:
 
     viable: bool
     container_set: bool
-
-
-def _driver(kernel: Kernel, devdir: str) -> str | None:
-    try:
-        return posixpath.basename(kernel.sysfs_readlink(f"{devdir}/driver"))
-    except OSError:
-        return None  # no driver link: unbound
 
 
 class Group(FdOwner):
@@ -78,7 +66,7 @@ class Group(FdOwner):
     def _busy(self, kernel: Kernel, exc: OSError) -> None:
         """group.c:vfio_group_fops_open: EBUSY is the group contract; name the devices."""
         try:
-            members = sorted(kernel.sysfs_listdir(f"kernel/iommu_groups/{self.number}/devices"))
+            members = sysfs.group_members(kernel, self.number)
         except OSError:
             return  # no sysfs view: the kernel's errno is all there is
         raise GroupConflictError(
@@ -93,14 +81,12 @@ class Group(FdOwner):
         """Open the group of PCI device ``bdf`` (``0000:00:03.0``), found through sysfs.
 
         Raises:
-            TypeError: ``bdf`` is not a str.
+            TypeError, ValueError: ``bdf`` is not a PCI address.
             OSError: ENOENT if the device does not exist or has no IOMMU group.
         """
-        if not isinstance(bdf, str):
-            raise TypeError(f"bdf must be a str, not {type(bdf).__name__}")
+        bdf = sysfs.check_bdf(bdf)
         kernel = default() if kernel is None else kernel
-        link = kernel.sysfs_readlink(f"bus/pci/devices/{bdf}/iommu_group")
-        return cls(int(posixpath.basename(link)), kernel=kernel)
+        return cls(sysfs.iommu_group(kernel, bdf), kernel=kernel)
 
     def __repr__(self) -> str:
         return f"<Group {self.path} fd={self._fd}>"
@@ -144,16 +130,12 @@ class Group(FdOwner):
         Raises:
             OSError: ENOENT if the group vanished from sysfs.
         """
-        return self._kernel.sysfs_listdir(f"kernel/iommu_groups/{self.number}/devices")
+        return sysfs.group_members(self._kernel, self.number)
 
     def blockers(self) -> list[tuple[str, str | None]]:
-        """Return ``(device, driver)`` for each device whose host driver blocks the group."""
-        out: list[tuple[str, str | None]] = []
-        for name in self.devices():
-            driver = _driver(self._kernel, f"kernel/iommu_groups/{self.number}/devices/{name}")
-            if driver is not None and "vfio" not in driver and driver not in _HARMLESS_DRIVERS:
-                out.append((name, driver))
-        return out
+        """Return ``(device, driver)`` for each device whose host driver blocks the group
+        (the rule of :func:`pyvfio.sysfs.judge`)."""
+        return list(sysfs.blockers(self._kernel, self.number))
 
     def check_viable(self) -> None:
         """Raise unless the group is viable.

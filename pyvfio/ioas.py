@@ -1,17 +1,18 @@
 """The IOAS: an iommufd IOVA address space (iommufd/ioas.c, io_pagetable.c).
 
-An :class:`IOAS` implements :class:`pyvfio.dma.DMASpace`, so a driver maps its buffers the same way
+An :class:`IOAS` is a :class:`pyvfio.space.DMASpace`, so a driver maps its buffers the same way
 in both IOMMU modes; the differences are the kernel's: unmapping nothing is ENOENT here (type1:
 success, size 0) and a range that would split a mapping is ENOENT (type1v2: EINVAL).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pyvfio import uapi
 from pyvfio._ffi import C, CData, ffi, new
 from pyvfio.dma import IOVARange, Mapping, buffer_address, check_int
+from pyvfio.space import DMASpace
 
 if TYPE_CHECKING:
     from pyvfio.iommufd import IOMMUFD
@@ -19,23 +20,29 @@ if TYPE_CHECKING:
 U64_MAX = (1 << 64) - 1
 
 
-class IOAS:
-    """An I/O address space of an :class:`IOMMUFD`.  Implements :class:`pyvfio.dma.DMASpace`."""
+class IOAS(DMASpace):
+    """An I/O address space of an :class:`IOMMUFD`: a :class:`pyvfio.space.DMASpace` whose
+    :meth:`map` lets the kernel choose the IOVA when none is given."""
+
+    kernel_chooses_iova = True
 
     def __init__(self, iommufd: IOMMUFD, ioas_id: int) -> None:
         self.iommufd = iommufd  # keeps the fd alive
         self.id = ioas_id
-        self._mappings: dict[int, Mapping] = {}
         self._destroyed = False
+        self._init_space()
+        self._map_arg = new("struct iommu_ioas_map *", ioas_id=ioas_id)
+        self._unmap_arg = new("struct iommu_ioas_unmap *", ioas_id=ioas_id)
 
     def __repr__(self) -> str:
         return f"<IOAS {self.id} of {self.iommufd!r}>"
 
     def _forget(self) -> None:
         self._destroyed = True
-        for mapping in self._mappings.values():
-            mapping._release()
-        self._mappings.clear()
+        self._release_all()
+
+    def _space_alive(self) -> bool:
+        return not (self._destroyed or self.iommufd.closed)
 
     def _call(self, request: int, arg: CData) -> int:
         if self._destroyed:
@@ -60,29 +67,25 @@ class IOAS:
     def __exit__(self, *exc: object) -> None:
         self.destroy()
 
-    def map(
-        self, buffer: Any, iova: int | None = None, *, readable: bool = True, writable: bool = True
-    ) -> Mapping:
-        """Map all of ``buffer`` (page aligned) at ``iova``, or where the kernel chooses (None).
+    def _raw_map(self, vaddr: int, size: int, iova: int | None, readable: bool,
+                 writable: bool) -> int:
+        if self._destroyed:
+            raise ValueError(f"operation on destroyed {self!r}")
+        arg = self._map_arg  # reused: DMASpace holds its lock around every raw call
+        arg.flags = (C.IOMMU_IOAS_MAP_READABLE if readable else 0) | (
+            C.IOMMU_IOAS_MAP_WRITEABLE if writable else 0) | (
+            C.IOMMU_IOAS_MAP_FIXED_IOVA if iova is not None else 0)
+        arg.user_va, arg.length, arg.iova = vaddr, size, iova or 0
+        self.iommufd.call(uapi.IOMMU_IOAS_MAP, arg)
+        return int(arg.iova)
 
-        The kernel chooses the lowest free IOVA aligned like the buffer (never 0).
-
-        Raises:
-            TypeError, ValueError: bad buffer, iova or flags (before any system call).
-            OSError: EEXIST (overlaps a mapping), EINVAL (reserved or unaligned), ENOSPC (no
-                room), EFAULT / ENOMEM (pinning, once a domain is attached).
-        """
-        if iova is not None:
-            check_int("iova", iova)
-        flags = _rw_flags(readable, writable)
-        cdata, vaddr, size = buffer_address(buffer, writable=writable)
-        flags |= C.IOMMU_IOAS_MAP_FIXED_IOVA if iova is not None else 0
-        arg = new("struct iommu_ioas_map *", flags=flags, ioas_id=self.id, user_va=vaddr,
-                  length=size, iova=iova or 0)
-        self._call(uapi.IOMMU_IOAS_MAP, arg)
-        mapping = Mapping(self, buffer, cdata, int(arg.iova), rw=(readable, writable))
-        self._mappings[mapping.iova] = mapping
-        return mapping
+    def _raw_unmap(self, iova: int, size: int) -> int:
+        if self._destroyed:
+            raise ValueError(f"operation on destroyed {self!r}")
+        arg = self._unmap_arg
+        arg.iova, arg.length = iova, size
+        self.iommufd.call(uapi.IOMMU_IOAS_UNMAP, arg)
+        return int(arg.length)
 
     def map_file(self, fd: int, start: int, length: int, iova: int | None = None, *,
                  readable: bool = True, writable: bool = True) -> int:
@@ -113,30 +116,28 @@ class IOAS:
         """
         check_int("iova", iova)
         check_int("size", size, 1, U64_MAX - iova + 1 if iova else U64_MAX)
-        arg = new("struct iommu_ioas_unmap *", ioas_id=self.id, iova=iova, length=size)
-        try:
-            self._call(uapi.IOMMU_IOAS_UNMAP, arg)
-        except OSError:
-            self._drop_gone(iova, size, probe=True)  # ENOENT may follow partial progress
-            raise
-        self._drop_gone(iova, size, probe=False)
-        return int(arg.length)
+        with self._lock:
+            try:
+                done = self._raw_unmap(iova, size)
+            except OSError:
+                self._drop_gone(iova, size, probe=True)  # ENOENT may follow partial progress
+                raise
+            self._drop_gone(iova, size, probe=False)
+        return done
 
     def unmap_all(self) -> int:
         """Unmap everything (``iova 0, length U64_MAX``); return the bytes unmapped."""
-        arg = new("struct iommu_ioas_unmap *", ioas_id=self.id, iova=0, length=U64_MAX)
-        self._call(uapi.IOMMU_IOAS_UNMAP, arg)
-        for mapping in self._mappings.values():
-            mapping._release()
-        self._mappings.clear()
-        return int(arg.length)
+        with self._lock:
+            done = self._raw_unmap(0, U64_MAX)
+            self._release_all()
+        return done
 
     def _drop_gone(self, iova: int, size: int, *, probe: bool) -> None:
-        """Release the Mappings inside ``[iova, iova+size)`` the kernel no longer has."""
-        for start in [s for s in self._mappings if iova <= s < iova + size]:
-            m = self._mappings[start]
+        """Forget the Mappings inside ``[iova, iova+size)`` the kernel no longer has."""
+        for start in self._iovas.irange(iova, iova + size):
+            m = self._table[start]
             if m.iova + m.size <= iova + size and not (probe and self._still_mapped(m)):
-                self._mappings.pop(start)._release()
+                self._remove(m)
 
     def _still_mapped(self, m: Mapping) -> bool:
         # copying the range onto itself: EEXIST if it is still mapped, ENOENT from
@@ -150,12 +151,6 @@ class IOAS:
             return exc.errno != 2  # ENOENT
         return True  # not reached: the range cannot be free and mapped at once
 
-    def _unmap_mapping(self, mapping: Mapping) -> None:
-        if self._destroyed or self.iommufd.closed:
-            mapping._release()
-        else:
-            self.unmap(mapping.iova, mapping.size)
-
     def copy(self, mapping: Mapping, dst: IOAS | None = None, iova: int | None = None, *,
              readable: bool = True, writable: bool = True) -> Mapping:
         """Map the pages of ``mapping`` (of this IOAS) again in ``dst`` (default: this IOAS).
@@ -167,7 +162,7 @@ class IOAS:
             ValueError: ``mapping`` is not an open mapping of this IOAS.
             OSError: EPERM (writable copy of a read-only mapping), and the errors of :meth:`map`.
         """
-        if self._mappings.get(getattr(mapping, "iova", -1)) is not mapping:
+        if self._table.get(getattr(mapping, "iova", -1)) is not mapping:
             raise ValueError("mapping must be an open mapping of this IOAS")
         dst = self if dst is None else dst
         if iova is not None:
@@ -176,10 +171,17 @@ class IOAS:
         flags |= C.IOMMU_IOAS_MAP_FIXED_IOVA if iova is not None else 0
         arg = new("struct iommu_ioas_copy *", flags=flags, dst_ioas_id=dst.id, src_ioas_id=self.id,
                   length=mapping.size, dst_iova=iova or 0, src_iova=mapping.iova)
-        dst._call(uapi.IOMMU_IOAS_COPY, arg)
-        cdata = ffi.from_buffer(mapping.buffer, require_writable=False)
-        copy = Mapping(dst, mapping.buffer, cdata, int(arg.dst_iova), rw=(readable, writable))
-        dst._mappings[copy.iova] = copy
+        with dst._lock:
+            dst._call(uapi.IOMMU_IOAS_COPY, arg)
+            cdata, vaddr, size = buffer_address(mapping.buffer, writable=False)
+            copy = Mapping(dst, mapping.buffer, cdata, int(arg.dst_iova), rw=(readable, writable),
+                           vaddr=vaddr, size=size)
+            if dst._allocator is not None:
+                dst._allocator.reserve(copy.iova, copy.size)
+            dst._insert(copy)
+        track = getattr(mapping.buffer, "_track", None)
+        if track is not None:
+            track(copy)
         return copy
 
     def iova_ranges(self) -> tuple[IOVARange, ...]:

@@ -4,18 +4,23 @@ Under iommufd the kernel chooses IOVAs (``IOMMU_IOAS_MAP`` without ``FIXED_IOVA`
 container has no such call, so :class:`IOVAAllocator` picks them: best fit inside the IOVA ranges
 the kernel reports (``VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE``, reserved regions already cut out),
 minus what the driver reserves, with freed space reused and coalesced.  :class:`DMAMapper` maps
-:class:`~pyvfio.memory.DMABuffer` s into any :class:`~pyvfio.dma.DMASpace` below a device's DMA
+:class:`~pyvfio.memory.DMABuffer` s into any :class:`~pyvfio.space.DMASpace` below a device's DMA
 mask and translates between process addresses and IOVAs.
 """
 
 from __future__ import annotations
 
 import bisect
+import threading
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from pyvfio.dma import PAGE_SIZE, DMASpace, IOVARange, Mapping, check_int
-from pyvfio.errors import DriverError
-from pyvfio.memory import DMABuffer
+from pyvfio.dma import PAGE_SIZE, IOVARange, Mapping, check_int
+from pyvfio.errors import DriverError, IOVAExhaustedError, NotMappedError
+
+if TYPE_CHECKING:
+    from pyvfio.memory import DMABuffer
+    from pyvfio.space import DMASpace
 
 U64_MAX = (1 << 64) - 1
 
@@ -24,7 +29,9 @@ class IOVAAllocator:
     """Best-fit allocation of aligned IOVA blocks from a set of free ranges.
 
     Free space is a sorted list of disjoint ``[start, end)`` holes: allocation scans for the
-    smallest hole that fits (O(holes)), freeing merges with both neighbours (O(log holes)).
+    smallest hole that fits (O(holes); a space filled in order keeps one or two holes), taking
+    and giving back a given block bisect to its hole (O(log holes)).  Not thread-safe by itself:
+    :class:`pyvfio.space.DMASpace` calls it under its lock.
     """
 
     def __init__(self, ranges: Iterable[IOVARange], *, limit: int = U64_MAX,
@@ -35,7 +42,7 @@ class IOVAAllocator:
 
         Args:
             ranges: the usable IOVA ranges (``space.iova_ranges()``).
-            limit: the highest IOVA the device can address (its DMA mask).
+            limit: the highest IOVA any block may reach.
             reserved: ``(start, size)`` blocks never to hand out.
         """
         self._holes: list[tuple[int, int]] = []
@@ -43,6 +50,7 @@ class IOVAAllocator:
             start, end = max(r.start, PAGE_SIZE), min(r.last, limit) + 1
             if start < end:
                 self._holes.append((start, end))
+        self._bounds = list(self._holes)  # what release() may give back
         self._used: dict[int, int] = {}
         for start, size in reserved:
             self.reserve(start, size)
@@ -59,22 +67,25 @@ class IOVAAllocator:
         """Return the free ``(start, end)`` ranges (end exclusive), lowest first."""
         return list(self._holes)
 
-    def allocate(self, size: int, align: int = PAGE_SIZE) -> int:
-        """Return the start of a free block of ``size`` bytes aligned to ``align`` (best fit).
+    def allocate(self, size: int, align: int = PAGE_SIZE, limit: int = U64_MAX) -> int:
+        """Return the start of a free block of ``size`` bytes aligned to ``align`` (best fit),
+        ending at or below ``limit`` (a device's DMA mask).
 
         Raises:
             ValueError: ``size`` not a positive multiple of the page, ``align`` not a power of 2.
-            MemoryError: no hole is big enough.
+            IOVAExhaustedError: no hole is big enough.
         """
         _check_block(size, align)
         best: tuple[int, int, int] | None = None  # (hole size, index, aligned start)
         for i, (start, end) in enumerate(self._holes):
             at = -(-start // align) * align
-            if at + size <= end and (best is None or end - start < best[0]):
+            if at + size <= min(end, limit + 1) and (best is None or end - start < best[0]):
                 best = (end - start, i, at)
         if best is None:
-            raise MemoryError(f"no free IOVA block of {size:#x} bytes aligned to {align:#x} "
-                              f"({self.free_bytes:#x} bytes free in {len(self._holes)} holes)")
+            raise IOVAExhaustedError(
+                size, align, limit, f"no free IOVA block of {size:#x} bytes aligned to "
+                f"{align:#x} at or below {limit:#x} ({self.free_bytes:#x} bytes free in "
+                f"{len(self._holes)} holes)")
         self._take(best[1], best[2], size)
         self._used[best[2]] = size
         return best[2]
@@ -83,10 +94,16 @@ class IOVAAllocator:
         """Take ``[start, start + size)`` out of the free space (no-op where already taken)."""
         check_int("start", start)
         check_int("size", size, 1)
-        end, holes = start + size, []
-        for lo, hi in self._holes:
-            holes += [p for p in ((lo, min(hi, start)), (max(lo, end), hi)) if p[0] < p[1]]
-        self._holes = holes
+        end, holes = start + size, self._holes
+        i = max(bisect.bisect_right(holes, (start, U64_MAX + 1)) - 1, 0)
+        while i < len(holes) and holes[i][0] < end:
+            lo, hi = holes[i]
+            if hi <= start:
+                i += 1
+                continue
+            pieces = [p for p in ((lo, min(hi, start)), (max(lo, end), hi)) if p[0] < p[1]]
+            holes[i : i + 1] = pieces
+            i += len(pieces)
 
     def _take(self, i: int, at: int, size: int) -> None:
         start, end = self._holes[i]
@@ -102,15 +119,26 @@ class IOVAAllocator:
         self.release(iova, self._used.pop(iova))
 
     def release(self, start: int, size: int) -> None:
-        """Make ``[start, start + size)`` free again (a block :meth:`reserve` took)."""
-        end = start + size
-        i = bisect.bisect_left(self._holes, (start, 0))
-        if i < len(self._holes) and self._holes[i][0] == end:
-            end = self._holes.pop(i)[1]
-        if i > 0 and self._holes[i - 1][1] == start:
+        """Make ``[start, start + size)`` free again, as far as it lies in the allocator's ranges
+        (a block :meth:`reserve` or :meth:`allocate` took)."""
+        self._used.pop(start, None)
+        end, bounds = start + size, self._bounds
+        i = max(bisect.bisect_right(bounds, (start, U64_MAX + 1)) - 1, 0)
+        while i < len(bounds) and bounds[i][0] < end:
+            lo, hi = max(bounds[i][0], start), min(bounds[i][1], end)
+            if lo < hi:
+                self._give(lo, hi)
+            i += 1
+
+    def _give(self, start: int, end: int) -> None:
+        holes = self._holes
+        i = bisect.bisect_left(holes, (start, 0))
+        if i < len(holes) and holes[i][0] == end:
+            end = holes.pop(i)[1]
+        if i > 0 and holes[i - 1][1] == start:
             i -= 1
-            start = self._holes.pop(i)[0]
-        self._holes.insert(i, (start, end))
+            start = holes.pop(i)[0]
+        holes.insert(i, (start, end))
 
 
 def _check_block(size: int, align: int) -> None:
@@ -125,117 +153,84 @@ def _check_block(size: int, align: int) -> None:
 class DMAMapper:
     """Maps :class:`DMABuffer` s into a DMA space below a DMA mask; translates vaddr <-> IOVA.
 
-    Under iommufd the kernel picks the IOVA (and the mapper checks it against the mask); on a
-    legacy container the mapper's :class:`IOVAAllocator` does, from the container's IOVA ranges.
+    A thin user of :class:`pyvfio.space.DMASpace` (which chooses the IOVAs and owns the table):
+    the mapper adds its own DMA mask, wraps failures as a :class:`DriverError` naming the step,
+    and remembers its mappings so :meth:`close` unmaps exactly those.  Safe to share between
+    threads.
     """
 
     def __init__(self, space: DMASpace, *, dma_mask: int = U64_MAX) -> None:
         """Create a mapper for ``space``; ``dma_mask``: the highest IOVA the device can use."""
         self.space = space
-        self.dma_mask = dma_mask
-        self.kernel_chooses = _kernel_chooses(space)
-        self._allocator: IOVAAllocator | None = None
-        self._by_iova: list[tuple[int, Mapping]] = []
-        self._by_vaddr: list[tuple[int, Mapping]] = []
-        self._reserved: set[int] = set()  # kernel-chosen IOVAs taken out of the allocator
+        self.dma_mask = check_int("dma_mask", dma_mask, PAGE_SIZE - 1)
+        self.kernel_chooses = space.kernel_chooses_iova
+        self._mine: dict[int, Mapping] = {}  # id(mapping) -> mapping
+        self._lock = threading.Lock()
 
     @property
     def allocator(self) -> IOVAAllocator:
-        """The IOVA allocator (legacy container; built from the space's IOVA ranges)."""
-        if self._allocator is None:
-            self._allocator = IOVAAllocator(self.space.iova_ranges(), limit=self.dma_mask)
-        return self._allocator
+        """The space's IOVA allocator (built from its IOVA ranges on first use)."""
+        with self.space._lock:
+            return self.space._iova_allocator()
 
     def map(self, buffer: DMABuffer, *, readable: bool = True, writable: bool = True) -> Mapping:
         """Map all of ``buffer`` for the device; the mapping keeps the buffer alive.
 
         Raises:
-            DriverError: step ``map``: no IOVA below the DMA mask, or the kernel refused
-                (``cause`` is the ``OSError`` with the errno, e.g. ENOMEM for RLIMIT_MEMLOCK).
+            DriverError: step ``map``: no IOVA below the DMA mask (``cause`` an
+                :class:`IOVAExhaustedError`), or the kernel refused (``cause`` the ``OSError``
+                with the errno, e.g. ENOMEM for RLIMIT_MEMLOCK).
         """
-        raw = buffer._open()
         try:
-            mapping = self._map(raw, len(raw), readable, writable)
-        except (OSError, MemoryError) as exc:
-            raise DriverError("map", f"mapping {len(raw):#x} bytes for DMA failed", exc) from exc
-        mapping._buffer = buffer  # the Mapping keeps the DMABuffer, not just its mmap, alive
-        buffer._track(mapping)
-        self._index(mapping)
+            mapping = self.space._map(buffer, None, readable, writable, self.dma_mask)
+        except (OSError, IOVAExhaustedError) as exc:
+            raise DriverError("map", f"mapping {len(buffer):#x} bytes for DMA failed",
+                              exc) from exc
+        with self._lock:
+            self._mine[id(mapping)] = mapping
         return mapping
 
-    def _map(self, raw: object, size: int, readable: bool, writable: bool) -> Mapping:
-        rw = {"readable": readable, "writable": writable}
-        if self.kernel_chooses:
-            mapping = self.space.map(raw, None, **rw)  # type: ignore[arg-type]
-            if mapping.iova + size - 1 <= self.dma_mask:
-                return mapping
-            mapping.close()  # above the mask: fall back to an IOVA of our choice
-        align = min(1 << (size.bit_length() - 1), 2 << 20)
-        for m in self._kernel_placed():  # the kernel's earlier choices are taken, too
-            self.allocator.reserve(m.iova, m.size)
-            self._reserved.add(m.iova)
-        iova = self.allocator.allocate(size, align)
-        try:
-            return self.space.map(raw, iova, **rw)
-        except BaseException:
-            self.allocator.free(iova)
-            raise
-
-    def _kernel_placed(self) -> list[Mapping]:
-        used = self._allocator._used if self._allocator else {}
-        return [m for _, m in self._by_iova if m.iova not in used and m.iova not in self._reserved]
-
-    def _index(self, mapping: Mapping) -> None:
-        bisect.insort(self._by_iova, (mapping.iova, mapping), key=lambda t: t[0])
-        bisect.insort(self._by_vaddr, (mapping.vaddr, mapping), key=lambda t: t[0])
-
     def unmap(self, mapping: Mapping) -> None:
-        """Unmap ``mapping`` and give its IOVA back (idempotent)."""
-        for index in (self._by_iova, self._by_vaddr):
-            index[:] = [t for t in index if t[1] is not mapping]
-        if mapping.closed:
-            return
+        """Unmap ``mapping`` and give its IOVA back (idempotent).
+
+        Raises:
+            OSError: the kernel refused; the mapping stays open and the mapper keeps it.
+        """
         mapping.close()
-        if self._allocator is not None and mapping.iova in self._allocator._used:
-            self._allocator.free(mapping.iova)
-        elif mapping.iova in self._reserved:
-            self._reserved.discard(mapping.iova)
-            self.allocator.release(mapping.iova, mapping.size)
+        with self._lock:
+            self._mine.pop(id(mapping), None)
 
     def close(self) -> None:
-        """Unmap every mapping made by this mapper."""
-        for _, mapping in list(self._by_iova):
-            self.unmap(mapping)
+        """Unmap every mapping made by this mapper (each one tried; the first error raised)."""
+        with self._lock:
+            mine = list(self._mine.values())
+        first: OSError | None = None
+        for mapping in mine:
+            try:
+                self.unmap(mapping)
+            except OSError as exc:
+                first = first or exc
+        if first is not None:
+            raise first
 
     def iova(self, vaddr: int) -> int:
         """Translate a process address inside a mapped buffer to the device's IOVA.
 
         Raises:
-            DriverError: step ``translate``: no mapping of this mapper covers ``vaddr``.
+            DriverError: step ``translate``: no mapping covers ``vaddr``.
         """
-        m = _lookup(self._by_vaddr, vaddr)
-        return m.iova + vaddr - m.vaddr
+        try:
+            return self.space.iova(vaddr)
+        except NotMappedError as exc:
+            raise DriverError("translate", f"{exc} (mapping missing)") from exc
 
     def vaddr(self, iova: int) -> int:
-        """Translate an IOVA of this mapper's mappings back to the process address.
+        """Translate an IOVA of a mapping back to the process address.
 
         Raises:
-            DriverError: step ``translate``: no mapping of this mapper covers ``iova``.
+            DriverError: step ``translate``: no mapping covers ``iova``.
         """
-        m = _lookup(self._by_iova, iova)
-        return m.vaddr + iova - m.iova
-
-
-def _lookup(index: list[tuple[int, Mapping]], addr: int) -> Mapping:
-    i = bisect.bisect_right(index, addr, key=lambda t: t[0]) - 1
-    if i >= 0:
-        start, m = index[i]
-        if start <= addr < start + m.size and not m.closed:
-            return m
-    raise DriverError("translate", f"address {addr:#x} is in no DMA mapping (mapping missing)")
-
-
-def _kernel_chooses(space: DMASpace) -> bool:
-    from pyvfio.iommufd import IOAS  # noqa: PLC0415 - iommufd imports dma; keep layers acyclic
-
-    return isinstance(space, IOAS)
+        try:
+            return self.space.vaddr(iova)
+        except NotMappedError as exc:
+            raise DriverError("translate", f"{exc} (mapping missing)") from exc

@@ -130,6 +130,10 @@ class DMABuffer:
     def __buffer__(self, flags: int) -> memoryview:  # PEP 688 (Python >= 3.12)
         return memoryview(self._open())
 
+    def _dma_export(self) -> mmap.mmap:
+        """The object whose buffer a DMA space maps (Python < 3.12 has no ``__buffer__``)."""
+        return self._open()
+
     def view(self) -> memoryview:
         """Return a writable memoryview of the whole buffer."""
         return memoryview(self._open())

@@ -16,7 +16,6 @@ import weakref
 from typing import TYPE_CHECKING
 
 from pyvfio.container import Container
-from pyvfio.dma import Mapping
 
 if TYPE_CHECKING:
     from pyvfio.group import Group
@@ -24,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class CompatContainer(Container):
-    """The VFIO-compat container of an iommufd.  Implements :class:`pyvfio.dma.DMASpace`.
+    """The VFIO-compat container of an iommufd.  A :class:`pyvfio.space.DMASpace`.
 
     The fd is the iommufd's (borrowed, never closed here); closing the iommufd closes this
     container and its groups first.
@@ -45,7 +44,7 @@ class CompatContainer(Container):
         self.iommufd = iommufd
         self.iommu_type: int | None = None
         self._groups: weakref.WeakSet[Group] = weakref.WeakSet()
-        self._mappings: dict[int, Mapping] = {}
+        self._init_dma()
         if ioas is not None:
             iommufd.set_vfio_ioas(ioas)
         self._kernel, self._fd = iommufd.kernel, iommufd.fileno()  # borrowed: no finalizer
@@ -70,13 +69,11 @@ class CompatContainer(Container):
             for group in list(self._groups):
                 group.close()
         finally:
-            alive = not self.iommufd.closed
-            for mapping in list(self._mappings.values()):
-                if alive:
+            if not self.iommufd.closed:
+                for mapping in self.mappings():
                     with contextlib.suppress(OSError):  # the kernel may have dropped it already
                         self._unmap_dma(0, mapping.iova, mapping.size)
-                mapping._release()
-            self._mappings.clear()
+            self._release_all()
             self._fd = -1
 
     @property

@@ -235,5 +235,5 @@ def test_edu_dma_through_the_compat_container(host: Host) -> None:
             group.set_container(container)
             assert container.set_iommu() == uapi.IOMMUType.TYPE1v2
             with group.open_device(bdf) as device:
-                back = example.exercise(device, container, host.kernel)
+                back = example.exercise(device)
         assert back == bytes(i * 7 % 251 for i in range(example.COUNT))

@@ -27,7 +27,7 @@ def kernel(iommufd_kernel: FakeKernel) -> FakeKernel:
 def test_example_driver_runs_in_every_mode(kernel: FakeKernel, mode: str) -> None:
     example = load_example()
     with open_device(EDU, mode, kernel=kernel) as opened:
-        back = example.exercise(opened.device, opened.dma, kernel)  # type: ignore[attr-defined]
+        back = example.exercise(opened.device)  # type: ignore[attr-defined]
         assert opened.mode == ("legacy" if mode == "legacy" else "iommufd")
     assert back == bytes(i * 7 % 251 for i in range(example.COUNT))  # type: ignore[attr-defined]
 

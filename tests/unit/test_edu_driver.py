@@ -8,11 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyvfio.cdev import open_device
+from pyvfio.container import Container
 from pyvfio.edu import DMA_MAX, EduDriver
 from pyvfio.errors import DriverError
 from pyvfio.fake import FakeKernel, standard_host
 from pyvfio.fake.edu import Edu
+from pyvfio.group import Group
 from pyvfio.irq import EventFD
 
 
@@ -41,12 +42,17 @@ def test_driver_uses_only_the_widths_edu_accepts(kernel: FakeKernel, mode: str) 
     assert not _model(kernel).errors
 
 
-def test_driver_works_with_any_dma_space(kernel: FakeKernel) -> None:
-    with open_device(str(kernel.labels["edu"]), "legacy", kernel=kernel) as opened, \
-            EduDriver(opened.device, opened.dma, kernel=kernel) as edu:
-        assert edu.mode == "unknown" and edu.factorial(3) == 6
-        edu.dma_to_device(bytes(range(200)), offset=DMA_MAX - 200)
-        assert edu.dma_from_device(200, offset=DMA_MAX - 200) == bytes(range(200))
+def test_driver_works_on_a_device_opened_by_hand(kernel: FakeKernel) -> None:
+    with Container(kernel) as container, Group(kernel.labels["edu_group"], kernel=kernel) as g:
+        g.set_container(container)
+        container.set_iommu()
+        device = g.open_device(str(kernel.labels["edu"]))
+        with EduDriver(device) as edu:
+            assert edu.mode == "unknown" and edu.factorial(3) == 6
+            assert device.dma is container
+            edu.dma_to_device(bytes(range(200)), offset=DMA_MAX - 200)
+            assert edu.dma_from_device(200, offset=DMA_MAX - 200) == bytes(range(200))
+        assert not container.mappings()  # a driver on a borrowed device unmaps its buffer
 
 
 def test_driver_respects_the_28_bit_mask(kernel: FakeKernel) -> None:
@@ -64,7 +70,7 @@ def test_dma_span_checked_before_the_device_sees_it(kernel: FakeKernel) -> None:
 
 def test_missing_mapping_is_named(kernel: FakeKernel) -> None:
     with EduDriver.open(str(kernel.labels["edu"]), "legacy", kernel=kernel) as edu:
-        edu.mapper.unmap(edu.mapping)
+        edu.mapping.close()
         with pytest.raises(DriverError, match="mapping missing") as info:
             edu.dma_to_device(b"abc")
         assert info.value.step == "translate"

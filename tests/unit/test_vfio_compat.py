@@ -42,7 +42,7 @@ def test_example_driver_through_the_compat_container(kernel: FakeKernel) -> None
         assert container.ioas_id is not None and group.status().container_set
         assert container.set_iommu() == uapi.IOMMUType.TYPE1v2
         with group.open_device("0000:00:01.0") as device:
-            back = example.exercise(device, container, kernel)
+            back = example.exercise(device)
         assert back == bytes(i * 7 % 251 for i in range(example.COUNT))
     assert container.closed and group.closed
 

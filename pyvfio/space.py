@@ -1,0 +1,262 @@
+"""The one DMA space: the mapping table, argument checks and Mapping lifecycle of every IOMMU mode.
+
+A legacy :class:`~pyvfio.container.Container` (type1, and iommufd's compat container) and an
+iommufd :class:`~pyvfio.ioas.IOAS` are DMA spaces: each supplies only three raw operations
+(``_raw_map``, ``_raw_unmap``, ``iova_ranges``) and this class does the rest the same way for all:
+
+- ``map(buffer, iova=None)``: with no IOVA, iommufd lets the kernel choose (``IOMMU_IOAS_MAP``
+  without ``FIXED_IOVA``); type1 has no such call, so an :class:`~pyvfio.iova.IOVAAllocator` picks
+  one inside the kernel's IOVA ranges and below :attr:`DMASpace.dma_mask`;
+- one table of the open :class:`~pyvfio.dma.Mapping` s, indexed by IOVA and by process address in
+  :class:`~pyvfio._sorted.SortedKeys` (insert, remove and lookup O(log n)), so translating
+  ``vaddr <-> iova`` and unmapping cost the same with 10^5 mappings as with 10;
+- one lock around table and ioctl: two threads mapping into one space never get overlapping
+  IOVAs, and an unmap the kernel refused leaves the mapping open and indexed.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from pyvfio._sorted import SortedKeys
+from pyvfio.dma import PAGE_SIZE, IOVARange, Mapping, allocate, buffer_address, check_int
+from pyvfio.errors import NotMappedError
+from pyvfio.iova import IOVAAllocator
+
+U64_MAX = (1 << 64) - 1
+_HUGE_ALIGN = 2 << 20  # the largest alignment the allocator gives a big buffer (a 2 MiB page)
+
+
+class DMASpace:
+    """An IOMMU address space: map buffers for a device, unmap them, translate addresses.
+
+    Attributes:
+        dma_mask: the highest IOVA a chosen IOVA may reach (the device's DMA mask; default all
+            64 bits).  A given IOVA is not checked against it: the caller knows best.
+        kernel_chooses_iova: True where the kernel picks IOVAs (iommufd).
+    """
+
+    kernel_chooses_iova = False
+    dma_mask = U64_MAX
+
+    def _init_space(self) -> None:
+        self._lock = threading.RLock()
+        self._table: dict[int, Mapping] = {}
+        self._iovas = SortedKeys()
+        self._vaddrs = SortedKeys()  # (vaddr, iova): one buffer may be mapped twice
+        self._allocator: IOVAAllocator | None = None
+
+    # -- what each IOMMU mode supplies -----------------------------------------------------
+
+    def _raw_map(self, vaddr: int, size: int, iova: int | None, readable: bool,
+                 writable: bool) -> int:
+        """Map ``[vaddr, +size)`` at ``iova`` (None: the kernel chooses); return the IOVA."""
+        raise NotImplementedError
+
+    def _raw_unmap(self, iova: int, size: int) -> int:
+        """Unmap ``[iova, +size)``; return the bytes unmapped."""
+        raise NotImplementedError
+
+    def iova_ranges(self) -> tuple[IOVARange, ...]:
+        """Return the IOVA ranges the devices may use."""
+        raise NotImplementedError
+
+    def _space_alive(self) -> bool:
+        """False once the kernel object is gone (its mappings went with it)."""
+        return True
+
+    # -- the table -------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def mappings(self) -> list[Mapping]:
+        """Return the open mappings, lowest IOVA first."""
+        with self._lock:
+            return [self._table[i] for i in self._iovas]
+
+    def map(self, buffer: Any, iova: int | None = None, *, readable: bool = True,
+            writable: bool = True) -> Mapping:
+        """Map all of ``buffer`` (page aligned: :func:`pyvfio.dma.allocate`, a
+        :class:`~pyvfio.memory.DMABuffer`) at ``iova``, or at an IOVA chosen for it (None).
+
+        With no ``iova`` the kernel chooses under iommufd (the lowest free IOVA aligned like the
+        buffer, retried below :attr:`dma_mask` if it chose above); on a legacy container pyvfio
+        allocates one (best fit, page aligned, up to 2 MiB aligned for big buffers).
+
+        Returns:
+            The mapping; it keeps ``buffer`` alive until closed.
+
+        Raises:
+            TypeError: ``buffer`` exports no (writable, when ``writable``) buffer; a bad ``iova``.
+            ValueError: neither readable nor writable, unaligned or empty buffer, ``iova``
+                out of range.
+            IOVAExhaustedError: no free IOVA block fits below :attr:`dma_mask`.
+            OSError: the kernel's refusal (EEXIST overlap, EINVAL unaligned or outside the IOVA
+                ranges, ENOSPC entry limit, ENOMEM memlock, EFAULT bad memory, ...).
+        """
+        return self._map(buffer, iova, readable, writable, self.dma_mask)
+
+    def allocate(self, size: int, *, readable: bool = True, writable: bool = True) -> Mapping:
+        """Allocate ``size`` bytes of zeroed, page-aligned memory (rounded up to pages) and map
+        it as :meth:`map` does with no IOVA; ``mapping.buffer`` is the memory (an ``mmap``).
+
+        Raises:
+            TypeError, ValueError: ``size`` is not a positive int.
+            And as :meth:`map`.
+        """
+        return self.map(allocate(size), readable=readable, writable=writable)
+
+    def _map(self, buffer: Any, iova: int | None, readable: bool, writable: bool,
+             limit: int) -> Mapping:
+        if (readable is not True and readable is not False) or \
+                (writable is not True and writable is not False):
+            raise TypeError("readable and writable must be bools")
+        if not (readable or writable):
+            raise ValueError("readable or writable must be True")
+        if iova is not None:
+            check_int("iova", iova)
+        cdata, vaddr, size = buffer_address(buffer, writable=writable)
+        with self._lock:
+            at = self._place(vaddr, size, iova, readable, writable, limit)
+            mapping = Mapping(self, buffer, cdata, at, rw=(readable, writable), vaddr=vaddr,
+                              size=size)
+            self._insert(mapping)
+        track = getattr(buffer, "_track", None)
+        if track is not None:
+            track(mapping)  # a DMABuffer refuses to close while mapped
+        return mapping
+
+    def _place(self, vaddr: int, size: int, iova: int | None, readable: bool, writable: bool,
+               limit: int) -> int:
+        if iova is not None or self.kernel_chooses_iova:
+            got = self._raw_map(vaddr, size, iova, readable, writable)
+            if iova is not None or got + size - 1 <= limit:
+                if self._allocator is not None:
+                    self._allocator.reserve(got, size)
+                return got
+            self._raw_unmap(got, size)  # above the device's mask: choose ourselves
+        allocator = self._iova_allocator()
+        align = min(1 << (size.bit_length() - 1), _HUGE_ALIGN)
+        at = allocator.allocate(size, align, limit)
+        try:
+            self._raw_map(vaddr, size, at, readable, writable)
+        except BaseException:
+            allocator.release(at, size)
+            raise
+        return at
+
+    def _iova_allocator(self) -> IOVAAllocator:
+        if self._allocator is None:
+            allocator = IOVAAllocator(self.iova_ranges())
+            for m in self._table.values():
+                allocator.reserve(m.iova, m.size)
+            self._allocator = allocator
+        return self._allocator
+
+    def _insert(self, mapping: Mapping) -> None:
+        self._table[mapping.iova] = mapping
+        self._iovas.add(mapping.iova)
+        self._vaddrs.add((mapping.vaddr, mapping.iova))
+
+    def _remove(self, mapping: Mapping) -> None:
+        """Forget ``mapping`` (the kernel no longer has it) and give its IOVAs back."""
+        del self._table[mapping.iova]
+        self._iovas.remove(mapping.iova)
+        self._vaddrs.remove((mapping.vaddr, mapping.iova))
+        if self._allocator is not None:
+            self._allocator.release(mapping.iova, mapping.size)
+        mapping._release()
+
+    def _drop_range(self, iova: int, size: int) -> None:
+        """Forget the mappings that start inside ``[iova, iova + size)``."""
+        for start in self._iovas.irange(iova, iova + size):
+            self._remove(self._table[start])
+
+    def _release_all(self) -> None:
+        """Forget every mapping: the kernel dropped them all (last group gone, fd closed)."""
+        with self._lock:
+            for mapping in self._table.values():
+                mapping._release()
+            self._table.clear()
+            self._iovas.clear()
+            self._vaddrs.clear()
+            self._allocator = None  # the IOVA ranges may differ next time
+
+    def _unmap_mapping(self, mapping: Mapping) -> None:
+        with self._lock:
+            if self._table.get(mapping.iova) is not mapping:
+                mapping._release()  # forgotten already (an unmap of its range)
+            elif not self._space_alive():
+                self._release_all()
+            else:
+                self._raw_unmap(mapping.iova, mapping.size)  # raises: stays mapped, indexed
+                self._remove(mapping)
+
+    def unmap(self, iova: int, size: int) -> int:
+        """Unmap the mappings starting inside ``[iova, iova + size)``; return the bytes unmapped.
+
+        Raises:
+            TypeError, ValueError: ``iova``/``size`` not ints in range, ``size`` 0.
+            OSError: the kernel's refusal (type1v2: EINVAL to split a mapping; iommufd: ENOENT
+                for nothing mapped or a split).
+        """
+        check_int("iova", iova)
+        check_int("size", size, 1, U64_MAX - iova + 1 if iova else U64_MAX)
+        with self._lock:
+            done = self._raw_unmap(iova, size)
+            self._drop_range(iova, size)
+        return done
+
+    def unmap_dma_all(self) -> list[tuple[str, BaseException]]:
+        """Unmap each open mapping; return the failures (the close path: it never raises)."""
+        failures: list[tuple[str, BaseException]] = []
+        for mapping in self.mappings():
+            try:
+                mapping.close()
+            except Exception as exc:
+                failures.append((f"unmap IOVA {mapping.iova:#x}+{mapping.size:#x}", exc))
+        return failures
+
+    # -- translation -----------------------------------------------------------------------
+
+    def lookup(self, iova: int) -> Mapping:
+        """Return the open mapping that covers ``iova``.
+
+        Raises:
+            NotMappedError: no mapping covers it.
+        """
+        with self._lock:
+            start = self._iovas.floor(iova)
+            if start is not None:
+                m = self._table[start]
+                if iova < start + m.size:
+                    return m
+        raise NotMappedError(f"IOVA {iova:#x} is in no DMA mapping of {self!r}")
+
+    def vaddr(self, iova: int) -> int:
+        """Translate an IOVA of an open mapping to the process address.
+
+        Raises:
+            NotMappedError: no mapping covers ``iova``.
+        """
+        m = self.lookup(iova)
+        return m.vaddr + iova - m.iova
+
+    def iova(self, vaddr: int) -> int:
+        """Translate a process address inside a mapped buffer to the device's IOVA.
+
+        Raises:
+            NotMappedError: no mapping covers ``vaddr``.
+        """
+        with self._lock:
+            key = self._vaddrs.floor((vaddr, U64_MAX))
+            if key is not None:
+                m = self._table[key[1]]
+                if vaddr < key[0] + m.size:
+                    return m.iova + vaddr - int(key[0])
+        raise NotMappedError(f"address {vaddr:#x} is in no DMA mapping of {self!r}")
+
+
+__all__ = ["PAGE_SIZE", "DMASpace", "IOVARange", "Mapping"]

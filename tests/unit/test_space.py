@@ -1,0 +1,186 @@
+"""pyvfio.space.DMASpace: one mapping table for every IOMMU mode, shared safely between threads."""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import random
+import sys
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import pyvfio
+from pyvfio._sorted import SortedKeys
+from pyvfio.fake import FakeKernel, standard_host
+from pyvfio.iova import DMAMapper
+from tests.helpers import expect_errno
+
+
+@pytest.fixture
+def kernel() -> Iterator[FakeKernel]:
+    k = standard_host(iommufd=True)
+    yield k
+    k.assert_clean()
+
+
+@pytest.fixture(params=pyvfio.IOMMU_MODES)
+def dev(kernel: FakeKernel, request: pytest.FixtureRequest) -> Iterator[pyvfio.Device]:
+    with pyvfio.open_device(kernel.labels["edu"], mode=request.param, kernel=kernel) as d:
+        yield d
+
+
+def test_map_without_iova_chooses_one_in_every_mode(dev: pyvfio.Device) -> None:
+    assert dev.dma is not None
+    maps = [dev.dma.allocate(4096 << i) for i in range(4)]
+    spans = sorted((m.iova, m.iova + m.size) for m in maps)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # no overlap
+    assert all(m.iova > 0 for m in maps)
+    assert dev.dma.mappings() == sorted(maps, key=lambda m: m.iova)
+
+
+def test_map_at_a_given_iova_in_every_mode(dev: pyvfio.Device) -> None:
+    assert dev.dma is not None
+    m = dev.dma.map(pyvfio.allocate(8192), 0x400000)
+    assert m.iova == 0x400000 and dev.dma.vaddr(0x401000) == m.vaddr + 0x1000
+    expect_errno(errno.EEXIST, dev.dma.map, pyvfio.allocate(4096), 0x401000)
+    chosen = dev.dma.allocate(4096)  # the allocator knows the given IOVA is taken
+    assert not 0x400000 <= chosen.iova < 0x402000
+
+
+def test_dma_mask_bounds_chosen_iovas_and_exhaustion_is_a_pyvfio_error(
+        dev: pyvfio.Device) -> None:
+    assert dev.dma is not None
+    dev.dma.dma_mask = 0x3FFF  # pages 1..3 (IOVA 0 is never handed out)
+    maps = [dev.dma.allocate(4096) for _ in range(3)]
+    assert all(m.iova + m.size - 1 <= 0x3FFF for m in maps)
+    with pytest.raises(pyvfio.IOVAExhaustedError) as info:
+        dev.dma.allocate(4096)
+    assert not isinstance(info.value, MemoryError) and info.value.limit == 0x3FFF
+    maps[1].close()
+    assert dev.dma.allocate(4096).iova == maps[1].iova  # freed IOVAs are reused
+
+
+def test_translation_outside_any_mapping_is_not_mapped(dev: pyvfio.Device) -> None:
+    assert dev.dma is not None
+    m = dev.dma.allocate(4096)
+    with pytest.raises(pyvfio.NotMappedError):
+        dev.dma.vaddr(m.iova + 4096)
+    with pytest.raises(pyvfio.NotMappedError):
+        dev.dma.iova(m.vaddr - 1)
+    with pytest.raises(LookupError):
+        dev.dma.lookup(0)
+
+
+def test_dma_buffer_maps_on_this_python(dev: pyvfio.Device) -> None:
+    """Issue 15 item 13: before 3.12 a Python class exports no buffer (no ``__buffer__``)."""
+    assert dev.dma is not None
+    with pyvfio.DMABuffer.anonymous(8192) as buf:
+        m = dev.dma.map(buf)
+        assert m.buffer is buf and m.vaddr == buf.vaddr and m.size == 8192
+        with pytest.raises(BufferError, match="still mapped"):
+            buf.close()
+        m.close()
+    if sys.version_info < (3, 12):
+        with pytest.raises(TypeError):
+            memoryview(buf)  # type: ignore[arg-type]  # what used to break the map
+
+
+def test_bad_arguments_are_refused_before_any_syscall(dev: pyvfio.Device,
+                                                      kernel: FakeKernel) -> None:
+    assert dev.dma is not None
+    before = len(kernel.calls)
+    with pytest.raises(TypeError, match="buffer protocol"):
+        dev.dma.map("abc")
+    with pytest.raises(TypeError, match="readable and writable"):
+        dev.dma.map(pyvfio.allocate(4096), readable=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="readable or writable"):
+        dev.dma.map(pyvfio.allocate(4096), readable=False, writable=False)
+    with pytest.raises(ValueError, match="page aligned"):
+        dev.dma.map(bytearray(4096))
+    with pytest.raises(TypeError, match="iova"):
+        dev.dma.map(pyvfio.allocate(4096), "0x1000")  # type: ignore[arg-type]
+    assert len(kernel.calls) == before
+
+
+@pytest.mark.parametrize("mode", ["type1v2", "iommufd", "compat-type1v2"])
+def test_two_threads_never_overlap_nor_lose_mappings(kernel: FakeKernel, mode: str) -> None:
+    """Issue 15 item 3: one lock around the table and the ioctl."""
+    with pyvfio.open_device(kernel.labels["edu"], mode=mode, kernel=kernel) as dev:
+        space = dev.dma
+        assert space is not None
+        errors: list[BaseException] = []
+
+        def worker() -> None:
+            try:
+                for _ in range(150):
+                    a, b = space.allocate(4096), space.allocate(8192)
+                    assert space.lookup(a.iova) is a and space.iova(b.vaddr) == b.iova
+                    a.close()
+                    b.close()
+            except BaseException as exc:  # reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=worker) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and len(space) == 0
+
+
+def test_a_shared_mapper_maps_from_two_threads(kernel: FakeKernel) -> None:
+    with pyvfio.open_device(kernel.labels["edu"], mode="legacy", kernel=kernel) as dev:
+        assert dev.dma is not None
+        mapper = DMAMapper(dev.dma, dma_mask=(1 << 28) - 1)
+        bufs = [[pyvfio.DMABuffer.anonymous(4096) for _ in range(100)] for _ in range(2)]
+        got: list[list[pyvfio.Mapping]] = [[], []]
+
+        def worker(i: int) -> None:
+            got[i].extend(mapper.map(b) for b in bufs[i])
+
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        iovas = [m.iova for ms in got for m in ms]
+        assert len(iovas) == 200 and len(set(iovas)) == 200
+        mapper.close()
+        for b in bufs[0] + bufs[1]:
+            b.close()
+
+
+def test_mapper_unmap_refused_keeps_its_index(kernel: FakeKernel) -> None:
+    with pyvfio.open_device(kernel.labels["edu"], mode="legacy", kernel=kernel) as dev:
+        assert dev.dma is not None
+        mapper = DMAMapper(dev.dma)
+        buf = pyvfio.DMABuffer.anonymous(4096)
+        m = mapper.map(buf)
+        kernel.inject("VFIO_IOMMU_UNMAP_DMA", errno.EIO)
+        expect_errno(errno.EIO, mapper.unmap, m)
+        assert mapper.iova(buf.vaddr) == m.iova  # still mapped, still found
+        mapper.close()
+        buf.close()
+
+
+def test_sorted_keys_insert_remove_floor_and_range() -> None:
+    keys = SortedKeys()
+    rng = random.Random(7)
+    values = rng.sample(range(10**6), 5000)
+    for v in values:
+        keys.add(v)
+    ref = sorted(values)
+    assert list(keys) == ref and len(keys) == 5000
+    for v in values[:2500]:
+        keys.remove(v)
+    ref = sorted(values[2500:])
+    assert list(keys) == ref
+    for probe in rng.sample(range(10**6), 200):
+        below = [v for v in ref if v <= probe]
+        assert keys.floor(probe) == (below[-1] if below else None)
+        assert keys.irange(probe, probe + 5000) == [v for v in ref if probe <= v < probe + 5000]
+        assert (probe in keys) == (probe in set(ref))
+    with pytest.raises(KeyError):
+        keys.remove(-1)
