@@ -2,10 +2,10 @@
 
 ``cdefs/iommufd_test.h`` describes drivers/iommu/iommufd/iommufd_test.h, which linux-libc-dev does
 not ship, so tools/layoutcheck.py leaves it out.  This compares it with the header from Debian's
-``linux-source-6.12`` (the package the VM lane builds its kernel from; it is downloaded into the
-cache shared with the lane unless a .deb is cached already; the tarball is only read for that one
-file), with layoutcheck's probe: every struct, field, constant
-and ``IOMMU_TEST_CMD`` itself must be present with the same layout and value.
+``linux-source-7.3`` (cdefs follow the newest kernel, which the VM lane also builds; it is
+downloaded into the cache shared with the lane unless a .deb is cached already; the tarball is
+only read for that one file), with layoutcheck's probe: every struct, field, constant and
+``IOMMU_TEST_CMD`` itself must be present with the same layout and value.
 
 Usage::
 
@@ -25,12 +25,12 @@ from layoutcheck import Report, UnavailableError
 
 from pyvfio import _ffi_build, uapi
 
-SOURCE_PACKAGE = "linux-source-6.12"
+SOURCE_PACKAGE = "linux-source-7.3"
 MEMBER = "drivers/iommu/iommufd/iommufd_test.h"
 
 
 def source_header(download: bool = True) -> tuple[str, Path]:
-    """Return the source version and a directory holding iommufd_test.h from linux-source-6.12.
+    """Return the source version and a directory holding iommufd_test.h from linux-source-7.3.
 
     Raises:
         UnavailableError: the .deb is not cached (with ``download=False``) or cannot be fetched.
@@ -39,7 +39,7 @@ def source_header(download: bool = True) -> tuple[str, Path]:
     try:
         deb = cached[-1] if cached else None
         if deb is None and download:
-            deb = debpkg.download(layoutcheck.RELEASES["6.12"], SOURCE_PACKAGE)
+            deb = debpkg.download(layoutcheck.RELEASES["newest"], SOURCE_PACKAGE)
     except debpkg.DebpkgError as exc:
         raise UnavailableError(f"{SOURCE_PACKAGE}: {exc}") from exc
     if deb is None:
@@ -67,7 +67,7 @@ def internal_items() -> list[layoutcheck.Item]:
 
 
 def check(download: bool = True, items: list[layoutcheck.Item] | None = None) -> Report:
-    """Compare ``items`` (default: cdefs/iommufd_test.h) with the 6.12 source header; anything
+    """Compare ``items`` (default: cdefs/iommufd_test.h) with the 7.3 source header; anything
     absent there is a difference.
 
     Raises:
@@ -75,7 +75,7 @@ def check(download: bool = True, items: list[layoutcheck.Item] | None = None) ->
     """
     items = internal_items() if items is None else items
     version, extra = source_header(download)
-    _, include = layoutcheck.headers("6.12")  # iommufd_test.h includes <linux/iommufd.h>
+    _, include = layoutcheck.headers("newest")  # iommufd_test.h includes <linux/iommufd.h>
     answers, absent = layoutcheck.probe(items, include, ("linux/types.h", "iommufd_test.h"),
                                         extra)
     report = Report(f"{SOURCE_PACKAGE} {version}: {MEMBER}", newest=True)

@@ -25,7 +25,7 @@ from pyvfio.fake.memory import kerr
 
 MOCK_IO_PAGE_SIZE = 2048  # PAGE_SIZE / 2: the mock domain's only page size (without HUGE_IOVA)
 HW_INFO_TYPE_SELFTEST = 0xFEEDBEEF
-_DEV_FLAGS = C.MOCK_FLAGS_DEVICE_NO_DIRTY | C.MOCK_FLAGS_DEVICE_HUGE_IOVA
+_DEV_FLAGS = C.MOCK_FLAGS_DEVICE_NO_DIRTY | C.MOCK_FLAGS_DEVICE_PASID  # 7.3 (mock_dev_create)
 
 
 def mock_iommu(dev_flags: int) -> IOMMUModel:
