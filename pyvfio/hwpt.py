@@ -16,6 +16,7 @@ from pyvfio._ffi import C, ffi, new
 from pyvfio._resource import FdOwner
 from pyvfio.dma import check_int
 from pyvfio.iommufd import IOAS, IOMMUFD, U32_MAX
+from pyvfio.viommu import VIOMMU, invalidate
 
 PGFAULT_SIZE = ffi.sizeof("struct iommu_hwpt_pgfault")
 
@@ -33,33 +34,38 @@ class HWPT:
         return f"<HWPT {self.id} of {self.iommufd!r}>"
 
     @classmethod
-    def alloc(cls, iommufd: IOMMUFD, dev_id: int, pt: IOAS | HWPT, *,
-              nest_parent: bool = False, dirty_tracking: bool = False,
+    def alloc(cls, iommufd: IOMMUFD, dev_id: int, pt: IOAS | HWPT | VIOMMU, *,
+              nest_parent: bool = False, dirty_tracking: bool = False, pasid: bool = False,
               fault: FaultQueue | None = None, data_type: int = 0, data: bytes = b"") -> HWPT:
-        """Allocate a HWPT for device ``dev_id`` over an IOAS (paging) or a parent HWPT (nested).
+        """Allocate a HWPT for device ``dev_id`` over an IOAS (paging), or a nested one over a
+        parent HWPT or a :class:`~pyvfio.viommu.VIOMMU` (6.13+).
 
         Args:
             iommufd: the context.
             dev_id: a DEVICE id from binding a device.
-            pt: the IOAS to map, or a ``nest_parent`` HWPT for a nested table.
+            pt: the IOAS to map, or a ``nest_parent`` HWPT or a vIOMMU for a nested table.
             nest_parent: allow nested HWPTs on top of this one.
             dirty_tracking: let :meth:`set_dirty_tracking` work (needs IOMMU support).
+            pasid: ``IOMMU_HWPT_ALLOC_PASID`` (6.15+): the HWPT may go on a PASID, and a device
+                with PASIDs attached needs such a HWPT on its RID too.
             fault: deliver the HWPT's I/O page faults to this queue.
             data_type: ``IOMMU_HWPT_DATA_*`` for ``data`` (nested tables).
             data: the driver-specific table description.
 
         Raises:
             TypeError, ValueError: bad arguments.
-            OSError: ENOENT (no such device or fault), EINVAL (bad ``pt``), EOPNOTSUPP (a flag
-                the IOMMU does not support: dirty tracking on QEMU's intel-iommu).
+            OSError: ENOENT (no such device or fault), EINVAL (bad ``pt``, a vIOMMU of another
+                IOMMU), EOPNOTSUPP (a flag the IOMMU does not support: dirty tracking on QEMU's
+                intel-iommu; an unknown ``data_type``; PASID before 6.15).
         """
         check_int("dev_id", dev_id, 1, U32_MAX)
-        if not isinstance(pt, (IOAS, HWPT)):
-            raise TypeError(f"pt must be an IOAS or a HWPT, not {type(pt).__name__}")
+        if not isinstance(pt, (IOAS, HWPT, VIOMMU)):
+            raise TypeError(f"pt must be an IOAS, a HWPT or a VIOMMU, not {type(pt).__name__}")
         check_int("data_type", data_type, 0, U32_MAX)
         flags = C.IOMMU_HWPT_ALLOC_NEST_PARENT if nest_parent else 0
         flags |= C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING if dirty_tracking else 0
         flags |= C.IOMMU_HWPT_FAULT_ID_VALID if fault is not None else 0
+        flags |= C.IOMMU_HWPT_ALLOC_PASID if pasid else 0
         buf = ffi.from_buffer(bytes(data)) if data else ffi.NULL
         arg = new("struct iommu_hwpt_alloc *", flags=flags, dev_id=dev_id, pt_id=pt.id,
                   data_type=data_type, data_len=len(data),
@@ -125,17 +131,10 @@ class HWPT:
             data_type: ``IOMMU_HWPT_INVALIDATE_DATA_*``.
 
         Raises:
-            OSError: EINVAL (not a nested HWPT, bad type), EOPNOTSUPP (bad record flags).
+            OSError: EINVAL (not a nested HWPT, bad type), EOPNOTSUPP (bad record flags); the
+                number handled before the failure is in the error's ``handled`` attribute.
         """
-        check_int("entry_len", entry_len, 1, U32_MAX)
-        if len(entries) % entry_len:
-            raise ValueError("entries must be a whole number of entry_len records")
-        buf = ffi.from_buffer(bytes(entries)) if entries else ffi.NULL
-        arg = new("struct iommu_hwpt_invalidate *", hwpt_id=self.id,
-                  data_uptr=int(ffi.cast("uintptr_t", buf)), data_type=data_type,
-                  entry_len=entry_len, entry_num=len(entries) // entry_len)
-        self.iommufd.call(uapi.IOMMU_HWPT_INVALIDATE, arg)
-        return int(arg.entry_num)
+        return invalidate(self.iommufd, self.id, entries, entry_len, data_type)
 
 
 @dataclass(frozen=True)

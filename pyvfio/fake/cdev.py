@@ -17,7 +17,14 @@ from typing import Any
 from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake import hwpt as fhwpt
-from pyvfio.fake import option, selftest, vfio_compat  # noqa: F401 - register handlers
+from pyvfio.fake import (  # noqa: F401 - register handlers  # noqa: F401 - register handlers (Linux 7.3)
+    option,
+    selftest,
+    veventq,
+    vfio_compat,
+    viommu,
+)
+from pyvfio.fake import pasid as fpasid
 from pyvfio.fake.ioas import HPAGE_SIZE, PAGE_SIZE
 from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IommufdFile, IOMMUModel
 from pyvfio.fake.memory import kerr
@@ -39,7 +46,9 @@ def bind_device(ctx: IommufdCtx, dev: Any, group: object,
 
 
 def unbind_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj) -> None:
-    """Detach and forget the device (iommufd_device_unbind)."""
+    """Detach and forget the device (iommufd_device_unbind), its vDEVICE and PASIDs with it."""
+    viommu.tombstone_vdevice(ctx, obj)
+    fpasid.detach_all(obj)
     detach_device(ctx, obj)
     ctx.table.remove(obj)
 
@@ -84,6 +93,9 @@ def attach_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj, pt_id: int) -> int:
         raise kerr(errno.EINVAL)  # device.c: igroup->hwpt != hwpt
     ioas = target if isinstance(target, IOASObj) else target.ioas
     created = isinstance(target, IOASObj) and not any(h.auto for h in ioas.hwpts)
+    if isinstance(target, fhwpt.HWPTObj):
+        viommu.attach_check(ctx, obj, target)  # the mock driver's attach_dev
+        fpasid.rid_compat(obj, target)
     hwpt = _auto_hwpt(ctx, target, obj) if isinstance(target, IOASObj) else target
     try:
         fhwpt.add_domain(ctx, ioas, obj.iommu(ctx))
@@ -262,19 +274,33 @@ class CdevFile:
 
     def VFIO_DEVICE_ATTACH_IOMMUFD_PT(self, arg: Any) -> int:  # noqa: N802
         s = arg.struct("struct vfio_device_attach_iommufd_pt *", 12)
-        if s.flags:
-            raise kerr(errno.EINVAL)  # VFIO_DEVICE_ATTACH_PASID: no PASID support here
+        if s.flags & ~C.VFIO_DEVICE_ATTACH_PASID:
+            raise kerr(errno.EINVAL)
         assert self.iommufd is not None and self.obj is not None
-        s.pt_id = attach_device(self.iommufd.ctx, self.obj, s.pt_id)
-        arg.copy_out(s)
+        ctx = self.iommufd.ctx
+        if s.flags & C.VFIO_DEVICE_ATTACH_PASID:  # device_cdev.c: the pasid field is then needed
+            if arg.argsz < 16:
+                raise kerr(errno.EINVAL)
+            if s.pasid in fpasid.attachments(self.obj):  # vfio_iommufd_physical_pasid_attach_ioas
+                s.pt_id = fpasid.pasid_replace(ctx, self.obj, s.pasid, s.pt_id)
+            else:
+                s.pt_id = fpasid.pasid_attach(ctx, self.obj, s.pasid, s.pt_id)
+        else:
+            s.pt_id = attach_device(ctx, self.obj, s.pt_id)
+        arg.write(8, int(s.pt_id).to_bytes(4, "little"))  # copy_to_user(&arg->pt_id)
         return 0
 
     def VFIO_DEVICE_DETACH_IOMMUFD_PT(self, arg: Any) -> int:  # noqa: N802
         s = arg.struct("struct vfio_device_detach_iommufd_pt *", 8)
-        if s.flags:
+        if s.flags & ~C.VFIO_DEVICE_DETACH_PASID:
             raise kerr(errno.EINVAL)
         assert self.iommufd is not None and self.obj is not None
-        detach_device(self.iommufd.ctx, self.obj)
+        if s.flags & C.VFIO_DEVICE_DETACH_PASID:
+            if arg.argsz < 12:
+                raise kerr(errno.EINVAL)
+            fpasid.pasid_detach(self.iommufd.ctx, self.obj, s.pasid)
+        else:
+            detach_device(self.iommufd.ctx, self.obj)
         return 0
 
     def dma(self, iova: int, write: bool) -> tuple[int, int] | None:

@@ -20,35 +20,37 @@ RESPONSE_SIZE = ffi.sizeof("struct iommu_hwpt_page_response")
 
 
 class FaultObj(Obj):
-    """IOMMUFD_OBJ_FAULT: the queue behind a fault fd."""
+    """IOMMUFD_OBJ_FAULT: the queue behind a fault fd (Linux 7.3 eventq.c)."""
 
     kind = "FAULT"
 
     def __init__(self) -> None:
         super().__init__()
-        self.events: deque[bytes] = deque()
-        self.pending: dict[int, bytes] = {}  # cookie -> event awaiting a response
+        self.events: deque[bytes] = deque()  # fault groups (of one fault) waiting to be read
+        self.pending: dict[int, bytes] = {}  # cookie -> group read, awaiting a response
         self.responses: list[tuple[int, int]] = []  # (cookie, code) written by user space
-        self.cookie = 0
         self.fd_open = True
 
-    def report(self, dev_id: int, addr: int, perm: int, flags: int = 2) -> int:
-        """Queue one fault record (the device model feeds this); return its cookie."""
-        self.cookie += 1
-        fields = {"flags": flags, "dev_id": dev_id, "perm": perm, "addr": addr,
-                  "length": 4096, "cookie": self.cookie}
+    def report(self, dev_id: int, addr: int, perm: int, flags: int = 2, *, pasid: int = 0,
+               grpid: int = 0) -> None:
+        """Queue one page request (iommufd_fault_iopf_handler); the cookie comes at read time."""
+        fields = {"flags": flags, "dev_id": dev_id, "pasid": pasid, "grpid": grpid,
+                  "perm": perm, "addr": addr, "length": 0}  # compose_fault_message: length 0
         rec = ffi.new("struct iommu_hwpt_pgfault *", fields)
         self.events.append(bytes(ffi.buffer(rec)))
-        return self.cookie
 
 
 class FaultFile:
-    """The fd of a fault queue: read() returns records, write() takes page responses (fault.c)."""
+    """The fd of a fault queue: read() returns records, write() takes page responses (eventq.c).
+
+    The fd holds the FAULT object (IOMMU_DESTROY is EBUSY until it is closed) and the iommufd.
+    """
 
     kind = "iommufd-fault"
 
     def __init__(self, ctx: IommufdCtx, fault: FaultObj) -> None:
         self.ctx, self.fault = ctx, fault
+        fault.users += 1
 
     def handlers(self) -> dict[int, str]:
         """A fault fd answers no ioctl."""
@@ -59,32 +61,49 @@ class FaultFile:
         return errno.ENOTTY
 
     def read(self, size: int) -> bytes:
-        """Return whole records that fit in ``size``. Raises EINVAL if not even one fits."""
-        if size < PGFAULT_SIZE:
-            raise kerr(errno.EINVAL)
+        """Whole fault groups that fit in ``size``, each given the lowest free cookie (xa_alloc
+        from 1). Raises ESPIPE if ``size`` is no multiple of the record, EINVAL if a group is
+        waiting and does not fit; b"" when nothing is queued (the kernel does not block)."""
+        if size % PGFAULT_SIZE:
+            raise kerr(errno.ESPIPE)
         out = b""
-        while self.fault.events and len(out) + PGFAULT_SIZE <= size:
-            rec = self.fault.events.popleft()
-            self.fault.pending[int.from_bytes(rec[36:40], "little")] = rec
-            out += rec
+        while self.fault.events:
+            if len(out) + PGFAULT_SIZE > size:
+                if not out:
+                    raise kerr(errno.EINVAL)
+                break
+            cookie = 1
+            while cookie in self.fault.pending:
+                cookie += 1
+            rec = bytearray(self.fault.events.popleft())
+            rec[36:40] = cookie.to_bytes(4, "little")
+            self.fault.pending[cookie] = bytes(rec)
+            out += bytes(rec)
         return out
 
     def write(self, data: bytes) -> int:
-        """Take page responses. Raises EINVAL for a partial record or an unknown cookie."""
+        """Take page responses; return the bytes of those taken before the first bad one.
+        Raises ESPIPE for a partial record, EINVAL for a bad code or an unknown cookie."""
         if len(data) % RESPONSE_SIZE:
-            raise kerr(errno.EINVAL)
+            raise kerr(errno.ESPIPE)
+        done = 0
         for off in range(0, len(data), RESPONSE_SIZE):
             cookie = int.from_bytes(data[off : off + 4], "little")
             code = int.from_bytes(data[off + 4 : off + 8], "little")
-            if cookie not in self.fault.pending:
-                raise kerr(errno.EINVAL)
+            if code not in (C.IOMMUFD_PAGE_RESP_SUCCESS, C.IOMMUFD_PAGE_RESP_INVALID) \
+                    or cookie not in self.fault.pending:
+                if not done:
+                    raise kerr(errno.EINVAL)
+                break
             del self.fault.pending[cookie]
             self.fault.responses.append((cookie, code))
-        return len(data)
+            done += RESPONSE_SIZE
+        return done
 
     def release(self) -> None:
-        """Close the fd: the object stays until destroyed, the ctx reference goes."""
+        """Close the fd: the object stays until destroyed, the references go."""
         self.fault.fd_open = False
+        self.fault.users -= 1
         self.ctx.put()
 
 

@@ -96,7 +96,7 @@ class ObjectTable:
     def get(self, obj_id: int, kind: str = "ANY") -> Obj:
         """Return the object ``obj_id`` of ``kind`` (iommufd_get_object). Raises ENOENT."""
         obj = self.objects.get(obj_id)
-        if obj is None or kind not in ("ANY", obj.kind):
+        if obj is None or obj.kind == "TOMBSTONE" or kind not in ("ANY", obj.kind):
             raise kerr(errno.ENOENT)
         return obj
 
@@ -374,6 +374,9 @@ def IOMMU_IOAS_COPY(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
 @handler(uapi.IOMMU_IOAS_UNMAP, "struct iommu_ioas_unmap", "length")
 def IOMMU_IOAS_UNMAP(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
     ioas = ctx.get_ioas(cmd.ioas_id)
+    pinned = getattr(ioas, "access_pins", ())  # HW queues' internal accesses (fake/viommu.py)
+    if any(cmd.iova < s + n and s <= cmd.iova + cmd.length - 1 for s, n in pinned):
+        raise kerr(errno.EBUSY)
     if cmd.iova == 0 and cmd.length == U64_MAX:
         unmapped = ioas.iopt.mapped_bytes()
         ioas.iopt.areas.clear()  # iopt_unmap_all: success even when empty

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from collections.abc import Callable
 
 from pyvfio import uapi
 from pyvfio._ffi import C, CData
@@ -26,6 +27,8 @@ from pyvfio.fake.memory import kerr
 MOCK_IO_PAGE_SIZE = 2048  # PAGE_SIZE / 2: the mock domain's only page size (without HUGE_IOVA)
 HW_INFO_TYPE_SELFTEST = 0xFEEDBEEF
 _DEV_FLAGS = C.MOCK_FLAGS_DEVICE_NO_DIRTY | C.MOCK_FLAGS_DEVICE_PASID  # 7.3 (mock_dev_create)
+OPS: dict[int, Callable[[IommufdCtx, CData], None]] = {}
+"""The ops added after 6.12, by op number (filled by :mod:`pyvfio.fake.pasid`)."""
 
 
 def mock_iommu(dev_flags: int) -> IOMMUModel:
@@ -39,6 +42,8 @@ def mock_iommu(dev_flags: int) -> IOMMUModel:
         msi_window=None,
         page_size=MOCK_IO_PAGE_SIZE,
         dirty_tracking=dirty,
+        nesting=True,  # mock_domain_alloc_paging_flags takes NEST_PARENT
+        max_pasid_log2=C.MOCK_PASID_WIDTH if dev_flags & C.MOCK_FLAGS_DEVICE_PASID else 0,
     )
 
 
@@ -149,6 +154,8 @@ def IOMMU_TEST_CMD(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kernel 
         if not r.length or r.start + r.length - 1 > (1 << 64) - 1:
             raise kerr(errno.EINVAL)
         ioas.iopt.reserve(r.start, r.start + r.length - 1, "selftest")
+    elif op in OPS:
+        OPS[op](ctx, cmd)
     else:
         raise kerr(errno.EOPNOTSUPP)  # unknown op, or one this fake does not model
 

@@ -236,7 +236,7 @@ def test_fault_queue_reports_unmapped_device_access(host: Host) -> None:
         s.k.ioctl(fd, uapi.IOMMU_HWPT_ALLOC, arg)
         s.attach(cdev, int(arg.out_hwpt_id))
         assert not _device_write(host, 0x300000, b"z")
-        raw = s.k.read(qfd, 64)
+        raw = s.k.read(qfd, ffi.sizeof("struct iommu_hwpt_pgfault"))
         rec = ffi.from_buffer("struct iommu_hwpt_pgfault *", raw)
         assert (rec.dev_id, rec.addr, rec.perm) == (dev_id, 0x300000,
                                                    C.IOMMU_PGFAULT_PERM_WRITE)

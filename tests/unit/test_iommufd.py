@@ -128,9 +128,10 @@ def test_fault_queue_fd_closed_with_iommufd(kernel: IommuOnlyKernel) -> None:
 def test_fault_queue_reads_reported_faults(kernel: IommuOnlyKernel, iommufd: IOMMUFD) -> None:
     q = FaultQueue(iommufd)
     fault = kernel.files[q.fileno()].fault
-    cookie = fault.report(dev_id=7, addr=0x5000, perm=2)
+    fault.report(dev_id=7, addr=0x5000, perm=2)
     [pf] = q.read()
-    assert (pf.dev_id, pf.addr, pf.perm, pf.cookie) == (7, 0x5000, 2, cookie)
+    cookie = pf.cookie
+    assert (pf.dev_id, pf.addr, pf.perm, cookie) == (7, 0x5000, 2, 1)  # xa_alloc from 1
     q.respond(cookie)
     assert fault.responses == [(cookie, 0)]
     expect_errno(errno.EINVAL, q.respond, cookie)
