@@ -9,6 +9,7 @@ the lane's ``mock`` profiles create mock devices).  :func:`test_cmd` issues one 
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -98,3 +99,19 @@ def since(host: Host, version: str, fn: Callable[..., T], *args: Any, **kwargs: 
         if exc.errno == errno.ENOTTY:
             pytest.skip(f"{host.profile}: kernel before Linux {version} (ENOTTY)")
         raise
+
+
+def linux_version(host: Host) -> tuple[int, int]:
+    """The kernel's version: the real one's release, the fake's ``linux`` (7.3 by default)."""
+    release = getattr(host.kernel, "linux", None)
+    if release is None:
+        release = os.uname().release if host.profile != "fake" else "7.3"
+    major, minor = str(release).split(".")[:2]
+    return int(major), int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+def require_linux(host: Host, version: str) -> None:
+    """Skip unless the kernel is at least ``version`` (an ioctl's flag, not a new ioctl)."""
+    want = tuple(int(x) for x in version.split("."))
+    if linux_version(host) < want:
+        pytest.skip(f"{host.profile}: needs Linux {version}")

@@ -215,7 +215,7 @@ def test_hw_queue(host: Host) -> None:
     with viommu_fixture(host) as (_, ioas, _, _, viommu):
         typ = C.IOMMU_HW_QUEUE_TYPE_SELFTEST
         iova = C.MOCK_APERTURE_START
-        since(host, "6.17", expect_errno, errno.EOPNOTSUPP, HWQueue.alloc, viommu,
+        expect_errno(errno.EOPNOTSUPP, since, host, "6.17", HWQueue.alloc, viommu,
               C.IOMMU_HW_QUEUE_TYPE_DEFAULT, 0, iova, PAGE)
         expect_errno(errno.EINVAL, HWQueue.alloc, viommu, typ, 0, iova, 0)
         expect_errno(errno.EOVERFLOW, HWQueue.alloc, viommu, typ, 0, (1 << 64) - 1, PAGE)

@@ -1,0 +1,179 @@
+"""PASID attach/replace/detach and IOMMU_HWPT_ALLOC_PASID, on the mock device and on a VFIO cdev.
+
+Specification: Linux 7.3 tools/testing/selftests/iommu/iommufd.c ``iommufd_device_pasid``,
+drivers/iommu/iommufd/device.c (iommufd_hwpt_pasid_compat, iommufd_hw_pagetable_attach),
+drivers/vfio/device_cdev.c (VFIO_DEVICE_ATTACH_PASID / DETACH_PASID) and vfio/iommufd.c.
+PASID on the cdev came with 6.15: on 6.12 the flag is EINVAL.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from pyvfio import uapi
+from pyvfio._ffi import C, new
+from pyvfio.hwpt import HWPT, FaultQueue
+from pyvfio.iommufd import IOMMUFD
+from tests.conformance.iommufd_helpers import iommufd_session
+from tests.conformance.mock_helpers import (
+    MockDevice,
+    mock_domain,
+    mock_iommufd,
+    require_linux,
+    since,
+    test_cmd,
+)
+from tests.conformance.test_iopf import trigger_iopf
+from tests.conformance.test_viommu import nested
+from tests.conftest import Host
+from tests.helpers import expect_errno, expect_ok
+
+PASID_DEV = C.MOCK_FLAGS_DEVICE_PASID
+
+
+def attach(fd: IOMMUFD, dev: MockDevice, pasid: int, pt_id: int, *, replace: bool = False) -> int:
+    op = C.IOMMU_TEST_OP_PASID_REPLACE if replace else C.IOMMU_TEST_OP_PASID_ATTACH
+    cmd = test_cmd(fd, op, dev.stdev, pasid_attach={"pasid": pasid, "pt_id": pt_id})
+    return int(cmd.pasid_attach.pt_id)
+
+
+def detach(fd: IOMMUFD, dev: MockDevice, pasid: int) -> None:
+    test_cmd(fd, C.IOMMU_TEST_OP_PASID_DETACH, dev.stdev, pasid_detach={"pasid": pasid})
+
+
+def check(fd: IOMMUFD, dev: MockDevice, pasid: int, hwpt_id: int) -> None:
+    """PASID_CHECK_HWPT: EINVAL unless ``pasid`` is on ``hwpt_id`` (0: detached)."""
+    test_cmd(fd, C.IOMMU_TEST_OP_PASID_CHECK_HWPT, dev.stdev,
+             pasid_check={"pasid": pasid, "hwpt_id": hwpt_id})
+
+
+def test_pasid_compat_rules(host: Host) -> None:
+    """pasid_attach: a PASID takes only a PASID-flagged HWPT, and only while the RID's HWPT is
+    one too; then the RID cannot move to a plain HWPT; detaching a free PASID is fine."""
+    with mock_iommufd(host, PASID_DEV) as (fd, ioas, dev):
+        since(host, "6.15", detach, fd, dev, 100)
+        parent = HWPT.alloc(fd, dev.idev, ioas, nest_parent=True)
+        s2 = HWPT.alloc(fd, dev.idev, ioas, pasid=True)
+        n0 = nested(fd, dev, parent, pasid=True)
+        dev.replace(fd, parent.id)
+        expect_errno(errno.EINVAL, attach, fd, dev, 100, s2.id)
+        dev.replace(fd, s2.id)
+        assert attach(fd, dev, 100, n0.id) == n0.id
+        expect_errno(errno.EINVAL, dev.replace, fd, parent.id)
+        expect_errno(errno.EBUSY, attach, fd, dev, 100, n0.id)
+        expect_errno(errno.EBUSY, n0.destroy)
+        detach(fd, dev, 100)
+        check(fd, dev, 100, 0)
+        expect_errno(errno.EINVAL, attach, fd, dev, 100, parent.id)
+        expect_errno(errno.EINVAL, attach, fd, dev, 100, ioas.id)
+        check(fd, dev, 100, 0)
+        assert attach(fd, dev, 100, s2.id) == s2.id
+        check(fd, dev, 100, s2.id)
+        expect_errno(errno.EINVAL, check, fd, dev, 100, n0.id)
+        detach(fd, dev, 100)
+        dev.replace(fd, ioas.id)
+        for hwpt in (n0, s2, parent):
+            hwpt.destroy()
+
+
+def test_pasid_on_device_without_pasid(host: Host) -> None:
+    """A mock device without PASID support refuses any PASID (EINVAL), flagged HWPT or not;
+    a PASID-flagged HWPT still serves its RID."""
+    with mock_iommufd(host, PASID_DEV) as (fd, ioas, dev):
+        since(host, "6.15", detach, fd, dev, 100)
+        plain = mock_domain(fd, ioas.id)
+        s2 = HWPT.alloc(fd, dev.idev, ioas, pasid=True)
+        expect_errno(errno.EINVAL, attach, fd, plain, 100, s2.id)
+        assert plain.replace(fd, s2.id) == s2.id
+        plain.replace(fd, ioas.id)
+        s2.destroy()
+
+
+def test_pasid_replace(host: Host) -> None:
+    """Replacing a free PASID -> EINVAL; replacing with an IOAS -> EINVAL and the old HWPT
+    stays; the mock fails the second change of PASID 1024 with ENOMEM and keeps the old one."""
+    with mock_iommufd(host, PASID_DEV) as (fd, ioas, dev):
+        since(host, "6.15", detach, fd, dev, 200)
+        parent = HWPT.alloc(fd, dev.idev, ioas, nest_parent=True)
+        s2 = HWPT.alloc(fd, dev.idev, ioas, pasid=True)
+        n0, n1 = nested(fd, dev, parent, pasid=True), nested(fd, dev, parent, pasid=True)
+        dev.replace(fd, s2.id)
+        expect_errno(errno.EINVAL, attach, fd, dev, 200, s2.id, replace=True)
+        attach(fd, dev, 200, s2.id)
+        expect_errno(errno.EINVAL, attach, fd, dev, 200, ioas.id, replace=True)
+        check(fd, dev, 200, s2.id)
+        assert attach(fd, dev, 200, n0.id, replace=True) == n0.id
+        assert attach(fd, dev, 200, n1.id, replace=True) == n1.id
+        check(fd, dev, 200, n1.id)
+        detach(fd, dev, 200)
+        attach(fd, dev, C.IOMMU_TEST_PASID_RESERVED, s2.id)
+        expect_errno(errno.ENOMEM, attach, fd, dev, C.IOMMU_TEST_PASID_RESERVED, n0.id,
+                     replace=True)
+        check(fd, dev, C.IOMMU_TEST_PASID_RESERVED, s2.id)
+        detach(fd, dev, C.IOMMU_TEST_PASID_RESERVED)
+        dev.replace(fd, ioas.id)
+        for hwpt in (n0, n1, s2, parent):
+            hwpt.destroy()
+
+
+def test_pasid_iopf(host: Host) -> None:
+    """A page request tagged with an attached PASID reaches that PASID's HWPT's fault queue."""
+    with mock_iommufd(host, PASID_DEV) as (fd, ioas, dev):
+        since(host, "6.15", detach, fd, dev, 2048)
+        parent = HWPT.alloc(fd, dev.idev, ioas, nest_parent=True)
+        s2 = HWPT.alloc(fd, dev.idev, ioas, pasid=True)
+        queue = FaultQueue(fd)
+        iopf = nested(fd, dev, parent, pasid=True, fault=queue)
+        dev.replace(fd, s2.id)
+        attach(fd, dev, 2048, iopf.id)
+        trigger_iopf(fd, dev, pasid=2048)
+        [fault] = queue.read()
+        assert (fault.pasid, fault.dev_id) == (2048, dev.idev)
+        assert fault.flags & C.IOMMU_PGFAULT_FLAGS_PASID_VALID
+        queue.respond(fault.cookie)
+        assert attach(fd, dev, 2048, s2.id, replace=True) == s2.id
+        detach(fd, dev, 2048)
+        dev.replace(fd, ioas.id)
+        for hwpt in (iopf, s2, parent):
+            hwpt.destroy()
+        queue.close()
+
+
+def _cdev_attach(s: object, cdev: int, pasid: int, pt_id: int, argsz: int = 16) -> int:
+    arg = new("struct vfio_device_attach_iommufd_pt *", argsz=argsz,
+              flags=C.VFIO_DEVICE_ATTACH_PASID, pt_id=pt_id, pasid=pasid)
+    s.k.ioctl(cdev, uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, arg)  # type: ignore[attr-defined]
+    return int(arg.pt_id)
+
+
+def test_cdev_pasid_flag_checks(host: Host) -> None:
+    """device_cdev.c:vfio_df_ioctl_attach_pt/detach_pt: unknown flags -> EINVAL; with the PASID
+    flag the pasid field must be inside argsz (EINVAL); a free PASID detaches quietly."""
+    require_linux(host, "6.15")
+    with iommufd_session(host) as s:
+        _, ioas, cdev, _ = s.bound_edu()
+        bad = new("struct vfio_device_attach_iommufd_pt *", argsz=16, flags=2, pt_id=ioas)
+        expect_errno(errno.EINVAL, s.k.ioctl, cdev, uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, bad)
+        expect_errno(errno.EINVAL, _cdev_attach, s, cdev, 1, ioas, argsz=12)
+        det = new("struct vfio_device_detach_iommufd_pt *", argsz=12,
+                  flags=C.VFIO_DEVICE_DETACH_PASID, pasid=5)
+        expect_ok(s.k.ioctl, cdev, uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT, det)
+        det.argsz = 8
+        expect_errno(errno.EINVAL, s.k.ioctl, cdev, uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT, det)
+
+
+def test_cdev_pasid_on_edu_refused(host: Host) -> None:
+    """edu has no PASID capability: attaching a PASID of its cdev to any HWPT is EINVAL."""
+    require_linux(host, "6.15")
+    with iommufd_session(host) as s:
+        fd, ioas, cdev, dev_id = s.bound_edu()
+        s.attach(cdev, ioas)
+        expect_errno(errno.EINVAL, _cdev_attach, s, cdev, 1, ioas)
+        arg = new("struct iommu_hwpt_alloc *", flags=C.IOMMU_HWPT_ALLOC_PASID, dev_id=dev_id,
+                  pt_id=ioas)
+        try:
+            s.k.ioctl(fd, uapi.IOMMU_HWPT_ALLOC, arg)
+        except OSError as exc:  # intel-iommu without scalable mode cannot do PASID domains
+            assert exc.errno == errno.EOPNOTSUPP, exc
+            return
+        expect_errno(errno.EINVAL, _cdev_attach, s, cdev, 1, int(arg.out_hwpt_id))
