@@ -103,32 +103,32 @@ class EduDriver:
         return self.device.mode or "unknown"
 
     def _start(self) -> None:
-        with _step("map BAR0"):
+        with DriverError.during("map BAR0"):
             self.regs = REGISTERS.bind(self.device.bar(0))
         ident = self.identify()
         if ident.raw & 0xFF != 0xED:
             raise DriverError("identify", f"not an edu: ident register reads {ident.raw:#x}")
-        with _step("enable bus master"):
+        with DriverError.during("enable bus master"):
             self.device.enable_bus_master()  # vfio-pci leaves it off: no DMA, no MSI without it
-        with _step("enable MSI"):
+        with DriverError.during("enable MSI"):
             self.irq = self.device.enable_interrupts("msi")[0]
         if self.device.dma is None:
             raise DriverError("map", f"{self.device!r} has no DMA space (not attached)")
         self.dma = self.device.dma
         self.dma.dma_mask = DMA_MASK
-        with _step("map"):
+        with DriverError.during("map"):
             self.mapping = self.dma.allocate(4096)
         self.iova, self.buffer = self.mapping.iova, self.mapping.buffer
 
     def identify(self) -> EduIdent:
         """Read the identification register."""
-        with _step("identify"):
+        with DriverError.during("identify"):
             raw = self.regs.read("ident")
         return EduIdent(raw >> 24, raw >> 16 & 0xFF, raw)
 
     def check_liveness(self, value: int = 0x5A5AA5A5) -> bool:
         """Write ``value`` to the liveness register; True if the device reads back its inverse."""
-        with _step("liveness"):
+        with DriverError.during("liveness"):
             self.regs.write("liveness", value)
             return self.regs.read("liveness") == ~value & 0xFFFFFFFF
 
@@ -138,11 +138,11 @@ class EduDriver:
         Raises:
             DriverError: step ``factorial``: no interrupt, or the wrong one.
         """
-        with _step("factorial"):
+        with DriverError.during("factorial"):
             self.regs.write("status", STATUS_IRQFACT)
             self.regs.write("factorial", n)
         self._wait_irq("factorial", FACT_IRQ)
-        with _step("factorial"):
+        with DriverError.during("factorial"):
             return self.regs.read("factorial")
 
     def raise_irq(self, value: int = 0x1000) -> int:
@@ -151,7 +151,7 @@ class EduDriver:
         Returns:
             The interrupt status the device reported.
         """
-        with _step("raise interrupt"):
+        with DriverError.during("raise interrupt"):
             self.regs.write("irq_raise", value)
         return self._wait_irq("raise interrupt", value)
 
@@ -159,7 +159,7 @@ class EduDriver:
         if self.irq.wait(self.timeout) is None:
             raise DriverError(step, f"interrupt never came within {self.timeout} s",
                               hint=self._why_no_irq())
-        with _step(step):
+        with DriverError.during(step):
             status = self.regs.read("irq_status")
             self.regs.write("irq_ack", status)
         if status & bits != bits:
@@ -199,14 +199,14 @@ class EduDriver:
         ram = dst if cmd & CMD_TO_RAM else src
         try:
             self.dma.vaddr(ram)  # before the device faults on an unmapped IOVA
-        except LookupError as exc:
+        except LookupError as exc:  # NotMappedError
             raise DriverError("translate", f"IOVA {ram:#x}: mapping missing", exc) from exc
         if ram + count - 1 > DMA_MASK:
             raise DriverError("dma", f"IOVA {ram:#x} is above edu's 28-bit DMA mask")
         if not self.config.read(PCI_COMMAND, 2) & PCI_COMMAND_MASTER:
             raise DriverError("dma", "bus mastering is off: the device cannot reach memory",
                               hint="device.enable_bus_master()")
-        with _step("dma"):
+        with DriverError.during("dma"):
             for name, value in (("dma_src", src), ("dma_dst", dst), ("dma_count", count)):
                 self.regs.write(name, value)
             self.regs.write("dma_cmd", CMD_START | CMD_IRQ | cmd)
@@ -232,18 +232,3 @@ class EduDriver:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-class _step:  # noqa: N801 - used as a statement keyword: `with _step("dma"):`
-    """Turn an ``OSError`` or ``ValueError`` inside a driver step into a :class:`DriverError`."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
-        if isinstance(exc, (OSError, ValueError, LookupError)) and \
-                not isinstance(exc, DriverError):
-            raise DriverError(self.name, "the kernel or device refused", exc) from exc

@@ -102,6 +102,11 @@ class DriverError(PyvfioError):
         """The kernel's errno if the cause was an ``OSError``."""
         return self.cause.errno if isinstance(self.cause, OSError) else None
 
+    @staticmethod
+    def during(name: str, message: str | None = None, *, hint: str | None = None) -> step:
+        """Return :class:`step` ``name``: ``with DriverError.during("enable MSI"): ...``."""
+        return step(name, message, hint=hint)
+
 
 class step:  # noqa: N801 - reads as a statement keyword: `with step("enable MSI"):`
     """Name a driver step: an ``OSError`` or ``ValueError`` raised inside becomes a
@@ -113,7 +118,7 @@ class step:  # noqa: N801 - reads as a statement keyword: `with step("enable MSI
     A :class:`DriverError` raised inside passes through unchanged (it already names its step).
     """
 
-    def __init__(self, name: str, message: str = "the kernel or device refused", *,
+    def __init__(self, name: str, message: str | None = None, *,
                  hint: str | None = None) -> None:
         self.name, self.message, self.hint = name, message, hint
 
@@ -122,7 +127,11 @@ class step:  # noqa: N801 - reads as a statement keyword: `with step("enable MSI
 
     def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
         if isinstance(exc, (OSError, ValueError)) and not isinstance(exc, PyvfioError):
-            raise DriverError(self.name, self.message, exc, hint=self.hint) from exc
+            # a ValueError is pyvfio's own check (a bad argument, a closed object): never
+            # relabel it as the kernel's refusal
+            message = self.message or ("the kernel or device refused" if isinstance(exc, OSError)
+                                       else "refused before any system call")
+            raise DriverError(self.name, message, exc, hint=self.hint) from exc
 
 
 class GroupConflictError(PyvfioError, OSError):

@@ -7,6 +7,7 @@ Master off, so DMA and MSI are dropped until :meth:`PCIConfig.enable_bus_master`
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -64,7 +65,8 @@ class PCIConfig:
         self._check(offset, width)
         data = self.device.read(PCIRegion.CONFIG, offset, width)
         if len(data) != width:
-            raise OSError(f"short config read at {offset:#x}: {len(data)} of {width} bytes")
+            raise OSError(errno.EIO, f"short config read at {offset:#x}: {len(data)} of {width} "
+                          "bytes", "VFIO_PCI_CONFIG_REGION_INDEX")
         return int.from_bytes(data, "little")
 
     def write(self, offset: int, width: int, value: int) -> None:

@@ -29,3 +29,11 @@ def test_other_exceptions_pass_and_hint_is_kept() -> None:
     with pytest.raises(DriverError, match="hint: turn it on") as info, step("y", hint="turn it on"):
         raise ValueError("bad")
     assert isinstance(info.value.cause, ValueError)
+
+
+def test_a_value_error_is_not_called_a_kernel_refusal() -> None:
+    """Issue 11: a caller's ValueError is pyvfio's check, not the kernel's answer."""
+    with pytest.raises(DriverError, match="refused before any system call") as info, \
+            DriverError.during("map BAR0"):
+        raise ValueError("region 0 is not mmappable")
+    assert "kernel" not in info.value.message and info.value.errno is None
