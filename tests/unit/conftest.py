@@ -1,4 +1,5 @@
-"""Unit tests run on the fake kernel only: ``host`` is the fake standard host (no real param)."""
+"""Unit tests run on the fake kernel only: ``host`` is the plugin's ``fake_kernel`` (pyvfio.testing)
+seen as a conformance ``Host``; the plugin's teardown checks that nothing leaked."""
 
 from __future__ import annotations
 
@@ -6,16 +7,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from pyvfio.fake import FakeKernel, standard_host
-from tests.conftest import Host
-from tests.unit.vfio_env import Opened, fake_host, opened_edu
+from pyvfio.fake import FakeKernel
+from tests.conftest import Host, discover
+from tests.unit.vfio_env import Opened, opened_edu
 
 
 @pytest.fixture
-def host() -> Iterator[Host]:
-    """The fake standard host; teardown checks that nothing leaked."""
-    with fake_host() as h:
-        yield h
+def host(fake_kernel: FakeKernel) -> Host:
+    """The fake standard host (with iommufd)."""
+    return discover(fake_kernel, "fake")
 
 
 @pytest.fixture
@@ -23,11 +23,3 @@ def edu(host: Host) -> Iterator[Opened]:
     """Container, group and device of the lone edu, opened through the object API."""
     with opened_edu(host) as o:
         yield o
-
-
-@pytest.fixture
-def iommufd_kernel() -> Iterator[FakeKernel]:
-    """The fake standard host with /dev/iommu and the device cdevs; checked clean at teardown."""
-    k = standard_host(iommufd=True)
-    yield k
-    k.assert_clean()

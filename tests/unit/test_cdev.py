@@ -19,8 +19,8 @@ EDU, PAIR = "0000:00:01.0", ("0000:02:01.0", "0000:02:02.0")
 
 
 @pytest.fixture
-def kernel(iommufd_kernel: FakeKernel) -> FakeKernel:
-    return iommufd_kernel
+def kernel(fake_kernel: FakeKernel) -> FakeKernel:
+    return fake_kernel
 
 
 @pytest.mark.parametrize("mode", ["auto", "iommufd", "legacy"])

@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import select
-from collections.abc import Iterator
 
 import pytest
 
 from pyvfio.container import Container
 from pyvfio.edu import DMA_MAX, EduDriver
 from pyvfio.errors import DriverError
-from pyvfio.fake import FakeKernel, standard_host
+from pyvfio.fake import FakeKernel
 from pyvfio.fake.edu import Edu
 from pyvfio.group import Group
 from pyvfio.irq import EventFD
 
 
 @pytest.fixture
-def kernel() -> Iterator[FakeKernel]:
-    k = standard_host(iommufd=True)
-    yield k
-    k.assert_clean()
+def kernel(fake_kernel: FakeKernel) -> FakeKernel:
+    return fake_kernel  # the pytest plugin's (pyvfio.testing): iommufd on, leak check at teardown
 
 
 def _model(k: FakeKernel) -> Edu:

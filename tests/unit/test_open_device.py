@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,10 +12,8 @@ from tests.helpers import expect_errno
 
 
 @pytest.fixture
-def kernel() -> Iterator[FakeKernel]:
-    k = standard_host(iommufd=True)
-    yield k
-    k.assert_clean()
+def kernel(fake_kernel: FakeKernel) -> FakeKernel:
+    return fake_kernel  # the pytest plugin's (pyvfio.testing): iommufd on, leak check at teardown
 
 
 @pytest.mark.parametrize("mode", pyvfio.IOMMU_MODES)

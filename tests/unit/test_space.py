@@ -13,22 +13,19 @@ import pytest
 
 import pyvfio
 from pyvfio._sorted import SortedKeys
-from pyvfio.fake import FakeKernel, standard_host
+from pyvfio.fake import FakeKernel
 from pyvfio.iova import DMAMapper
 from tests.helpers import expect_errno
 
 
 @pytest.fixture
-def kernel() -> Iterator[FakeKernel]:
-    k = standard_host(iommufd=True)
-    yield k
-    k.assert_clean()
+def kernel(fake_kernel: FakeKernel) -> FakeKernel:
+    return fake_kernel  # the pytest plugin's (pyvfio.testing): iommufd on, leak check at teardown
 
 
-@pytest.fixture(params=pyvfio.IOMMU_MODES)
-def dev(kernel: FakeKernel, request: pytest.FixtureRequest) -> Iterator[pyvfio.Device]:
-    with pyvfio.open_device(kernel.labels["edu"], mode=request.param, kernel=kernel) as d:
-        yield d
+@pytest.fixture
+def dev(fake_device: pyvfio.Device) -> pyvfio.Device:
+    return fake_device  # the plugin's: the edu opened once per IOMMU mode
 
 
 def test_map_without_iova_chooses_one_in_every_mode(dev: pyvfio.Device) -> None:

@@ -21,8 +21,8 @@ PAGE = mmap.PAGESIZE
 
 
 @pytest.fixture
-def kernel(iommufd_kernel: FakeKernel) -> FakeKernel:
-    return iommufd_kernel
+def kernel(fake_kernel: FakeKernel) -> FakeKernel:
+    return fake_kernel
 
 
 
