@@ -31,12 +31,17 @@ class Host:
     """
 
     kernel: Kernel
-    profile: str  # "fake", or the VM lane's profile: debian, iommufd, mock, noiommu
+    profile: str  # "fake", or the VM lane's profile (tools/vm/profiles.py: iommufd, mock-7.3, ..)
     groups: dict[int, tuple[str, ...]]  # IOMMU group -> edu devices bound to vfio-pci
+    linux: tuple[int, int] = (6, 12)  # the kernel's version: real = uname -r, fake = its model
+
+    def linux_at_least(self, major: int, minor: int) -> bool:
+        """Whether the kernel under test is Linux ``major.minor`` or newer (for 6.12/7.3 forks)."""
+        return self.linux >= (major, minor)
 
     @property
     def noiommu(self) -> bool:
-        return self.profile == "noiommu"
+        return self.profile.split("-")[0] == "noiommu"
 
     def group_path(self, group: int) -> str:
         return f"/dev/vfio/noiommu-{group}" if self.noiommu else f"/dev/vfio/{group}"
@@ -68,6 +73,16 @@ class Host:
         return self._groups_of(2)[0][0]
 
 
+def linux_version(kernel: Kernel) -> tuple[int, int]:
+    """``(major, minor)`` of the kernel under test: the fake's ``linux`` model, else ``uname -r``."""
+    model = getattr(kernel, "linux", None)
+    text = model if isinstance(model, str) else os.uname().release
+    if isinstance(model, tuple):
+        return int(model[0]), int(model[1])
+    major, minor = text.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+
 def discover(kernel: Kernel, profile: str) -> Host:
     """Find the edu devices bound to vfio-pci through the kernel's sysfs, grouped by IOMMU group."""
     groups: dict[int, list[str]] = {}
@@ -82,7 +97,8 @@ def discover(kernel: Kernel, profile: str) -> Host:
             continue
         group = int(os.path.basename(kernel.sysfs_readlink(f"{base}/iommu_group")))
         groups.setdefault(group, []).append(bdf)
-    return Host(kernel, profile, {g: tuple(sorted(d)) for g, d in groups.items()})
+    return Host(kernel, profile, {g: tuple(sorted(d)) for g, d in groups.items()},
+                linux_version(kernel) if REAL or hasattr(kernel, "linux") else (6, 12))
 
 
 def _open_fds() -> set[int]:

@@ -6,6 +6,8 @@
 #                        same path inside the guest.  DIR/guest-cmd.sh is the command to run.
 #   pyvfio.profile=NAME  informational
 #   pyvfio.mode=test|shell
+#   pyvfio.bind=BDF,BDF  devices bound to vfio-pci besides the edu devices (taken from their
+#                        driver first, e.g. an nvme controller the guest's nvme driver probed)
 # Steps: mount proc/sys/dev, insmod the modules carried in the image (Debian kernel), mount the
 # host's / read-only over 9p (tag "hostroot") as the new root, tmpfs on /run (the guest's scratch:
 # HOME and TMPDIR are /run/tmp; /tmp stays the host's, read-only, so a checkout there is visible),
@@ -33,6 +35,7 @@ for word in $(cat /proc/cmdline); do
         pyvfio.results=*) RESULTS=${word#*=} ;;
         pyvfio.profile=*) PROFILE=${word#*=} ;;
         pyvfio.mode=*) MODE=${word#*=} ;;
+        pyvfio.bind=*) BIND=$(echo "${word#*=}" | tr ',' ' ') ;;
     esac
 done
 [ -n "$RESULTS" ] || die "no pyvfio.results= on the kernel command line"
@@ -56,19 +59,24 @@ mkdir -p /newroot/dev/shm /newroot/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /newroot/dev/shm
 mount -t devpts devpts /newroot/dev/pts
 
-# bind every edu device to vfio-pci (pyvfio's own binding code will replace this)
+# bind every edu device, and the pyvfio.bind= ones, to vfio-pci
 DEVICES=""
-for dev in /sys/bus/pci/devices/*; do
-    [ "$(cat "$dev/vendor")" = 0x1234 ] && [ "$(cat "$dev/device")" = 0x11e8 ] || continue
-    bdf=${dev##*/}
+bind_vfio() {  # BDF: take it from its driver (if any), give it to vfio-pci
+    dev=/sys/bus/pci/devices/$1
+    [ -e "$dev" ] || { say "$1: no such PCI device (pyvfio.bind)"; return; }
     echo vfio-pci > "$dev/driver_override"
-    echo "$bdf" > /sys/bus/pci/drivers_probe 2>/dev/null
+    [ -e "$dev/driver" ] && echo "$1" > "$dev/driver/unbind"
+    echo "$1" > /sys/bus/pci/drivers_probe 2>/dev/null
     if [ "$(basename "$(readlink "$dev/driver")")" = vfio-pci ]; then
-        DEVICES="${DEVICES:+$DEVICES }$bdf"
+        DEVICES="${DEVICES:+$DEVICES }$1"
     else
-        say "$bdf: edu NOT bound to vfio-pci (no IOMMU group?)"
+        say "$1: NOT bound to vfio-pci (no IOMMU group?)"
     fi
+}
+for dev in /sys/bus/pci/devices/*; do
+    [ "$(cat "$dev/vendor")" = 0x1234 ] && [ "$(cat "$dev/device")" = 0x11e8 ] && bind_vfio "${dev##*/}"
 done
+for bdf in $BIND; do bind_vfio "$bdf"; done
 
 # layout report: every PCI device with its driver and IOMMU group
 for dev in /sys/bus/pci/devices/*; do

@@ -1,12 +1,19 @@
-"""The two guest kernels of the VM lane, cached under ``$XDG_CACHE_HOME/pyvfio/vm``.
+"""The guest kernels of the VM lane, cached under ``$XDG_CACHE_HOME/pyvfio/vm``.
 
 * ``debian``: Debian trixie's stock 6.12 image, downloaded and unpacked (never installed); its
   modules are taken from the unpacked tree (``usr/lib/modules/<ver>``, depmod'ed here).
 * ``iommufd``: 6.12 built from trixie's ``linux-source-6.12`` with ``kernel-config.fragment``;
-  cached as ``iommufd-<source version>-<sha256(fragment)[:16]>/{bzImage,config}``.  Only the
-  bzImage and its .config are kept; the source and build trees are deleted after the build.
+  cached as ``iommufd-<source version>-<sha256(fragment)[:16]>/{bzImage,config}``.
+* ``iommufd73``: 7.3 built from trixie-backports' ``linux-source-7.3`` with the common fragment
+  plus ``kernel-config-7.3.fragment``; cached as
+  ``iommufd73-<source version>-<sha256(both fragments)[:16]>/{bzImage,config,modroot/}`` (its
+  ``=m`` options, e.g. the mtty sample, are installed into ``modroot/lib/modules/<release>``).
 
-As a command (e.g. to build in the background): ``python3 tools/vm/kernels.py build|debian|path``.
+Only the bzImage, its .config and the installed modules are kept; the source and build trees are
+deleted after the build.  Builds take a lock (one at a time; a second caller waits for it).
+
+As a command (e.g. to build in the background):
+``python3 tools/vm/kernels.py build [iommufd|iommufd73|all] | debian | path [NAME]``.
 """
 
 from __future__ import annotations
@@ -31,6 +38,37 @@ SUITES = ["trixie"]
 SOURCE_PKG = "linux-source-6.12"
 IMAGE_META = "linux-image-amd64"  # depends on the current linux-image-6.12.*-amd64
 FRAGMENT = HERE / "kernel-config.fragment"
+FRAGMENT_73 = HERE / "kernel-config-7.3.fragment"
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    """A kernel the lane builds from a Debian ``linux-source-*`` package."""
+
+    name: str  # cache prefix and the name profiles use
+    suites: tuple[str, ...]  # where the source package comes from (a private apt state)
+    source_pkg: str
+    fragments: tuple[Path, ...]  # merged in this order
+    modules: bool  # build and install the =m options
+
+    def fragment_hash(self) -> str:
+        data = b"".join(f.read_bytes() for f in self.fragments)
+        return hashlib.sha256(data).hexdigest()[:16]
+
+
+BUILDS = {
+    b.name: b
+    for b in [
+        BuildSpec("iommufd", ("trixie",), SOURCE_PKG, (FRAGMENT,), modules=False),
+        BuildSpec(
+            "iommufd73",
+            ("trixie", "trixie-backports"),
+            "linux-source-7.3",
+            (FRAGMENT, FRAGMENT_73),
+            modules=True,
+        ),
+    ]
+}
 
 
 class KernelError(RuntimeError):
@@ -39,10 +77,10 @@ class KernelError(RuntimeError):
 
 @dataclass
 class Kernel:
-    name: str  # "debian" or "iommufd"
+    name: str  # "debian" or a BUILDS name
     image: Path  # bzImage / vmlinuz
-    modroot: Path | None = None  # root of the unpacked module tree (debian only)
-    release: str = ""  # uname -r of the modules (debian only)
+    modroot: Path | None = None  # root of the module tree (``modprobe -d``), None: no modules
+    release: str = ""  # uname -r of the modules
 
 
 def vm_cache() -> Path:
@@ -94,53 +132,75 @@ def _debian_from(root: Path) -> Kernel:
     return Kernel("debian", image, root / "usr", release)
 
 
-# ---------------------------------------------------------------- custom iommufd kernel
+# ---------------------------------------------------------------- built kernels
 
 
 def fragment_hash() -> str:
-    return hashlib.sha256(FRAGMENT.read_bytes()).hexdigest()[:16]
+    """The cache key part of the 6.12 ``iommufd`` kernel (sha256 of its fragment)."""
+    return BUILDS["iommufd"].fragment_hash()
 
 
 def iommufd_kernel(build: bool = True) -> Kernel:
-    """Return the cached iommufd kernel, building it first if needed (and ``build``)."""
+    """Return the cached 6.12 iommufd kernel, building it first if needed (and ``build``)."""
+    return built_kernel("iommufd", build)
+
+
+def _cached(spec: BuildSpec, out: Path) -> Kernel:
+    modroot = out / "modroot"
+    release = (out / "release").read_text().strip() if (out / "release").exists() else ""
+    return Kernel(spec.name, out / "bzImage", modroot if modroot.is_dir() else None, release)
+
+
+def built_kernel(name: str, build: bool = True) -> Kernel:
+    """Return the cached kernel ``name`` (a BUILDS key), building it first if needed.
+
+    Raises:
+        KernelError: unknown name, the source package is unavailable, or the build failed.
+    """
+    spec = BUILDS.get(name)
+    if spec is None:
+        raise KernelError(f"unknown kernel {name!r} (known: {', '.join(BUILDS)})")
+    suites = list(spec.suites)
     try:
-        version = debpkg.candidate(SUITES, SOURCE_PKG)
+        version = debpkg.candidate(suites, spec.source_pkg)
     except debpkg.DebpkgError as exc:
-        # offline: any cached build of this fragment will do
-        cached = sorted(vm_cache().glob(f"iommufd-*-{fragment_hash()}/bzImage"))
+        # offline: any cached build of these fragments will do
+        cached = sorted(vm_cache().glob(f"{spec.name}-*-{spec.fragment_hash()}/bzImage"))
         if cached:
             print(f"tools/vm: {exc}; using cached {cached[-1].parent.name}", file=sys.stderr)
-            return Kernel("iommufd", cached[-1])
-        raise KernelError(f"cannot determine the {SOURCE_PKG} version: {exc}") from exc
-    out = vm_cache() / f"iommufd-{version}-{fragment_hash()}"
+            return _cached(spec, cached[-1].parent)
+        raise KernelError(f"cannot determine the {spec.source_pkg} version: {exc}") from exc
+    out = vm_cache() / f"{spec.name}-{version}-{spec.fragment_hash()}"
     if (out / "bzImage").exists():
-        return Kernel("iommufd", out / "bzImage")
+        return _cached(spec, out)
     if not build:
-        raise KernelError(f"iommufd kernel not built yet ({out}); run tools/vm/kernels.py build")
+        raise KernelError(
+            f"{spec.name} kernel not built yet ({out}); run tools/vm/kernels.py build {spec.name}"
+        )
     with open(vm_cache() / "build.lock", "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             print(
-                "tools/vm: another process is building the kernel; waiting ...",
+                "tools/vm: another process is building a kernel; waiting ...",
                 file=sys.stderr,
                 flush=True,
             )
             fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / "bzImage").exists():  # another process may have built it meanwhile
-            _build(version, out)
-    return Kernel("iommufd", out / "bzImage")
+            _build(spec, version, out)
+    return _cached(spec, out)
 
 
-def _build(version: str, out: Path) -> None:
+def _build(spec: BuildSpec, version: str, out: Path) -> None:
     hostdeps.ensure(["build"])
-    deb = debpkg.download(SUITES, SOURCE_PKG, version)
+    deb = debpkg.download(list(spec.suites), spec.source_pkg, version)
     work = vm_cache() / f"build-{out.name}"
     log_path = vm_cache() / f"{out.name}.build.log"
     shutil.rmtree(work, ignore_errors=True)
     start = time.monotonic()
     print(
-        f"tools/vm: building {out.name} (10-15 min on 2 cores); log: {log_path}",
+        f"tools/vm: building {out.name} (9-15 min on 2 cores); log: {log_path}",
         file=sys.stderr,
         flush=True,
     )
@@ -172,20 +232,32 @@ def _build(version: str, out: Path) -> None:
                 "-O",
                 str(obj),
                 str(obj / ".config"),
-                str(FRAGMENT),
+                *(str(f) for f in spec.fragments),
                 cwd=src,
             )
             run(*make, "olddefconfig")
-            _check_config(obj / ".config")
-            run(*make, f"-j{os.cpu_count() or 2}", "bzImage")
+            _check_config(obj / ".config", spec.fragments)
+            jobs = f"-j{os.cpu_count() or 2}"
+            run(*make, jobs, "bzImage", *(["modules"] if spec.modules else []))
             tmp = out.with_name(out.name + ".tmp")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
+            release = (obj / "include/config/kernel.release").read_text().strip()
+            if spec.modules:
+                run(*make, "modules_install", f"INSTALL_MOD_PATH={tmp / 'modroot'}",
+                    "INSTALL_MOD_STRIP=1")
+                for link in ("build", "source"):  # point into the deleted build tree
+                    (tmp / "modroot/lib/modules" / release / link).unlink(missing_ok=True)
             shutil.copy2(obj / "arch/x86/boot/bzImage", tmp / "bzImage")
             shutil.copy2(obj / ".config", tmp / "config")
+            (tmp / "release").write_text(release + "\n")
             info = {
+                "kernel": spec.name,
+                "source_package": spec.source_pkg,
                 "source_version": version,
-                "fragment_sha256": fragment_hash(),
+                "release": release,
+                "fragments": [f.name for f in spec.fragments],
+                "fragment_sha256": spec.fragment_hash(),
                 "build_seconds": round(time.monotonic() - start),
                 "jobs": os.cpu_count(),
             }
@@ -200,15 +272,16 @@ def _build(version: str, out: Path) -> None:
     )
 
 
-def _check_config(config: Path) -> None:
-    """Every ``=y`` of the fragment must survive olddefconfig; unmet 'not set' only warn."""
+def _check_config(config: Path, fragments: tuple[Path, ...]) -> None:
+    """Every ``=y``/``=m`` of the fragments must survive olddefconfig; unmet 'not set' warn."""
     have = {}
     for line in config.read_text().splitlines():
         if line.startswith("CONFIG_"):
             key, _, value = line.partition("=")
             have[key] = value
     bad = []
-    for line in FRAGMENT.read_text().splitlines():
+    lines = [line for f in fragments for line in f.read_text().splitlines()]
+    for line in lines:
         if line.startswith("CONFIG_"):
             key, _, value = line.partition("=")
             if have.get(key) != value:
@@ -221,7 +294,8 @@ def _check_config(config: Path) -> None:
                     file=sys.stderr,
                 )
     if bad:
-        raise KernelError("kernel-config.fragment not honoured: " + ", ".join(bad))
+        names = " + ".join(f.name for f in fragments)
+        raise KernelError(f"{names} not honoured: " + ", ".join(bad))
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -230,14 +304,16 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 def main(argv: list[str]) -> int:
     what = argv[0] if argv else "build"
+    name = argv[1] if len(argv) > 1 else "iommufd"
     try:
         if what == "build":
-            print(iommufd_kernel().image)
+            for n in BUILDS if name == "all" else [name]:
+                print(built_kernel(n).image)
         elif what == "debian":
             k = debian_kernel()
             print(k.image, k.release)
         elif what == "path":
-            print(iommufd_kernel(build=False).image)
+            print(built_kernel(name, build=False).image)
         else:
             print(__doc__, file=sys.stderr)
             return 2

@@ -13,6 +13,7 @@ In-guest test contract (what the conformance suite can rely on):
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -22,9 +23,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import drives
 import initramfs
 import kernels
+import profiles
 import qemu
+from profiles import Profile
 
 CHECKOUT = Path(__file__).resolve().parent.parent.parent
 # the default pytest arguments, in one place
@@ -35,48 +39,19 @@ EXIT_TIMEOUT = 124
 EXIT_NO_STATUS = 125
 
 
+PROFILES = profiles.PROFILES
+
+
 @dataclass(frozen=True)
-class Profile:
-    name: str
-    kernel: str  # "debian" | "iommufd"
-    viommu: bool  # intel-iommu (caching-mode=on) present
-    append: str  # extra kernel command line
-    about: str
+class Options:
+    """What the user adds to a profile on the command line."""
 
-
-PROFILES = {
-    p.name: p
-    for p in [
-        Profile(
-            "debian",
-            "debian",
-            True,
-            "intel_iommu=on",
-            "Debian trixie stock 6.12, intel vIOMMU, legacy VFIO (container/group) only",
-        ),
-        Profile(
-            "iommufd",
-            "iommufd",
-            True,
-            "intel_iommu=on",
-            "built 6.12 with IOMMUFD + VFIO cdev, intel vIOMMU",
-        ),
-        Profile(
-            "mock",
-            "iommufd",
-            False,
-            "",
-            "built 6.12, no vIOMMU: IOMMUFD_TEST mock domains work, vfio-pci cannot bind",
-        ),
-        Profile(
-            "noiommu",
-            "iommufd",
-            False,
-            "vfio.enable_unsafe_noiommu_mode=1",
-            "built 6.12, no vIOMMU, vfio no-IOMMU mode (/dev/vfio/noiommu-N)",
-        ),
-    ]
-}
+    devices: tuple[str, ...] = ()  # QEMU -device arguments
+    drives: tuple[str, ...] = ()  # "ID[:SIZE]" (created in the run dir) or "ID=PATH"
+    env: tuple[str, ...] = ()  # "NAME=VALUE" exported in the guest
+    modules: tuple[str, ...] = ()  # modprobe'd in the guest before the tests
+    bind: tuple[str, ...] = ()  # BDFs bound to vfio-pci (besides the edu devices)
+    append: str = ""  # extra kernel command line (module parameters: vfio_pci.enable_sriov=1)
 
 
 def guest_python() -> str:
@@ -88,9 +63,10 @@ def guest_python() -> str:
     return override or os.path.realpath(sys.executable)
 
 
-def guest_script(profile: Profile, results: Path, pytest_args: list[str], shell: bool) -> str:
-    python = guest_python()
-    bindir = os.path.dirname(python)
+def guest_env(profile: Profile, kernel: kernels.Kernel, results: Path, opts: Options,
+              shell: bool) -> dict[str, str]:
+    """The guest command's environment: the lane's contract, then the profile's, then --env."""
+    bindir = os.path.dirname(guest_python())
     env = {
         "PATH": f"{bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": "/run/tmp",
@@ -99,6 +75,8 @@ def guest_script(profile: Profile, results: Path, pytest_args: list[str], shell:
         "LANG": "C.UTF-8",
         "PYVFIO_KERNEL": "real",
         "PYVFIO_VM_PROFILE": profile.name,
+        "PYVFIO_VM_LINUX": profile.linux,
+        "PYVFIO_VM_KERNEL": kernel.name,
         "PYVFIO_VM_RESULTS": str(results),
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTHONUNBUFFERED": "1",
@@ -106,6 +84,56 @@ def guest_script(profile: Profile, results: Path, pytest_args: list[str], shell:
     prefix = pycache_prefix()
     if prefix is not None:
         env["PYTHONPYCACHEPREFIX"] = str(prefix)
+    env.update(profile.env)
+    for item in opts.env:
+        name, _, value = item.partition("=")
+        env[name] = value
+    return env
+
+
+def parse_env(items: list[str]) -> tuple[str, ...]:
+    """``NAME=VALUE`` as given, ``NAME`` alone takes the host's value (error if unset)."""
+    out = []
+    for item in items:
+        name, eq, value = item.partition("=")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ValueError(f"--env {item!r}: NAME must be a shell variable name")
+        if not eq:
+            if name not in os.environ:
+                raise ValueError(f"--env {name}: not set on the host (use --env {name}=VALUE)")
+            value = os.environ[name]
+        out.append(f"{name}={value}")
+    return tuple(out)
+
+
+def _module_lines(kernel: kernels.Kernel, modules: list[str]) -> list[str]:
+    """Shell lines loading ``modules`` in the guest (from the kernel's module tree)."""
+    q = shlex.quote
+    lines = []
+    for mod in modules:
+        if kernel.modroot is not None:
+            load = f"modprobe -d {q(str(kernel.modroot))} -S {q(kernel.release)} {q(mod)}"
+        else:  # no module tree: only a built-in module will do
+            load = f"[ -d /sys/module/{q(mod.replace('-', '_'))} ]"
+        why = f"pyvfio-vm: FATAL: module {mod} cannot be loaded"
+        if kernel.modroot is None:
+            why += f" (this kernel has no module tree and no built-in {mod})"
+        lines.append(f"{load} || {{ echo {q(why)}; exit 125; }}")
+    return lines
+
+
+def guest_script(
+    profile: Profile,
+    kernel: kernels.Kernel,
+    results: Path,
+    pytest_args: list[str],
+    shell: bool,
+    opts: Options | None = None,
+    workdir: Path = CHECKOUT,
+) -> str:
+    opts = opts or Options()
+    python = guest_python()
+    env = guest_env(profile, kernel, results, opts, shell)
     q = shlex.quote
     pytest = [
         python,
@@ -120,7 +148,8 @@ def guest_script(profile: Profile, results: Path, pytest_args: list[str], shell:
         "# generated by tools/vm/run; PYVFIO_VM_DEVICES comes from the guest's init",
         *(f"export {k}={q(v)}" for k, v in env.items()),
         "export PYVFIO_VM_DEVICES",
-        f"cd {q(str(CHECKOUT))} || exit 125",
+        *_module_lines(kernel, [*profile.modules, *opts.modules]),
+        f"cd {q(str(workdir))} || exit 125",
     ]
     if shell:
         lines += [
@@ -183,6 +212,29 @@ def warm_pycache(pytest_args: list[str]) -> None:
         )
 
 
+def kernel_of(profile: Profile) -> kernels.Kernel:
+    """The (cached or freshly built) kernel ``profile`` boots."""
+    if profile.kernel == "debian":
+        return kernels.debian_kernel()
+    return kernels.built_kernel(profile.kernel)
+
+
+def prepare_kernels(chosen: list[Profile]) -> None:
+    """Fetch or build, one at a time, every kernel the ``chosen`` profiles boot."""
+    for name in dict.fromkeys(p.kernel for p in chosen):
+        if name == "debian":
+            kernels.debian_kernel()
+        else:
+            kernels.built_kernel(name)
+
+
+def bind_word(bdfs: list[str]) -> str:
+    for bdf in bdfs:
+        if not re.fullmatch(r"[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]", bdf):
+            raise ValueError(f"--bind {bdf!r}: not a PCI address like 0000:00:10.0")
+    return f"pyvfio.bind={','.join(bdfs)}" if bdfs else ""
+
+
 @dataclass
 class Result:
     profile: str
@@ -200,7 +252,8 @@ def run_profile(
     shell: bool,
     timeout: float,
     keep: bool,
-    extra_devices: list[str],
+    opts: Options | None = None,
+    workdir: Path = CHECKOUT,
     prefix: str = "",
 ) -> Result:
     """Boot ``profile`` once; return the guest command's exit status (or a lane failure)."""
@@ -209,14 +262,17 @@ def run_profile(
         raise SystemExit(f"tools/vm: the results directory must not contain whitespace: {results}")
     for stale in ("junit.xml", "exit-status", "console.log"):
         (results / stale).unlink(missing_ok=True)
-    for what, path in (("checkout", CHECKOUT), ("python", Path(guest_python()))):
+    opts = opts or Options()
+    for what, path in (("checkout", workdir), ("python", Path(guest_python()))):
         if path.is_relative_to("/run"):
             raise SystemExit(
                 f"tools/vm: the {what} {path} is under /run, which the guest "
                 "covers with a tmpfs; use a checkout elsewhere"
             )
-    kernel = kernels.debian_kernel() if profile.kernel == "debian" else kernels.iommufd_kernel()
-    (results / "guest-cmd.sh").write_text(guest_script(profile, results, pytest_args, shell))
+    kernel = kernel_of(profile)
+    (results / "guest-cmd.sh").write_text(
+        guest_script(profile, kernel, results, pytest_args, shell, opts, workdir)
+    )
     for old in kernels.vm_cache().glob("run-*"):  # left by a killed run a day ago or more
         if time.time() - old.stat().st_mtime > 86400:
             shutil.rmtree(old, ignore_errors=True)
@@ -232,6 +288,8 @@ def run_profile(
                     # IO-APIC"); seen once in ~40 boots before this was added
                     "console=ttyS0 panic=-1 loglevel=4 no_timer_check",
                     profile.append,
+                    opts.append,
+                    bind_word([*profile.bind, *opts.bind]),
                     f"pyvfio.profile={profile.name} pyvfio.mode={'shell' if shell else 'test'}",
                     f"pyvfio.results={results}",
                 ],
@@ -243,7 +301,11 @@ def run_profile(
             append,
             results,
             viommu=profile.viommu,
-            extra_devices=extra_devices,
+            profile_devices=list(profile.devices),
+            extra_devices=list(opts.devices),
+            drives=drives.qemu_args(
+                [drives.parse(d) for d in (*profile.drives, *opts.drives)], work
+            ),
             interactive=shell,
         )
         (work / "qemu-cmdline").write_text(shlex.join(cmd) + "\n")

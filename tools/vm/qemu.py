@@ -8,7 +8,8 @@ TCG only: on the reference host /dev/kvm is kvm-pvm, which cannot run these kern
     01:00.0    pcie-pci-bridge
     02:01.0      edu                     \\ one IOMMU group (DMA aliases of the bridge)
     02:02.0      edu                     /
-    then the two virtio-9p-pci devices and any --qemu-device, on free root-bus slots.
+    then the profile's devices (fixed addresses, see profiles.py), the two virtio-9p-pci devices
+    and any --qemu-device, on free root-bus slots.
 
 Knobs for experiments (environment): PYVFIO_VM_SMP (default 1), PYVFIO_VM_MEMORY (1G),
 PYVFIO_VM_CPU (max), PYVFIO_VM_BIOS (qboot if installed, else ``seabios``).
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,10 +63,17 @@ def command(
     append: str,
     results: Path,
     *,
-    viommu: bool,
-    extra_devices: list[str],
-    interactive: bool,
+    viommu: str | None,
+    profile_devices: Sequence[str] = (),
+    extra_devices: Sequence[str] = (),
+    drives: Sequence[str] = (),  # -drive arguments (drives.py)
+    interactive: bool = False,
 ) -> list[str]:
+    """The QEMU command line; ``viommu`` is intel-iommu's option string (None: no vIOMMU).
+
+    ``profile_devices`` have fixed addresses and come before the 9p devices (which then take
+    the free root-bus slots); ``extra_devices`` (--qemu-device) come after them.
+    """
     machine = "q35,kernel-irqchip=split" if viommu else "q35"
     cmd = [
         QEMU,
@@ -87,8 +96,11 @@ def command(
     if BIOS != "seabios":
         cmd += ["-bios", BIOS]
     if viommu:
-        cmd += ["-device", "intel-iommu,intremap=on,caching-mode=on"]
+        cmd += ["-device", f"intel-iommu,{viommu}"]
     cmd += EDU_LAYOUT
+    cmd += list(drives)
+    for dev in profile_devices:
+        cmd += ["-device", dev]
     cmd += [
         "-virtfs",
         "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
