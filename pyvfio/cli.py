@@ -99,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["show", "set", "clear"])
     p.add_argument("bdf", help="PCI address of the physical function")
     p.add_argument("count", nargs="?", type=int, help="number of VFs (set)")
+    p.add_argument("--force", action="store_true",
+                   help="remove VFs even if a VFIO user or the host is using them")
     p = _sub(subs, "demo", demo.cmd_demo,
              "run the edu driver step by step (fake kernel unless --device)", common)
     demo.add_arguments(p)
@@ -126,14 +128,23 @@ _HINTS: list[tuple[Callable[[BaseException], bool], str]] = [
      "the device is back on its previous driver"),
     (lambda e: isinstance(e, BindError),
      "ROLLBACK INCOMPLETE: check the device with 'pyvfio info'"),
-    (lambda e: isinstance(e, OSError) and str(e.filename or "").endswith("sriov_numvfs"),
-     "the PF driver cannot create VFs (for vfio-pci: modprobe vfio-pci enable_sriov=1)"),
+    (lambda e: _sriov_errno(e, errno.ENOENT),
+     "the PF has no driver, or its driver cannot create VFs (for vfio-pci: "
+     "modprobe vfio-pci enable_sriov=1, or echo 1 > /sys/module/vfio_pci/parameters/enable_sriov)"),
+    (lambda e: _sriov_errno(e, errno.EBUSY),
+     "VFs are already enabled and the count changes only through 0: 'pyvfio sriov clear' first"),
+    (lambda e: _sriov_errno(e, errno.EPERM), "VFs are assigned to guests; detach them first"),
     (lambda e: isinstance(e, PermissionError), "run as root (sysfs writes and /dev/vfio need it)"),
     (lambda e: isinstance(e, FileNotFoundError),
      "see 'pyvfio ls' for the devices and groups of this host"),
     (lambda e: isinstance(e, OSError) and e.errno == errno.EBUSY,
      "another process holds the device or group; close it first"),
 ]
+
+
+def _sriov_errno(exc: BaseException, err: int) -> bool:
+    return (isinstance(exc, OSError) and exc.errno == err
+            and str(exc.filename or "").endswith("sriov_numvfs"))
 
 
 def _hint(exc: BaseException) -> str | None:

@@ -217,10 +217,9 @@ def cmd_mdev(ctx: Context, args: argparse.Namespace) -> Output:
 
 
 def cmd_sriov(ctx: Context, args: argparse.Namespace) -> Output:
-    if args.action == "set":
-        st = sriov.set_numvfs(ctx.kernel, args.bdf, args.count)
-    elif args.action == "clear":
-        st = sriov.set_numvfs(ctx.kernel, args.bdf, 0)
+    if args.action in ("set", "clear"):
+        count = args.count if args.action == "set" else 0
+        st = sriov.set_numvfs(ctx.kernel, args.bdf, count, ctx.host, force=args.force)
     else:
         st = sriov.state(ctx.kernel, args.bdf)
     lines = [f"{st.bdf}: {st.numvfs}/{st.totalvfs} VFs, PF driver {st.driver or 'none'}"]

@@ -84,8 +84,9 @@ def devices(kernel: Kernel) -> list[dict[str, str | None]]:
         base = f"bus/mdev/devices/{validate.uuid(n)}"
         try:
             t: str | None = posixpath.basename(kernel.sysfs_readlink(f"{base}/mdev_type"))
+            # bus/mdev/devices/<uuid> -> ../../../devices/<path of the parent>/<uuid>
             parent: str | None = posixpath.basename(
-                posixpath.dirname(posixpath.dirname(kernel.sysfs_readlink(base))))
+                posixpath.dirname(kernel.sysfs_readlink(base)))
         except OSError:
             t = parent = None
         out.append({"uuid": n, "type": t, "parent": parent})
@@ -97,8 +98,9 @@ def create(kernel: Kernel, parent: str, mdev_type: str, uuid: str | None = None)
 
     Raises:
         ValueError: malformed parent, type or UUID.
-        OSError: the kernel's errno from ``create`` (EEXIST duplicate UUID, EUSERS no instance
-            available, ENOENT no such parent or type).
+        OSError: the kernel's errno from ``create``: EEXIST a UUID some mdev has, EUSERS no
+            instance left (parents counting instances in the mdev core), the driver's own errno
+            when it refuses (mtty: ENOSPC, too few free ports), ENOENT no such parent or type.
     """
     parent, mdev_type = validate.kname(parent, "parent"), validate.mdev_type(mdev_type)
     u = validate.uuid(uuid) if uuid else str(_uuid.uuid4())
@@ -111,6 +113,8 @@ def remove(kernel: Kernel, uuid: str) -> None:
 
     Raises:
         ValueError: malformed UUID.
-        OSError: ENOENT no such mdev, EBUSY while a user holds it.
+        OSError: ENOENT no such mdev.  While a VFIO user holds the mdev the kernel's remove
+            waits for it to close the device (drivers without a ``request`` op, e.g. mtty, wait
+            until it does).
     """
     kernel.sysfs_write(f"bus/mdev/devices/{validate.uuid(uuid)}/remove", "1")

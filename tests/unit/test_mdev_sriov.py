@@ -57,3 +57,39 @@ def test_pf_with_vfs_is_in_use(env: Env) -> None:
     sriov.set_numvfs(env.kernel, PF, 1)
     [use] = inuse.check(env.kernel, env.host, PF)
     assert (use.kind, use.detail) == ("sriov", f"1 VFs enabled (pyvfio sriov clear {PF})")
+
+
+def test_sriov_clear_refuses_a_vf_held_by_a_vfio_user(env: Env) -> None:
+    """Removing a VF a process holds would block in the kernel: refused, --force overrides."""
+    from pyvfio.errors import InUseError  # noqa: PLC0415
+
+    st = sriov.set_numvfs(env.kernel, PF, 2)
+    vf = st.vfs[1]
+    env.kernel.sysfs_write(f"bus/pci/devices/{vf}/driver_override", "vfio-pci")
+    env.kernel.sysfs_write("bus/pci/drivers_probe", vf)
+    group = env.kernel.sysfs_readlink(f"bus/pci/devices/{vf}/iommu_group").rsplit("/", 1)[1]
+    env.host.holders[f"/dev/vfio/{group}"] = ["qemu (pid 42)"]
+    with pytest.raises(InUseError) as info:
+        sriov.set_numvfs(env.kernel, PF, 0, env.host)
+    assert info.value.bdf == vf and "qemu (pid 42)" in str(info.value)
+    assert sriov.state(env.kernel, PF).numvfs == 2  # nothing was written
+    with pytest.raises(InUseError):
+        sriov.set_numvfs(env.kernel, PF, 1, env.host)  # 2 -> 1 goes through 0
+    assert sriov.set_numvfs(env.kernel, PF, 0, env.host, force=True).numvfs == 0
+
+
+def test_sriov_errno_names_the_attribute(env: Env) -> None:
+    """The kernel's errno comes back with the sriov_numvfs path, so the CLI can hint at it."""
+    env.kernel.bus.unbind(PF)
+    err = expect_errno(errno.ENOENT, sriov.set_numvfs, env.kernel, PF, 1)
+    assert err.filename == f"/sys/bus/pci/devices/{PF}/sriov_numvfs"
+
+
+@pytest.mark.parametrize(("err", "words"), [(errno.ENOENT, "enable_sriov=1"),
+                                            (errno.EBUSY, "sriov clear"),
+                                            (errno.EPERM, "assigned to guests")])
+def test_sriov_hints_per_errno(err: int, words: str) -> None:
+    from pyvfio import cli  # noqa: PLC0415
+
+    exc = OSError(err, "x", f"/sys/bus/pci/devices/{PF}/sriov_numvfs")
+    assert words in (cli._hint(exc) or "")

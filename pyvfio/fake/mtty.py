@@ -1,0 +1,105 @@
+"""The ``mtty`` mdev parent of Linux's samples/vfio-mdev/mtty.c, as the fake's sysfs shows it.
+
+What is modelled is the mdev lifecycle a host tool sees (checked against real mtty by
+tests/conformance/test_mdev.py in the lane's 7.3 guests):
+
+* the parent ``devices/virtual/mtty/mtty`` (``class/mdev_bus/mtty`` and ``class/mtty/mtty`` link to
+  it) offers ``mtty-1`` ("Single port serial") and ``mtty-2`` ("Dual port serial"), both
+  ``device_api`` ``vfio-pci``, drawing on ONE pool of ``MAX_MTTYS`` = 24 ports
+  (``available_instances`` = free ports // ports per instance, mtty.c:mtty_get_available);
+* ``create`` (mdev_sysfs.c:create_store): EINVAL unless 36 or 37 bytes forming a UUID; EEXIST
+  for a UUID any mdev has (mdev_core.c:mdev_device_create); ENOSPC when the pool lacks the
+  type's ports (mtty.c:mtty_init_dev, through device_driver_attach);
+* the mdev ``devices/virtual/mtty/mtty/<uuid>`` with ``mdev_type`` (link to its type) and
+  ``remove`` (mdev_sysfs.c:remove_store: EINVAL unless an unsigned number; ``0`` keeps the
+  device), linked from ``bus/mdev/devices/<uuid>`` and the type's ``devices/``.
+
+Not modelled: the mdev's VFIO device (its emulated IOMMU group and ``vfio-dev`` cdev): the fake
+has no emulated-IOMMU device yet, so opening an mdev runs on real kernels only.
+"""
+
+from __future__ import annotations
+
+import errno
+import uuid as _uuid
+
+from pyvfio.fake.kernel import FakeKernel
+from pyvfio.fake.memory import kerr
+
+MAX_MTTYS = 24
+PARENT = "devices/virtual/mtty/mtty"
+TYPES = {"mtty-1": (1, "Single port serial"), "mtty-2": (2, "Dual port serial")}
+UUID_STRING_LEN = 36
+
+
+def _parse_uuid(value: str) -> str:
+    if len(value) not in (UUID_STRING_LEN, UUID_STRING_LEN + 1):
+        raise kerr(errno.EINVAL)
+    text = value[:UUID_STRING_LEN]
+    if value[UUID_STRING_LEN:] not in ("", "\n") or text.count("-") != 4:
+        raise kerr(errno.EINVAL)
+    try:
+        return str(_uuid.UUID(text))
+    except ValueError:
+        raise kerr(errno.EINVAL) from None
+
+
+class _Mtty:
+    def __init__(self, kernel: FakeKernel) -> None:
+        self.sysfs = kernel.sysfs
+        self.ports = MAX_MTTYS
+        self.mdevs: dict[str, str] = {}  # uuid -> type
+
+    def available(self, mdev_type: str) -> str:
+        return f"{self.ports // TYPES[mdev_type][0]}\n"
+
+    def create(self, mdev_type: str, value: str) -> None:
+        uid = _parse_uuid(value)
+        if uid in self.mdevs or self.sysfs.exists(f"bus/mdev/devices/{uid}"):
+            raise kerr(errno.EEXIST)
+        nr_ports = TYPES[mdev_type][0]
+        if self.ports < nr_ports:
+            raise kerr(errno.ENOSPC)
+        self.ports -= nr_ports
+        self.mdevs[uid] = mdev_type
+        dev = f"{PARENT}/{uid}"
+        tdir = f"{PARENT}/mdev_supported_types/{mdev_type}"
+        self.sysfs.mkdir(dev)
+        self.sysfs.symlink(f"{dev}/mdev_type", tdir)
+        self.sysfs.symlink(f"{dev}/driver", "bus/mdev/drivers/mtty")
+        self.sysfs.add_attr(f"{dev}/remove", "", lambda v, u=uid: self.remove(u, v))
+        self.sysfs.symlink(f"bus/mdev/devices/{uid}", dev)
+        self.sysfs.symlink(f"{tdir}/devices/{uid}", dev)
+
+    def remove(self, uid: str, value: str) -> None:
+        try:
+            val = int(value.strip(), 0)
+        except ValueError:
+            raise kerr(errno.EINVAL) from None
+        if val < 0:
+            raise kerr(errno.EINVAL)
+        if not val:
+            return
+        mdev_type = self.mdevs.pop(uid)
+        self.ports += TYPES[mdev_type][0]
+        for path in (f"bus/mdev/devices/{uid}",
+                     f"{PARENT}/mdev_supported_types/{mdev_type}/devices/{uid}",
+                     f"{PARENT}/{uid}"):
+            self.sysfs.remove(path)
+
+
+def add_mtty(kernel: FakeKernel) -> None:
+    """Give ``kernel`` the mtty sample's parent device (as ``modprobe mtty`` does)."""
+    m = _Mtty(kernel)
+    sysfs = kernel.sysfs
+    sysfs.mkdir("bus/mdev/drivers/mtty")
+    sysfs.mkdir("bus/mdev/devices")
+    for name, (_ports, pretty) in TYPES.items():
+        tdir = f"{PARENT}/mdev_supported_types/{name}"
+        sysfs.add_attr(f"{tdir}/name", f"{pretty}\n")
+        sysfs.add_attr(f"{tdir}/device_api", "vfio-pci\n")
+        sysfs.add_attr(f"{tdir}/available_instances", lambda t=name: m.available(t))
+        sysfs.add_attr(f"{tdir}/create", "", lambda v, t=name: m.create(t, v))
+        sysfs.mkdir(f"{tdir}/devices")
+    sysfs.symlink("class/mdev_bus/mtty", PARENT)
+    sysfs.symlink("class/mtty/mtty", PARENT)
