@@ -21,9 +21,7 @@ import profiles  # noqa: E402
 import qemu  # noqa: E402
 
 
-def test_all_runs_both_kernel_versions() -> None:
-    linux = {profiles.PROFILES[n].linux for n in profiles.ALL}
-    assert linux == {"6.12", "7.3"}
+def test_all_names_known_profiles() -> None:
     assert all(n in profiles.PROFILES for n in profiles.ALL)
 
 
