@@ -21,6 +21,7 @@ has no emulated-IOMMU device yet, so opening an mdev runs on real kernels only.
 from __future__ import annotations
 
 import errno
+import functools
 import uuid as _uuid
 
 from pyvfio.fake.kernel import FakeKernel
@@ -67,7 +68,7 @@ class _Mtty:
         self.sysfs.mkdir(dev)
         self.sysfs.symlink(f"{dev}/mdev_type", tdir)
         self.sysfs.symlink(f"{dev}/driver", "bus/mdev/drivers/mtty")
-        self.sysfs.add_attr(f"{dev}/remove", "", lambda v, u=uid: self.remove(u, v))
+        self.sysfs.add_attr(f"{dev}/remove", "", functools.partial(self.remove, uid))
         self.sysfs.symlink(f"bus/mdev/devices/{uid}", dev)
         self.sysfs.symlink(f"{tdir}/devices/{uid}", dev)
 
@@ -98,8 +99,8 @@ def add_mtty(kernel: FakeKernel) -> None:
         tdir = f"{PARENT}/mdev_supported_types/{name}"
         sysfs.add_attr(f"{tdir}/name", f"{pretty}\n")
         sysfs.add_attr(f"{tdir}/device_api", "vfio-pci\n")
-        sysfs.add_attr(f"{tdir}/available_instances", lambda t=name: m.available(t))
-        sysfs.add_attr(f"{tdir}/create", "", lambda v, t=name: m.create(t, v))
+        sysfs.add_attr(f"{tdir}/available_instances", functools.partial(m.available, name))
+        sysfs.add_attr(f"{tdir}/create", "", functools.partial(m.create, name))
         sysfs.mkdir(f"{tdir}/devices")
     sysfs.symlink("class/mdev_bus/mtty", PARENT)
     sysfs.symlink("class/mtty/mtty", PARENT)
