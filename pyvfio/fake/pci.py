@@ -71,8 +71,10 @@ class DeviceConfig:
     bars: tuple[int, ...] = (0x1000,)
     mem64: bool = False
     msi_vectors: int = 1  # 0 = no MSI capability; a power of two up to 32
-    msix_vectors: int = 0  # 0 = no MSI-X capability; the table goes at the start of BAR msix_bar
+    msix_vectors: int = 0  # 0 = no MSI-X capability
     msix_bar: int = 0
+    msix_offset: int = 0  # the table's offset in BAR msix_bar (QEMU's nvme: 0x2000)
+    msix_pba_offset: int | None = None  # None: right after the table (8-byte aligned)
     pcie: bool = False
     intx: bool = True
     reset: bool = True  # a function-level reset method exists (VFIO_DEVICE_FLAGS_RESET)
@@ -124,8 +126,11 @@ class PCIDevice:
             qmask = (c.msi_vectors - 1).bit_length()
             self.add_cap(PCI_CAP_ID_MSI, struct.pack("<H", 0x80 | qmask << 1) + bytes(10))
         if c.msix_vectors:
-            pba = (c.msix_vectors * 16 + 7) & ~7
-            body = struct.pack("<HII", c.msix_vectors - 1, c.msix_bar, pba | c.msix_bar)
+            pba = c.msix_pba_offset
+            if pba is None:
+                pba = (c.msix_offset + c.msix_vectors * 16 + 7) & ~7
+            body = struct.pack("<HII", c.msix_vectors - 1, c.msix_offset | c.msix_bar,
+                               pba | c.msix_bar)
             self.add_cap(PCI_CAP_ID_MSIX, body)
 
     def add_cap(self, cap_id: int, body: bytes) -> int:

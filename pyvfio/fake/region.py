@@ -131,7 +131,9 @@ class Regions:
 
     def _in_msix_table(self, index: int, pos: int) -> bool:
         c = self.dev.cfg
-        return bool(c.msix_vectors) and index == c.msix_bar and pos < c.msix_vectors * 16
+        table = c.msix_offset  # vfio_pci_bar_rw: [msix_offset, + msix_size) is excluded
+        return bool(c.msix_vectors) and index == c.msix_bar and table <= pos < table + 16 * (
+            c.msix_vectors)
 
     def mmappable(self, index: int) -> bool:
         """Memory BARs of a page or more can be mmapped."""
