@@ -27,13 +27,17 @@ PCI_COMMAND_MASTER = 0x4
 PCI_COMMAND_INTX_DISABLE = 0x400
 PCI_STATUS = 0x06
 PCI_STATUS_CAP_LIST = 0x10
+PCI_HEADER_TYPE = 0x0E
+PCI_HEADER_TYPE_CARDBUS = 2
 PCI_CAPABILITY_LIST = 0x34
+PCI_CB_CAPABILITY_LIST = 0x14
 PCI_CAP_ID_PM = 0x01
 PCI_CAP_ID_MSI = 0x05
 PCI_CAP_ID_EXP = 0x10
 PCI_CAP_ID_MSIX = 0x11
 PCI_CFG_SPACE_SIZE = 0x100
-_MAX_CAPS = 48  # (256 - 64) / 4: more hops than that is a loop
+PCI_CFG_SPACE_EXP_SIZE = 0x1000
+PCI_FIND_CAP_TTL = 48  # drivers/pci/pci.c: (256 - 64) / 4 hops at most
 
 
 @dataclass(frozen=True)
@@ -120,43 +124,66 @@ class PCIConfig:
     def capabilities(self) -> tuple[PCICap, ...]:
         """Return the standard capabilities, then the extended ones (PCIe config space only).
 
+        The two lists are walked as Linux walks them (drivers/pci/pci.c): a list ends at a
+        pointer below its area, at id 0xff (standard) or a 0 / all-ones header (extended), after
+        the kernel's hop limit, or, for listing, at an offset already seen.  A broken list ends
+        early, it does not raise, and it never hides the other list.
+
         Raises:
-            ValueError: a capability list loops or points outside config space.
+            OSError: the config region cannot be read at all.
         """
         return self._standard_caps() + self._extended_caps()
 
     def find_capability(self, cap_id: int, *, extended: bool = False) -> int | None:
-        """Return the offset of the first capability ``cap_id`` (``PCI_CAP_ID_MSI``...), or None."""
-        for cap in self.capabilities():
-            if cap.id == cap_id and cap.extended == extended:
-                return cap.offset
-        return None
+        """Return the offset of the first capability ``cap_id`` (``PCI_CAP_ID_MSI``...), or None.
+
+        Like ``pci_find_capability``/``pci_find_ext_capability``: only the list asked for is
+        walked.
+
+        Raises:
+            TypeError, ValueError: ``cap_id`` not an id (8 bits, or 16 with ``extended``).
+        """
+        check_int("cap_id", cap_id, 0, 0xFFFF if extended else 0xFF)
+        caps = self._extended_caps() if extended else self._standard_caps()
+        return next((cap.offset for cap in caps if cap.id == cap_id), None)
 
     def _standard_caps(self) -> tuple[PCICap, ...]:
+        # __pci_bus_find_cap_start + __pci_find_next_cap_ttl
         if not self.read(PCI_STATUS, 2) & PCI_STATUS_CAP_LIST:
             return ()
+        start = PCI_CB_CAPABILITY_LIST if self.read(PCI_HEADER_TYPE, 1) & 0x7F == \
+            PCI_HEADER_TYPE_CARDBUS else PCI_CAPABILITY_LIST
         caps: list[PCICap] = []
-        offset = self.read(PCI_CAPABILITY_LIST, 1) & ~3
-        while offset:
-            if offset < 0x40 or offset > PCI_CFG_SPACE_SIZE - 2 or len(caps) >= _MAX_CAPS:
-                raise ValueError(f"malformed PCI capability list at {offset:#x}")
-            header = self.read(offset, 2)
-            caps.append(PCICap(header & 0xFF, offset))
-            offset = (header >> 8) & ~3
+        pos = self.read(start, 1)
+        seen: set[int] = set()
+        for _ in range(PCI_FIND_CAP_TTL):
+            if pos < 0x40:
+                break
+            pos &= ~3
+            ent = self.read(pos, 2)
+            if ent & 0xFF == 0xFF or pos in seen:
+                break
+            seen.add(pos)
+            caps.append(PCICap(ent & 0xFF, pos))
+            pos = ent >> 8
         return tuple(caps)
 
     def _extended_caps(self) -> tuple[PCICap, ...]:
+        # pci_find_next_ext_capability: 8 bytes at least per capability bounds the hops
         size = self.device.region_info(PCIRegion.CONFIG).size
+        if size <= PCI_CFG_SPACE_SIZE:
+            return ()
         caps: list[PCICap] = []
-        offset = PCI_CFG_SPACE_SIZE if size > PCI_CFG_SPACE_SIZE else 0
-        seen: set[int] = set()
-        while offset:
-            if offset < PCI_CFG_SPACE_SIZE or offset > size - 4 or offset in seen:
-                raise ValueError(f"malformed PCIe extended capability list at {offset:#x}")
-            seen.add(offset)
-            header = self.read(offset, 4)
-            if header in (0, 0xFFFFFFFF):
+        pos = PCI_CFG_SPACE_SIZE
+        for _ in range((PCI_CFG_SPACE_EXP_SIZE - PCI_CFG_SPACE_SIZE) // 8):
+            try:
+                header = self.read(pos, 4)
+            except OSError:  # a read the kernel refuses ends the list, as in Linux
                 break
-            caps.append(PCICap(header & 0xFFFF, offset, True, (header >> 16) & 0xF))
-            offset = (header >> 20) & ~3
+            if header in (0, 0xFFFFFFFF) or any(c.offset == pos for c in caps):
+                break
+            caps.append(PCICap(header & 0xFFFF, pos, True, (header >> 16) & 0xF))
+            pos = (header >> 20) & 0xFFC
+            if pos < PCI_CFG_SPACE_SIZE or pos > min(size, PCI_CFG_SPACE_EXP_SIZE) - 4:
+                break
         return tuple(caps)
