@@ -78,9 +78,14 @@ def _iova_ranges(cap: _ioctl.Capability) -> tuple[IOVARange, ...]:
     count = int(c.nr_iovas)
     if 16 + 16 * count > len(cap.data):
         raise ValueError(f"IOVA range capability claims {count} ranges in {len(cap.data)} bytes")
-    return tuple(
+    ranges = tuple(
         IOVARange(int(c.iova_ranges[i].start), int(c.iova_ranges[i].end)) for i in range(count)
     )
+    for r in ranges:  # vfio_iommu_type1.c reports [start, end] inclusive, start <= end
+        if r.start > r.last:
+            raise ValueError(f"IOVA range capability has an inverted range "
+                             f"{r.start:#x}-{r.last:#x}")
+    return ranges
 
 
 class Container(FdOwner, DMASpace):

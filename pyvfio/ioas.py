@@ -208,6 +208,8 @@ class IOAS(DMASpace):
                 continue
             n = int(arg.num_iovas)
             ranges = tuple(IOVARange(int(buf[i].start), int(buf[i].last)) for i in range(n))
+            if any(r.start > r.last for r in ranges):
+                raise ValueError(f"{uapi.IOMMU_IOAS_IOVA_RANGES.name} answered an inverted range")
             return ranges, int(arg.out_iova_alignment)
         raise OSError(90, "IOVA ranges kept changing", "IOMMU_IOAS_IOVA_RANGES")
 

@@ -37,9 +37,10 @@ def check_bdf(bdf: object, name: str = "bdf") -> str:
         raise TypeError(f"{name} must be a str, not {type(bdf).__name__}")
     m = _BDF.fullmatch(bdf)
     if m is None:
-        raise ValueError(f"{name} must be a PCI address like 0000:00:03.0, not {bdf!r}")
+        cut = f"{bdf[:60]!r}... ({len(bdf)} chars)" if len(bdf) > 60 else repr(bdf)
+        raise ValueError(f"{name} must be a PCI address like 0000:00:03.0, not {cut}")
     dom, bus, dev, fn = m.groups()
-    return f"{(dom or '0000').lower()}:{bus.lower()}:{dev.lower()}.{fn}"
+    return f"{int(dom or '0', 16):04x}:{bus.lower()}:{dev.lower()}.{fn}"  # 00000 -> 0000
 
 
 def device_dir(bdf: str) -> str:

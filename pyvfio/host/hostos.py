@@ -96,7 +96,9 @@ class LinuxHostOS:
         os.chmod(self._path(path), mode)
 
     def user_ids(self, user: str) -> tuple[int, int]:
-        entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
+        # ASCII digits only: int() also reads "١٢" as 12
+        entry = pwd.getpwuid(int(user)) if user.isascii() and user.isdigit() else \
+            pwd.getpwnam(user)
         return entry.pw_uid, entry.pw_gid
 
     def modprobe(self, module: str) -> None:

@@ -129,3 +129,25 @@ def test_decode_device_caps_zpci_and_atomics() -> None:
     assert decoded[0].fields["start_dma"] == 0  # short cap zero-padded to its struct
     assert decoded[1].payload == b"hello" and decoded[1].fields["size"] == 5
     assert decoded[2].fields == {"flags": 3}
+
+
+def _iommu_info(*ranges: tuple[int, int]) -> bytes:
+    body = struct.pack("<II", len(ranges), 0) + b"".join(struct.pack("<QQ", *r) for r in ranges)
+    return bytes(buffer((24, cap(1, 0, body))))
+
+
+def _decode_ranges(raw: bytes) -> list[tuple[int, int]]:
+    buf = bytearray(raw)
+    info = ffi.from_buffer("struct vfio_iommu_type1_info *", buf)
+    info.argsz, info.flags, info.iova_pgsizes, info.cap_offset = len(buf), 3, 0x1000, 24
+    return [(r.start, r.last) for r in _decode_info(info, bytes(buf)).iova_ranges]
+
+
+def test_decode_iommu_info_inverted_iova_range_raises() -> None:
+    with pytest.raises(ValueError, match="inverted"):
+        _decode_ranges(_iommu_info((0x2000, 0x1000)))
+
+
+def test_decode_iommu_info_one_page_range_is_fine() -> None:
+    assert _decode_ranges(_iommu_info((0x1000, 0x1000), (0x2000, 0x2FFF))) == [
+        (0x1000, 0x1000), (0x2000, 0x2FFF)]

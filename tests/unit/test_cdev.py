@@ -65,6 +65,13 @@ def test_cdev_path_from_sysfs(kernel: FakeKernel) -> None:
     assert kernel.exists(path)
 
 
+@pytest.mark.parametrize("bdf", ["../../../etc", "0000:00:01.0/..", "", "0000:00:01.0\n"])
+def test_cdev_path_checks_the_bdf_before_sysfs(kernel: FakeKernel, bdf: str) -> None:
+    with pytest.raises(ValueError, match="bdf"):
+        cdev_path(bdf, kernel=kernel)
+    assert cdev_path(EDU[5:], kernel=kernel) == cdev_path(EDU, kernel=kernel)  # 00:01.0 form
+
+
 def test_unbound_cdev_refuses_everything_but_bind(kernel: FakeKernel) -> None:
     with CdevDevice(EDU, kernel=kernel) as dev:
         expect_errno(errno.EINVAL, dev.info)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pyvfio.fake import DeviceConfig, PCIDevice
 from pyvfio.host import discover
 from pyvfio.host.pciids import PciIds, class_name
 from pyvfio.kernel import LinuxKernel
@@ -49,6 +50,14 @@ def test_list_devices_fake(env: Env) -> None:
     assert devs["0000:00:03.0"].is_bridge
     assert devs[PF].sriov_totalvfs == 4
     assert edu.to_json()["vendor"] == "1234"
+
+
+def test_domain_of_five_hex_digits_is_listed(env: Env) -> None:
+    vmd = "10000:e0:17.0"  # behind Intel VMD: the domain starts at 0x10000
+    env.kernel.add_device(PCIDevice(vmd, DeviceConfig(vendor=0x8086, device=0x0A54,
+                                                      class_code=0x010802)), None)
+    devs = {d.bdf: d for d in discover.list_devices(env.kernel, PciIds(PCI_IDS))}
+    assert devs[vmd].vendor == 0x8086 and discover.require(env.kernel, vmd) == vmd
 
 
 def test_uses_udev_only_for_the_real_sys(env: Env, tmp_path: Path) -> None:

@@ -56,6 +56,14 @@ def test_group_from_device(host: Host) -> None:
         assert g.number == host.edu_group
 
 
+@pytest.mark.parametrize("bdf", ["../../../../dev", "0000:00:01.0/..", "", "0000:00:01.8"])
+def test_group_from_device_checks_the_bdf(host: Host, bdf: str) -> None:
+    with pytest.raises(ValueError, match="bdf"):
+        Group.from_device(bdf, kernel=host.kernel)
+    with pytest.raises(TypeError, match="bdf"):
+        Group.from_device(1, kernel=host.kernel)  # type: ignore[arg-type]
+
+
 def test_group_second_open_ebusy(host: Host) -> None:
     with Group(host.edu_group, kernel=host.kernel):
         expect_errno(errno.EBUSY, Group, host.edu_group, kernel=host.kernel)
