@@ -25,8 +25,8 @@ _UID = re.compile(r"[0-9]{1,10}")  # ASCII digits only: str.isdigit() also takes
 _SHOWN = 60  # characters of a bad value quoted in an error: a 5,000-character input is not
 MAX_SECONDS = 7 * 24 * 3600  # poll() takes int milliseconds: a week fits, "inf" never does
 
-__all__ = ["MAX_SECONDS", "bdf", "shown", "driver", "group", "is_bdf", "kname", "mdev_type", "seconds",
-           "user", "uuid"]
+__all__ = ["MAX_SECONDS", "bdf", "driver", "group", "is_bdf", "kname", "mdev_type", "seconds",
+           "shown", "user", "uuid"]
 
 
 def shown(value: object) -> str:
