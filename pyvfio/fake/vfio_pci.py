@@ -12,6 +12,7 @@ import struct
 from collections.abc import Callable
 
 from pyvfio._ffi import C
+from pyvfio.fake import migration
 from pyvfio.fake.irq import ERR, INTX, MSIX, Interrupts, eventfd_get, put
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.pci import PCI_CAP_ID_EXP, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCIDevice
@@ -224,6 +225,9 @@ class VFIOPCIDevice(FakeFile):
                             flags & C.VFIO_DEVICE_FEATURE_PROBE)
         if flags & ~_FEATURE_FLAGS or (get and set_ and not probe):
             raise kerr(errno.EINVAL)
+        if flags & C.VFIO_DEVICE_FEATURE_MASK in migration.MIGRATION_FEATURES:
+            driver = getattr(self.dev, "migration", None)  # mig_ops/log_ops (fake/migration.py)
+            return migration.feature(driver, flags, arg, getattr(driver, "install_fd", None))
         payload = _FEATURES.get(flags & C.VFIO_DEVICE_FEATURE_MASK)
         if payload is None:
             raise kerr(errno.ENOTTY)  # no migration/logging ops, not an SR-IOV PF
