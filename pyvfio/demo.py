@@ -24,6 +24,9 @@ PATTERN = bytes(i * 7 % 251 for i in range(DMA_MAX))
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the demo's options to its subparser."""
+    parser.add_argument("--driver", choices=["edu", "nvme"], default="edu",
+                        help="which driver to run (default edu; nvme: pyvfio.nvme on QEMU's "
+                             "nvme model, or --device)")
     parser.add_argument("--device", metavar="BDF",
                         help="a real edu bound to vfio-pci (default: the embedded fake kernel)")
     parser.add_argument("--mode", choices=["auto", "legacy", "iommufd"], default="auto",
@@ -32,7 +35,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="seconds to wait for each interrupt (default 5)")
 
 
-class _Run:
+class Run:
+    """The demo's step recorder: each step's name, result or error, and time."""
+
     def __init__(self) -> None:
         self.steps: list[dict[str, Any]] = []
 
@@ -51,7 +56,7 @@ class _Run:
         return result
 
 
-def _exercise(run: _Run, edu: EduDriver) -> None:
+def _exercise(run: Run, edu: EduDriver) -> None:
     ident = run.step("identify", edu.identify)
     run.steps[-1]["result"] = f"edu {ident.major}.{ident.minor} (ident {ident.raw:#010x})"
     run.step("liveness check", edu.check_liveness)
@@ -71,7 +76,7 @@ def _exercise(run: _Run, edu: EduDriver) -> None:
 
 def run_demo(kernel: Kernel, bdf: str, mode: str, timeout: float) -> tuple[bool, dict[str, Any]]:
     """Run the demo on ``bdf``; return (ok, JSON data)."""
-    run = _Run()
+    run = Run()
     data: dict[str, Any] = {"device": bdf, "mode": None, "mode_reason": None, "steps": run.steps}
     try:
         edu = run.step(f"open {bdf} ({mode})", lambda: EduDriver.open(bdf, mode, kernel=kernel,
@@ -92,21 +97,32 @@ def run_demo(kernel: Kernel, bdf: str, mode: str, timeout: float) -> tuple[bool,
 
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> Output:
     """The ``pyvfio demo`` handler."""
+    nvme = getattr(args, "driver", "edu") == "nvme"
     if args.device:
         kernel, bdf, where = ctx.kernel, args.device, "real"
     else:
         from pyvfio.fake import standard_host  # noqa: PLC0415 - only the fake demo needs it
 
         kernel = standard_host(iommufd=True)
-        bdf, where = str(kernel.labels["edu"]), "fake"
-    ok, data = run_demo(kernel, bdf, args.mode, args.timeout)
+        if nvme:
+            from pyvfio.fake.nvme import add_nvme  # noqa: PLC0415
+
+            add_nvme(kernel)
+        bdf, where = str(kernel.labels["nvme" if nvme else "edu"]), "fake"
+    if nvme:
+        from pyvfio.nvme.demo import run_demo as run_nvme  # noqa: PLC0415 - lazy, as the fake
+
+        ok, data = run_nvme(kernel, bdf, args.mode, args.timeout)
+    else:
+        ok, data = run_demo(kernel, bdf, args.mode, args.timeout)
     data = {"kernel": where, **data}
     return Output(data, _lines(data, ok), EXIT_OK if ok else EXIT_FAILED)
 
 
 def _lines(data: dict[str, Any], ok: bool) -> list[str]:
     where = "pyvfio's fake kernel" if data["kernel"] == "fake" else "the real kernel"
-    lines = [f"edu driver demo on {data['device']}, {where}, mode {data['mode'] or '?'}"]
+    lines = [f"{data.get('driver', 'edu')} driver demo on {data['device']}, {where}, "
+             f"mode {data['mode'] or '?'}"]
     if data["mode_reason"]:
         lines.append(f"  ({data['mode_reason']})")
     for s in data["steps"]:

@@ -16,17 +16,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from pyvfio.cdev import OpenedDevice, open_device
 from pyvfio.device import Device
-from pyvfio.dma import DMASpace
 from pyvfio.dmaalloc import DMAAllocator
-from pyvfio.errors import DriverError, PyvfioError, step
-from pyvfio.iova import DMAMapper
+from pyvfio.errors import DriverError, step
 from pyvfio.irq import EventFD
-from pyvfio.kernel import Kernel, default
+from pyvfio.kernel import Kernel
 from pyvfio.nvme import spec
 from pyvfio.nvme.queue import NvmeQueue
-from pyvfio.pci import PCIConfig
+from pyvfio.opener import open_device
 from pyvfio.registers import RegisterArray
 from pyvfio.uapi import PCIIrq, PCIRegion
 
@@ -53,24 +50,27 @@ class ControllerInfo:
 
 
 class NvmeController:
-    """Drive one NVMe controller through a VFIO device and its DMA space."""
+    """Drive one NVMe controller through its :class:`~pyvfio.device.Device` handle."""
 
-    def __init__(self, device: Device, dma: DMASpace, *, kernel: Kernel | None = None,
-                 io_queues: int = 1, depth: int = 64, irq: str = "msix",
-                 timeout: float | None = None) -> None:
+    def __init__(self, device: Device, *, io_queues: int = 1, depth: int = 64,
+                 irq: str = "msix", timeout: float | None = None, owned: bool = False) -> None:
         """Reset and enable the controller, set up the admin queue and ``io_queues`` I/O queue
-        pairs of ``depth`` entries, with MSI-X (``irq="msix"``) or polling (``"poll"``).
+        pairs of ``depth`` entries, with MSI-X (``irq="msix"``, one vector per queue) or
+        polling (``"poll"``).
+
+        Args:
+            device: the handle from :func:`pyvfio.open_device` (its ``dma`` space is used).
+            owned: close ``device`` with the controller (:meth:`open` passes True).
 
         Raises:
             ValueError: bad ``irq``, ``io_queues`` or ``depth``.
             DriverError: the failing step (``map BAR0``, ``disable``, ``enable``, ``enable
-                MSI-X``, ``identify``, ``create I/O queues``, ...), with the cause.
+                MSI-X`` -- ENOSPC when the device has too few vectors --, ``identify``,
+                ``create I/O queues``, ...), with the cause.
         """
         if irq not in ("msix", "poll") or not 1 <= io_queues <= 64 or not 2 <= depth <= 4096:
             raise ValueError("irq must be msix or poll, io_queues in [1, 64], depth in [2, 4096]")
-        self.device, self.dma, self.irq_mode = device, dma, irq
-        self.kernel = default() if kernel is None else kernel
-        self.opened: OpenedDevice | None = None
+        self.device, self.irq_mode, self._owns_device = device, irq, owned
         self.queues: list[NvmeQueue] = []
         self._namespaces: dict[int, Namespace] = {}
         self._owned: list[Any] = []
@@ -84,22 +84,21 @@ class NvmeController:
     @classmethod
     def open(cls, bdf: str, mode: str = "auto", *, kernel: Kernel | None = None,
              **kw: Any) -> NvmeController:
-        """Open ``bdf`` in IOMMU ``mode`` (``auto``, ``iommufd``, ``legacy``) and start it.
+        """Open ``bdf`` in IOMMU ``mode`` (see :func:`pyvfio.open_device`) and start it.
 
         Raises:
             DriverError: step ``open``, or a step of :meth:`__init__`.
         """
         try:
-            opened = open_device(bdf, mode, kernel=kernel)
-        except (OSError, ValueError, PyvfioError) as exc:
+            device = open_device(bdf, mode=mode, kernel=kernel)
+        except Exception as exc:  # OSError, ValueError, or a PyvfioError (not viable, no mode)
             raise DriverError("open", f"opening {bdf} in {mode} mode failed", exc) from exc
-        try:
-            ctrl = cls(opened.device, opened.dma, kernel=kernel, **kw)
-        except BaseException:
-            opened.close()
-            raise
-        ctrl.opened = opened
-        return ctrl
+        return cls(device, owned=True, **kw)
+
+    @property
+    def mode(self) -> str:
+        """The IOMMU mode the device was opened in."""
+        return self.device.mode or "unknown"
 
     def _start(self, io_queues: int, depth: int, timeout: float | None) -> None:
         with step("map BAR0"):
@@ -108,13 +107,15 @@ class NvmeController:
             self.regs = spec.REGISTERS.bind(bar)
         cap = self.regs.reg("cap").decode()
         self.timeout = timeout if timeout is not None else max(cap["to"], 1) * 0.5
-        self.mqes, stride = cap["mqes"], 4 << cap["dstrd"]
+        self.mqes, self.stride = cap["mqes"], 4 << cap["dstrd"]
         with step("map doorbells"):
-            doorbells = RegisterArray("doorbell", spec.DOORBELL_BASE, 4, stride=stride,
+            doorbells = RegisterArray("doorbell", spec.DOORBELL_BASE, 4, stride=self.stride,
                                       count=2 * (io_queues + 1), access="w").bind(bar)
         with step("enable bus master"):
-            PCIConfig(self.device).enable_bus_master()
-        self.alloc = DMAAllocator(DMAMapper(self.dma))
+            self.device.enable_bus_master()
+        if self.device.dma is None:
+            raise DriverError("map", f"{self.device!r} has no DMA space (not attached)")
+        self.alloc = DMAAllocator(self.device.dma)
         self._owned.append(self.alloc)
         self._disable()
         irqs = self._irqs(io_queues + 1)
@@ -136,13 +137,8 @@ class NvmeController:
     def _irqs(self, count: int) -> list[EventFD | None]:
         if self.irq_mode == "poll":
             return [None] * count
-        with step("enable MSI-X"):
-            fds = [EventFD(self.kernel) for _ in range(count)]
-            self._owned.extend(fds)
-            short = self.device.enable_irq(PCIIrq.MSIX, fds)
-            if short:
-                raise DriverError("enable MSI-X", f"only {short} of {count} vectors available",
-                                  hint="use fewer io_queues, or irq='poll'")
+        with step("enable MSI-X", hint="use fewer io_queues, or irq='poll'"):
+            fds = self.device.enable_interrupts("msix", count)
             self._msix = True
         return list(fds)
 
@@ -292,7 +288,7 @@ class NvmeController:
             time.sleep(0.0005)
 
     def close(self) -> None:
-        """Shut down if running, disable MSI-X, free DMA memory, close the device if opened."""
+        """Shut down if running, disable MSI-X, free DMA memory, close the device if owned."""
         try:
             if self.queues and not self.device.closed:
                 self.shutdown()
@@ -303,9 +299,9 @@ class NvmeController:
             for owned in reversed(self._owned):
                 owned.close()
             self._owned.clear()
-            if self.opened is not None:
-                self.opened.close()
-                self.opened = None
+            if self._owns_device:
+                self._owns_device = False
+                self.device.close()
 
     def __enter__(self) -> NvmeController:
         return self

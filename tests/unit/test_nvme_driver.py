@@ -8,12 +8,14 @@ the model's command log).
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from pyvfio import cli
 from pyvfio.cdev import open_device
 from pyvfio.errors import DriverError
 from pyvfio.fake import FakeKernel, standard_host
@@ -146,3 +148,19 @@ def test_open_missing_device_is_a_driver_error(host: tuple[FakeKernel, NvmeCtrl]
     k, _ = host
     with pytest.raises(DriverError, match="open"):
         NvmeController.open("0000:00:1f.0", kernel=k)
+
+
+def test_demo_driver_nvme_runs_on_the_fake(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["demo", "--driver", "nvme", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["ok"] and doc["driver"] == "nvme" and doc["kernel"] == "fake"
+    assert [s["name"] for s in doc["steps"]][-3:] == [
+        "verify round trip", "32 reads of 4 KiB in flight (asyncio)", "shutdown and close"]
+
+
+def test_too_few_msix_vectors_is_a_driver_error(host: tuple[FakeKernel, NvmeCtrl]) -> None:
+    k, model = host
+    model.cfg.msix_vectors = 2  # vfio-pci reports what the capability offers
+    with pytest.raises(DriverError, match="enable MSI-X") as info:
+        NvmeController.open(str(k.labels["nvme"]), kernel=k, io_queues=2)
+    assert info.value.hint and "irq='poll'" in info.value.hint
