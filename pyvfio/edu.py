@@ -31,7 +31,6 @@ DMA_MAX = 4095  # QEMU 7.2 edu_check_range is off by one: 4096 bytes abort QEMU
 FACT_IRQ, DMA_IRQ = 0x001, 0x100
 STATUS_COMPUTING, STATUS_IRQFACT = 0x01, 0x80
 CMD_START, CMD_TO_RAM, CMD_IRQ = 0x1, 0x2, 0x4
-PCI_COMMAND, PCI_COMMAND_MASTER = 0x04, 0x4
 
 REGISTERS = RegisterMap("edu", [
     Register("ident", 0x00, 4, "r"),
@@ -172,7 +171,7 @@ class EduDriver:
         return self.device.config
 
     def _why_no_irq(self) -> str:
-        if not self.config.read(PCI_COMMAND, 2) & PCI_COMMAND_MASTER:
+        if not self.config.bus_master:
             return "bus mastering is off (PCI command bit 2): MSI is a DMA write, enable it"
         status = self.regs.read("irq_status")
         return f"MSI enabled, bus master on, device interrupt status {status:#x}"
@@ -203,7 +202,7 @@ class EduDriver:
             raise DriverError("translate", f"IOVA {ram:#x}: mapping missing", exc) from exc
         if ram + count - 1 > DMA_MASK:
             raise DriverError("dma", f"IOVA {ram:#x} is above edu's 28-bit DMA mask")
-        if not self.config.read(PCI_COMMAND, 2) & PCI_COMMAND_MASTER:
+        if not self.config.bus_master:
             raise DriverError("dma", "bus mastering is off: the device cannot reach memory",
                               hint="device.enable_bus_master()")
         with DriverError.during("dma"):

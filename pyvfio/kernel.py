@@ -233,6 +233,11 @@ class LinuxKernel:
     def __init__(self, sysfs_root: str = "/sys") -> None:
         self.sysfs_root = sysfs_root
 
+
+    @property
+    def is_host_sysfs(self) -> bool:
+        """True when :attr:`sysfs_root` is this host's /sys (so libudev sees the same tree)."""
+        return os.path.normpath(self.sysfs_root) == "/sys"
     def __repr__(self) -> str:
         return f"LinuxKernel(sysfs_root={self.sysfs_root!r})"
 

@@ -17,26 +17,28 @@ from pyvfio.uapi import PCIRegion
 if TYPE_CHECKING:
     from pyvfio.device import Device
 
-# include/uapi/linux/pci_regs.h
-PCI_VENDOR_ID = 0x00
-PCI_DEVICE_ID = 0x02
-PCI_COMMAND = 0x04
-PCI_COMMAND_IO = 0x1
-PCI_COMMAND_MEMORY = 0x2
-PCI_COMMAND_MASTER = 0x4
-PCI_COMMAND_INTX_DISABLE = 0x400
-PCI_STATUS = 0x06
-PCI_STATUS_CAP_LIST = 0x10
-PCI_HEADER_TYPE = 0x0E
-PCI_HEADER_TYPE_CARDBUS = 2
-PCI_CAPABILITY_LIST = 0x34
-PCI_CB_CAPABILITY_LIST = 0x14
-PCI_CAP_ID_PM = 0x01
-PCI_CAP_ID_MSI = 0x05
-PCI_CAP_ID_EXP = 0x10
-PCI_CAP_ID_MSIX = 0x11
-PCI_CFG_SPACE_SIZE = 0x100
-PCI_CFG_SPACE_EXP_SIZE = 0x1000
+from pyvfio.pci_regs import (  # noqa: F401 - re-exported: pyvfio.pci.PCI_COMMAND etc.
+    PCI_CAP_ID_EXP,
+    PCI_CAP_ID_MSI,
+    PCI_CAP_ID_MSIX,
+    PCI_CAP_ID_PM,
+    PCI_CAPABILITY_LIST,
+    PCI_CB_CAPABILITY_LIST,
+    PCI_CFG_SPACE_EXP_SIZE,
+    PCI_CFG_SPACE_SIZE,
+    PCI_COMMAND,
+    PCI_COMMAND_INTX_DISABLE,
+    PCI_COMMAND_IO,
+    PCI_COMMAND_MASTER,
+    PCI_COMMAND_MEMORY,
+    PCI_DEVICE_ID,
+    PCI_HEADER_TYPE,
+    PCI_HEADER_TYPE_CARDBUS,
+    PCI_STATUS,
+    PCI_STATUS_CAP_LIST,
+    PCI_VENDOR_ID,
+)
+
 PCI_FIND_CAP_TTL = 48  # drivers/pci/pci.c: (256 - 64) / 4 hops at most
 
 
@@ -116,6 +118,11 @@ class PCIConfig:
     def enable_bus_master(self) -> None:
         """Turn on Bus Master (and Memory Space): needed before any DMA or MSI works."""
         self.set_command(PCI_COMMAND_MASTER | PCI_COMMAND_MEMORY)
+
+    @property
+    def bus_master(self) -> bool:
+        """Whether Bus Master is on (COMMAND bit 2): without it no DMA and no MSI arrive."""
+        return bool(self.read(PCI_COMMAND, 2) & PCI_COMMAND_MASTER)
 
     def disable_bus_master(self) -> None:
         """Turn off Bus Master: the device can no longer DMA or signal MSI."""

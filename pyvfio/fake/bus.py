@@ -13,13 +13,14 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from pyvfio import sysfs as sysfs_facts  # THE viability rule, shared with Group and pyvfio.host
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.pci import PCIDevice
 from pyvfio.fake.sysfs import SysfsTree
 
 VFIO_PCI = "vfio-pci"
-# drivers with driver_managed_dma: they do not break a group's viability (iommu.c)
-DMA_SAFE_DRIVERS = frozenset({VFIO_PCI, "pci-stub", "pcieport"})
+# drivers with driver_managed_dma (iommu.c); the viability rule is pyvfio.sysfs.judge
+DMA_SAFE_DRIVERS = sysfs_facts.DMA_SAFE_DRIVERS
 
 
 @dataclass
@@ -101,8 +102,7 @@ class PCIBus:
 
     def blockers(self, group: int) -> list[str]:
         """Return the members bound to a driver that uses the DMA API (they break viability)."""
-        return [b for b in self.members(group)
-                if self.driver_of[b] is not None and self.driver_of[b] not in DMA_SAFE_DRIVERS]
+        return [b for b in self.members(group) if not sysfs_facts.judge(self.driver_of[b])[0]]
 
     def vfio_groups(self) -> set[int]:
         """Return the groups that have a VFIO group device (some member bound to vfio-pci)."""
@@ -157,7 +157,7 @@ class PCIBus:
         if driver == VFIO_PCI:
             if dev.config[0x0E] & 0x7F != 0 or (group is None and not self.noiommu):
                 raise kerr(errno.EINVAL)  # vfio_pci_probe: header type 0 only, needs a group
-        elif driver not in DMA_SAFE_DRIVERS and group in self.claimed:
+        elif not sysfs_facts.judge(driver)[0] and group in self.claimed:
             raise kerr(errno.EBUSY)  # iommu_device_use_default_domain: VFIO owns the group
         self._attach(bdf, driver)
 

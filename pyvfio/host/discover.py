@@ -10,14 +10,14 @@ through the ``Kernel`` seam either way, so both paths report the same thing.
 from __future__ import annotations
 
 import contextlib
-import os
 import posixpath
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from pyvfio import sysfs
 from pyvfio.host import validate
 from pyvfio.host.pciids import PciIds, class_name
-from pyvfio.kernel import Kernel, LinuxKernel
+from pyvfio.kernel import Kernel
 
 VFIO_DRIVER = "vfio-pci"
 
@@ -109,12 +109,7 @@ def group_of(kernel: Kernel, bdf: str) -> int | None:
     return int(name) if name is not None and name.isdigit() else None
 
 
-def group_node(kernel: Kernel, group: int) -> str | None:
-    """Return the /dev node of IOMMU group ``group`` if it exists (normal or no-IOMMU)."""
-    for path in (f"/dev/vfio/{group}", f"/dev/vfio/noiommu-{group}"):
-        if kernel.exists(path):
-            return path
-    return None
+group_node = sysfs.group_node  # the /dev node of a group: one definition, in pyvfio.sysfs
 
 
 def cdev_names(kernel: Kernel, bdf: str) -> list[str]:
@@ -168,7 +163,7 @@ def get(kernel: Kernel, bdf: str, ids: PciIds | None = None) -> PciDevice:
 
 def uses_udev(kernel: Kernel) -> bool:
     """Tell whether discovery on ``kernel`` may go through libudev (the real host only)."""
-    return isinstance(kernel, LinuxKernel) and os.path.normpath(kernel.sysfs_root) == "/sys"
+    return bool(getattr(kernel, "is_host_sysfs", False))  # LinuxKernel on /sys says so
 
 
 def _udev_bdfs() -> tuple[list[str], dict[str, tuple[str | None, str | None]]] | None:

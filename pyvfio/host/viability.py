@@ -11,12 +11,13 @@ import posixpath
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pyvfio import sysfs
 from pyvfio.host import discover, validate
 from pyvfio.kernel import Kernel
 
-VFIO_DRIVERS = frozenset({"vfio-pci", "vfio_pci", "vfio-platform", "vfio-fsl-mc", "vfio_mdev"})
-# drivers that set driver_managed_dma: they never DMA on their own, so VFIO may share the group
-DMA_SAFE_DRIVERS = frozenset({"pcieport", "pci-stub", "pci_stub"})
+# the rule and its driver lists live in pyvfio.sysfs, shared with Group and the fake's bus
+VFIO_DRIVERS, DMA_SAFE_DRIVERS = sysfs.VFIO_DRIVERS, sysfs.DMA_SAFE_DRIVERS
+is_vfio_driver = sysfs.is_vfio_driver
 
 OK, BLOCKS = "ok", "blocks"
 
@@ -51,39 +52,13 @@ class GroupReport:
                 "members": [asdict(m) for m in self.members]}
 
 
-def is_vfio_driver(kernel: Kernel, driver: str) -> bool:
-    """Tell whether ``driver`` is vfio-pci or a vfio-pci variant (``mlx5_vfio_pci``, ...)."""
-    if driver in VFIO_DRIVERS:
-        return True
-    norm = driver.replace("-", "_")
-    if norm.endswith("_vfio_pci") or norm.startswith("vfio_pci_"):
-        return True
-    # a variant whose name says nothing: its module depends on vfio_pci_core
-    try:
-        holders = kernel.sysfs_listdir("module/vfio_pci_core/holders")
-    except OSError:
-        return False
-    module = _driver_module(kernel, driver)
-    return module is not None and module in holders
-
-
-def _driver_module(kernel: Kernel, driver: str) -> str | None:
-    try:
-        return posixpath.basename(kernel.sysfs_readlink(f"bus/pci/drivers/{driver}/module"))
-    except OSError:
-        return None
-
-
 def judge(kernel: Kernel, driver: str | None) -> tuple[str, str]:
     """Return (status, reason) for a group member bound to ``driver``."""
     if driver is None:
         return OK, "no driver"
     validate.driver(driver)
-    if is_vfio_driver(kernel, driver):
-        return OK, f"bound to VFIO driver {driver}"
-    if driver in DMA_SAFE_DRIVERS:
-        return OK, f"{driver} is driver_managed_dma (does no DMA of its own)"
-    return BLOCKS, f"bound to host driver {driver}; bind it to vfio-pci or unbind it"
+    ok, reason = sysfs.judge(driver, vfio=sysfs.is_vfio_driver(kernel, driver))
+    return (OK if ok else BLOCKS), reason
 
 
 def members(kernel: Kernel, group: int) -> list[str]:
