@@ -17,22 +17,14 @@ from typing import Any
 from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake import hwpt as fhwpt
-from pyvfio.fake import (  # noqa: F401 - register handlers  # noqa: F401 - register handlers (Linux 7.3)
-    option,
-    selftest,
-    veventq,
-    vfio_compat,
-    viommu,
-)
 from pyvfio.fake import pasid as fpasid
+from pyvfio.fake import viommu
+from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.ioas import HPAGE_SIZE, PAGE_SIZE
 from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IommufdFile, IOMMUModel
 from pyvfio.fake.memory import kerr
+from pyvfio.fake.uaccess import FakeFile, IoctlArg
 from pyvfio.fake.vfio_pci import VFIOPCIDevice
-
-BIND, ATTACH, DETACH = ("VFIO_DEVICE_BIND_IOMMUFD", "VFIO_DEVICE_ATTACH_IOMMUFD_PT",
-                        "VFIO_DEVICE_DETACH_IOMMUFD_PT")
-
 
 # -- device side: bind, attach, detach, unbind ------------------------------------------------
 
@@ -191,7 +183,7 @@ class GroupGate:
         return self.cdev_bound.get(number, 0) > 0
 
 
-class CdevFile:
+class CdevFile(FakeFile):
     """One open of a device cdev, wrapping the device's VFIO file (regions, irqs, reset)."""
 
     kind = "vfio-cdev"
@@ -211,32 +203,19 @@ class CdevFile:
         """True once BIND succeeded."""
         return self.obj is not None
 
-    def handlers(self) -> dict[int, str]:
-        """Return the requests answered now: only BIND until bound (vfio_main.c)."""
-        own = {int(uapi.IOCTLS[n]): n for n in (BIND, ATTACH, DETACH)}
-        if not self.bound:
-            return {int(uapi.IOCTLS[BIND]): BIND}
-        return {**self.device.handlers(), **own}
+    def space(self) -> str:
+        """Only BIND until bound, EINVAL for the rest (vfio_main.c: ``access_granted``)."""
+        return "cdev" if self.bound else "cdev-unbound"
 
-    def unknown_errno(self) -> int:
-        """EINVAL before BIND (every request), the device's answer after."""
-        return errno.EINVAL if not self.bound else int(self.device.unknown_errno())
+    def target(self, owner: str) -> Any:
+        """The device's handlers run on the wrapped device file."""
+        return self.device if owner == "device" else self
 
-    def __getattr__(self, name: str) -> Any:
-        # the device file's handlers and file operations, once access is granted
-        if name.startswith("_") or name in ("device", "obj"):
-            raise AttributeError(name)
-        attr = getattr(self.device, name)
-        if callable(attr) and not self.bound:
-            def refuse(*args: Any, **kwargs: Any) -> Any:
-                raise kerr(errno.EINVAL)
-            return refuse
-        return attr
-
-    def VFIO_DEVICE_BIND_IOMMUFD(self, arg: Any) -> int:  # noqa: N802 - kernel name
-        s = arg.struct("struct vfio_device_bind_iommufd *", 16)
+    def VFIO_DEVICE_BIND_IOMMUFD(self, arg: IoctlArg) -> int:  # noqa: N802 - kernel name
+        s = arg.cmd
         flags = int(s.flags)
-        if s.flags & ~C.VFIO_DEVICE_BIND_FLAG_TOKEN or s.iommufd < 0:
+        valid = C.VFIO_DEVICE_BIND_FLAG_TOKEN if arg.linux.at_least("6.17") else 0
+        if s.flags & ~valid or s.iommufd < 0:
             raise kerr(errno.EINVAL)
         self.gate.block_group(self.group)
         try:
@@ -272,15 +251,17 @@ class CdevFile:
         self.device_opened = True
         return target.ctx
 
-    def VFIO_DEVICE_ATTACH_IOMMUFD_PT(self, arg: Any) -> int:  # noqa: N802
-        s = arg.struct("struct vfio_device_attach_iommufd_pt *", 12)
-        if s.flags & ~C.VFIO_DEVICE_ATTACH_PASID:
+    def VFIO_DEVICE_ATTACH_IOMMUFD_PT(self, arg: IoctlArg) -> int:  # noqa: N802
+        s = arg.cmd
+        pasid_ok = C.VFIO_DEVICE_ATTACH_PASID if arg.linux.at_least("6.15") else 0
+        if s.flags & ~pasid_ok:
             raise kerr(errno.EINVAL)
         assert self.iommufd is not None and self.obj is not None
         ctx = self.iommufd.ctx
         if s.flags & C.VFIO_DEVICE_ATTACH_PASID:  # device_cdev.c: the pasid field is then needed
-            if arg.argsz < 16:
+            if arg.size < 16:
                 raise kerr(errno.EINVAL)
+            s.pasid = int.from_bytes(arg.read(12, 4), "little")  # copied in after minsz
             if s.pasid in fpasid.attachments(self.obj):  # vfio_iommufd_physical_pasid_attach_ioas
                 s.pt_id = fpasid.pasid_replace(ctx, self.obj, s.pasid, s.pt_id)
             else:
@@ -290,14 +271,16 @@ class CdevFile:
         arg.write(8, int(s.pt_id).to_bytes(4, "little"))  # copy_to_user(&arg->pt_id)
         return 0
 
-    def VFIO_DEVICE_DETACH_IOMMUFD_PT(self, arg: Any) -> int:  # noqa: N802
-        s = arg.struct("struct vfio_device_detach_iommufd_pt *", 8)
-        if s.flags & ~C.VFIO_DEVICE_DETACH_PASID:
+    def VFIO_DEVICE_DETACH_IOMMUFD_PT(self, arg: IoctlArg) -> int:  # noqa: N802
+        s = arg.cmd
+        pasid_ok = C.VFIO_DEVICE_DETACH_PASID if arg.linux.at_least("6.15") else 0
+        if s.flags & ~pasid_ok:
             raise kerr(errno.EINVAL)
         assert self.iommufd is not None and self.obj is not None
         if s.flags & C.VFIO_DEVICE_DETACH_PASID:
-            if arg.argsz < 12:
+            if arg.size < 12:
                 raise kerr(errno.EINVAL)
+            s.pasid = int.from_bytes(arg.read(8, 4), "little")  # copied in after minsz
             fpasid.pasid_detach(self.iommufd.ctx, self.obj, s.pasid)
         else:
             detach_device(self.iommufd.ctx, self.obj)
@@ -403,3 +386,14 @@ class IommuNodes:
         """Tell whether a cdev of ``bdf`` is bound (its DMA goes through iommufd)."""
         return any(isinstance(f, CdevFile) and f.bound and f.device.dev.bdf == bdf
                    for f in self.kernel._files.values())
+
+
+OPS = (
+    Op(uapi.VFIO_DEVICE_BIND_IOMMUFD, "cdev-bind", CdevFile.VFIO_DEVICE_BIND_IOMMUFD, Conv.ARGSZ,
+       "struct vfio_device_bind_iommufd", "out_devid", since="6.6"),
+    Op(uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, "cdev", CdevFile.VFIO_DEVICE_ATTACH_IOMMUFD_PT,
+       Conv.ARGSZ, "struct vfio_device_attach_iommufd_pt", "pt_id", since="6.6"),
+    Op(uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT, "cdev", CdevFile.VFIO_DEVICE_DETACH_IOMMUFD_PT,
+       Conv.ARGSZ, "struct vfio_device_detach_iommufd_pt", "flags", since="6.6"),
+)
+"""The ioctls only a device cdev answers (device_cdev.c)."""

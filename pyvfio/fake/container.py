@@ -13,16 +13,15 @@ from typing import TYPE_CHECKING
 
 from pyvfio import uapi
 from pyvfio._ffi import C
-from pyvfio.fake.memory import UserMemory, kerr
+from pyvfio.fake.dispatch import Conv, Op
+from pyvfio.fake.memory import PAGE_SIZE, UserMemory, kerr
 from pyvfio.fake.type1 import U64, DmaMap, Knobs, Mapping
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 
 if TYPE_CHECKING:
     from pyvfio.fake.group import GroupFile
 
-_CORE = ("VFIO_GET_API_VERSION", "VFIO_CHECK_EXTENSION", "VFIO_SET_IOMMU")
-_TYPE1 = ("VFIO_IOMMU_GET_INFO", "VFIO_IOMMU_MAP_DMA", "VFIO_IOMMU_UNMAP_DMA",
-          "VFIO_IOMMU_DIRTY_PAGES")
+_TYPE1_TYPES = (C.VFIO_TYPE1_IOMMU, C.VFIO_TYPE1v2_IOMMU)
 _NESTING = C.__VFIO_RESERVED_TYPE1_NESTING_IOMMU  # module level: a class body would mangle __name
 _TYPE1_EXT = {C.VFIO_TYPE1_IOMMU, C.VFIO_TYPE1v2_IOMMU, _NESTING, C.VFIO_UNMAP_ALL}
 _SET_EXT = {C.VFIO_UPDATE_VADDR, C.VFIO_DMA_CC_IOMMU}
@@ -50,13 +49,12 @@ class Container(FakeFile):
     def noiommu(self) -> bool:
         return bool(self.groups) and self.groups[0].noiommu
 
-    def handlers(self) -> dict[int, str]:
-        table = super().handlers()
-        names = _CORE + (_TYPE1 if self.iommu in (1, 3) else ())
-        return table | {int(uapi.IOCTLS[n]): n for n in names}
-
-    def unknown_errno(self) -> int:
-        return errno.EINVAL if self.iommu is None else errno.ENOTTY
+    def space(self) -> str:
+        """container.c:vfio_fops_unl_ioctl answers alone (EINVAL for the rest) until
+        VFIO_SET_IOMMU; then the IOMMU driver's ioctl answers the rest (ENOTTY)."""
+        if self.iommu is None:
+            return "container"
+        return "container-type1" if self.iommu in _TYPE1_TYPES else "container-noiommu"
 
     # -- groups ----------------------------------------------------------------------------
 
@@ -78,7 +76,7 @@ class Container(FakeFile):
 
     def translate(self, iova: int, size: int, *, write: bool) -> list[tuple[int, int]] | None:
         """Translate a device access; None when blocked (no type1 yet, unmapped, read-only)."""
-        if self.iommu not in (1, 3):
+        if self.iommu not in _TYPE1_TYPES:
             return None
         return self.dma.translate(iova, size, write=write)
 
@@ -88,8 +86,7 @@ class Container(FakeFile):
         return int(C.VFIO_API_VERSION)
 
     def VFIO_CHECK_EXTENSION(self, arg: IoctlArg) -> int:  # noqa: N802
-        ext = arg.value
-        arg.record["arg"] = ext
+        ext = arg.cmd
         noiommu_ok = self.knobs.noiommu and (not self.groups or self.noiommu)
         type1_ok = not self.groups or not self.noiommu
         if self.iommu is not None:
@@ -101,11 +98,11 @@ class Container(FakeFile):
         return int(type1_ok and ext in _TYPE1_EXT)
 
     def VFIO_SET_IOMMU(self, arg: IoctlArg) -> int:  # noqa: N802
-        kind = arg.value
-        arg.record["arg"] = kind
+        kind = arg.cmd
         if not self.groups or self.iommu is not None:
             raise kerr(errno.EINVAL)
-        if not self.VFIO_CHECK_EXTENSION(arg) or kind not in (1, 3, 6, C.VFIO_NOIOMMU_IOMMU):
+        if not self.VFIO_CHECK_EXTENSION(arg) or kind not in (*_TYPE1_TYPES, _NESTING,
+                                                              C.VFIO_NOIOMMU_IOMMU):
             raise kerr(errno.ENODEV)
         if kind == _NESTING:
             raise kerr(errno.EINVAL)  # iommu.c:iommu_enable_nesting: no VT-d/AMD op
@@ -116,7 +113,7 @@ class Container(FakeFile):
     # -- type1 ioctls ----------------------------------------------------------------------
 
     def VFIO_IOMMU_GET_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
-        info = arg.struct("struct vfio_iommu_type1_info *", 16)
+        info = arg.cmd
         info.flags = C.VFIO_IOMMU_INFO_PGSIZES
         info.iova_pgsizes = self.knobs.pgsize_bitmap
         ranges = self.knobs.iova_ranges
@@ -127,11 +124,11 @@ class Container(FakeFile):
             (C.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1,
              struct.pack("<II", len(ranges), 0) + b"".join(struct.pack("<QQ", *r) for r in ranges)),
         ]
-        arg.reply_caps(info, caps, C.VFIO_IOMMU_INFO_CAPS)
+        arg.reply_caps(caps, C.VFIO_IOMMU_INFO_CAPS)
         return 0
 
     def VFIO_IOMMU_MAP_DMA(self, arg: IoctlArg) -> int:  # noqa: N802
-        m = arg.struct("struct vfio_iommu_type1_dma_map *", 32)
+        m = arg.cmd
         prot = m.flags & (C.VFIO_DMA_MAP_FLAG_READ | C.VFIO_DMA_MAP_FLAG_WRITE)
         set_vaddr = bool(m.flags & C.VFIO_DMA_MAP_FLAG_VADDR)
         pg = self.knobs.pgsize
@@ -146,13 +143,26 @@ class Container(FakeFile):
             return 0
         self.dma.check_map(m.iova, m.size)
         write = bool(m.flags & C.VFIO_DMA_MAP_FLAG_WRITE)
-        self.mem.check_pinnable(m.vaddr, m.size, write=write)
+        self._pin(m.vaddr, m.size, write)
         read = bool(m.flags & C.VFIO_DMA_MAP_FLAG_READ)
         self.dma.insert(Mapping(m.iova, m.size, m.vaddr, read, write))
         return 0
 
+    def _pin(self, vaddr: int, size: int, write: bool) -> None:
+        """vfio_pin_pages_remote: pages pin in order; the first unmapped (or, for a writable
+        mapping, read-only) page is EFAULT, the first page past RLIMIT_MEMLOCK ENOMEM.  Only the
+        pages before the first failure are looked at, whatever size the caller asked for."""
+        npages = -(-size // PAGE_SIZE)
+        limit = self.knobs.memlock_limit
+        allowed = npages if limit is None else max(0, (limit - self.dma.locked) // PAGE_SIZE)
+        scan = min(npages, allowed + 1)
+        if self.mem.pinnable_pages(vaddr, scan, write=write) < scan:
+            raise kerr(errno.EFAULT)
+        if npages > allowed:
+            raise kerr(errno.ENOMEM)
+
     def VFIO_IOMMU_UNMAP_DMA(self, arg: IoctlArg) -> int:  # noqa: N802
-        u = arg.struct("struct vfio_iommu_type1_dma_unmap *", 24)
+        u = arg.cmd
         flags = u.flags
         dirty = flags & C.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP
         unmap_all = flags & C.VFIO_DMA_UNMAP_FLAG_ALL
@@ -185,7 +195,7 @@ class Container(FakeFile):
         return iova, size
 
     def _unmap_bitmap(self, arg: IoctlArg, u: object) -> tuple[int, int]:
-        if arg.argsz < 24 + 24:
+        if arg.size < 24 + 24:
             raise kerr(errno.EINVAL)
         pgsize, size, data = struct.unpack("<QQQ", arg.read(24, 24))
         self._check_bitmap(pgsize, size, getattr(u, "size", 0))
@@ -206,9 +216,7 @@ class Container(FakeFile):
             raise kerr(errno.EINVAL)
 
     def VFIO_IOMMU_DIRTY_PAGES(self, arg: IoctlArg) -> int:  # noqa: N802
-        if not self.dma.v2:
-            raise kerr(errno.EACCES)
-        d = arg.struct("struct vfio_iommu_type1_dirty_bitmap *", 8)
+        d = arg.cmd
         if d.flags & ~_DIRTY_FLAGS or bin(d.flags).count("1") != 1:
             raise kerr(errno.EINVAL)
         if d.flags & C.VFIO_IOMMU_DIRTY_PAGES_FLAG_START:
@@ -220,7 +228,7 @@ class Container(FakeFile):
         return 0
 
     def _dirty_get(self, arg: IoctlArg) -> None:
-        if arg.argsz < 8 + 40:
+        if arg.size < 8 + 40:
             raise kerr(errno.EINVAL)
         iova, size, pgsize, bsize, data = struct.unpack("<QQQQQ", arg.read(8, 40))
         pg = self.knobs.pgsize
@@ -229,3 +237,25 @@ class Container(FakeFile):
         self._check_bitmap(pgsize, bsize, size)
         self._check_no_bisect(iova, size)
         arg.mem.write(data, self.dma.dirty_bitmap(iova, size, pgsize))
+
+
+def _need_v2(container: Container, arg: IoctlArg) -> None:
+    """vfio_iommu_type1_dirty_pages: EACCES on a v1 container, before the copy-in."""
+    if not container.dma.v2:
+        raise kerr(errno.EACCES)
+
+
+OPS = (
+    Op(uapi.VFIO_GET_API_VERSION, "vfio", Container.VFIO_GET_API_VERSION),
+    Op(uapi.VFIO_CHECK_EXTENSION, "vfio", Container.VFIO_CHECK_EXTENSION, Conv.VALUE),
+    Op(uapi.VFIO_SET_IOMMU, "vfio", Container.VFIO_SET_IOMMU, Conv.VALUE),
+    Op(uapi.VFIO_IOMMU_GET_INFO, "type1", Container.VFIO_IOMMU_GET_INFO, Conv.ARGSZ,
+       "struct vfio_iommu_type1_info", "iova_pgsizes"),
+    Op(uapi.VFIO_IOMMU_MAP_DMA, "type1", Container.VFIO_IOMMU_MAP_DMA, Conv.ARGSZ,
+       "struct vfio_iommu_type1_dma_map", "size"),
+    Op(uapi.VFIO_IOMMU_UNMAP_DMA, "type1", Container.VFIO_IOMMU_UNMAP_DMA, Conv.ARGSZ,
+       "struct vfio_iommu_type1_dma_unmap", "size"),
+    Op(uapi.VFIO_IOMMU_DIRTY_PAGES, "type1", Container.VFIO_IOMMU_DIRTY_PAGES, Conv.ARGSZ,
+       "struct vfio_iommu_type1_dirty_bitmap", "flags", before_copy=_need_v2),
+)
+"""The container's ioctls (owner ``vfio``: container.c; ``type1``: vfio_iommu_type1.c)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
@@ -17,11 +18,13 @@ from pyvfio.fake.group import GroupFile
 from pyvfio.fake.memory import PAGE_SIZE, kerr
 from pyvfio.fake.pci import Fault, PCIDevice
 from pyvfio.fake.region import CONFIG_INDEX, OFFSET_SHIFT, FakeMMIO
+from pyvfio.fake.vf_token import VFTokens
 from pyvfio.fake.vfio_pci import NUM_REGIONS, VFIOPCIDevice
 
 if TYPE_CHECKING:
     from pyvfio.fake.bus import PCIBus
     from pyvfio.fake.memory import UserMemory
+    from pyvfio.fake.sysfs import SysfsTree
     from pyvfio.fake.type1 import Knobs
     from pyvfio.fake.uaccess import FakeFile
 
@@ -38,11 +41,14 @@ class DevNodes(ABC):
     knobs: Knobs
     bus: PCIBus
     mem: UserMemory
+    sysfs: SysfsTree
+    lock: threading.RLock
 
     def __init__(self) -> None:
         self.open_groups: dict[int, GroupFile] = {}
         self.open_devices: dict[str, VFIOPCIDevice] = {}
         self.iommu = IommuNodes(self)  # /dev/iommu and the device cdevs (fake/cdev.py)
+        self.vf_tokens = VFTokens(self.sysfs, self.bus.driver_of.get, self.open_devices.keys)
 
     @abstractmethod
     def _new_fd(self, f: FakeFile) -> int:
@@ -87,7 +93,7 @@ class DevNodes(ABC):
         number = groups[path]
         if number in self.open_groups or self.iommu.gate.group_blocked(number):
             raise kerr(errno.EBUSY, path)  # group.c:vfio_group_fops_open, opened_file
-        group = GroupFile(number, self.bus, self.file, self._open_device)
+        group = GroupFile(number, self.bus, self.file, self._open_device, self.vf_tokens)
         self.open_groups[number] = group
         return self._new_fd(group)
 
@@ -202,6 +208,10 @@ class DevNodes(ABC):
 
     def dma_read(self, dev: PCIDevice, iova: int, size: int) -> bytes | None:
         """A device's DMA read through the IOMMU; None (fault recorded) when blocked."""
+        with self.lock:
+            return self._dma_read(dev, iova, size)
+
+    def _dma_read(self, dev: PCIDevice, iova: int, size: int) -> bytes | None:
         pieces = self._translate(dev, iova, size, False)
         try:
             return b"".join(self.mem.read(va, n) for va, n in pieces) if pieces else None
@@ -211,6 +221,10 @@ class DevNodes(ABC):
 
     def dma_write(self, dev: PCIDevice, iova: int, data: bytes) -> bool:
         """A device's DMA write through the IOMMU; False (fault recorded, memory untouched)."""
+        with self.lock:
+            return self._dma_write(dev, iova, data)
+
+    def _dma_write(self, dev: PCIDevice, iova: int, data: bytes) -> bool:
         pieces = self._translate(dev, iova, len(data), True)
         done = 0
         try:

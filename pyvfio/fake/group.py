@@ -9,35 +9,33 @@ be unset under it (EBUSY).
 from __future__ import annotations
 
 import errno
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake import cdev as fcdev
 from pyvfio.fake import vfio_compat
 from pyvfio.fake.bus import VFIO_PCI, PCIBus
 from pyvfio.fake.container import Container
+from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.hwpt import DeviceObj
 from pyvfio.fake.iommufd import IommufdCtx, IommufdFile
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
+from pyvfio.fake.vf_token import VFTokens, match
 
 if TYPE_CHECKING:
     from pyvfio.fake.vfio_pci import VFIOPCIDevice
-
-_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class GroupFile(FakeFile):
     """One open group: its container, and the device fds opened through it."""
 
     kind = "group"
-    IOCTLS = ("VFIO_GROUP_GET_STATUS", "VFIO_GROUP_SET_CONTAINER", "VFIO_GROUP_UNSET_CONTAINER",
-              "VFIO_GROUP_GET_DEVICE_FD")
 
     def __init__(self, number: int, bus: PCIBus, files: Callable[[int], FakeFile | None],
-                 open_device: Callable[[GroupFile, str], int]) -> None:
+                 open_device: Callable[[GroupFile, str], int], vf_tokens: VFTokens) -> None:
         self.number = number
         self.bus = bus
         self.noiommu = bus.noiommu
@@ -48,13 +46,14 @@ class GroupFile(FakeFile):
         self.fd_closed = False  # the group fd is closed; release waits for the devices
         self._files = files
         self._open_device = open_device
+        self._vf_tokens = vf_tokens
 
     def viable(self) -> bool:
         """Tell whether no member of the group is bound to a DMA-API driver."""
         return not self.bus.blockers(self.number)
 
     def VFIO_GROUP_GET_STATUS(self, arg: IoctlArg) -> int:  # noqa: N802
-        status = arg.struct("struct vfio_group_status *", 8)
+        status = arg.cmd
         if self.container is not None or self.iommufd is not None:  # vfio_group_has_iommu
             status.flags = C.VFIO_GROUP_FLAGS_VIABLE | C.VFIO_GROUP_FLAGS_CONTAINER_SET
         else:
@@ -63,7 +62,7 @@ class GroupFile(FakeFile):
         return 0
 
     def VFIO_GROUP_SET_CONTAINER(self, arg: IoctlArg) -> int:  # noqa: N802
-        fd = arg.int32()
+        fd = arg.cmd
         target = self._files(fd)
         if target is None:
             raise kerr(errno.EBADF)
@@ -103,18 +102,25 @@ class GroupFile(FakeFile):
             ctx.put()
 
     def VFIO_GROUP_GET_DEVICE_FD(self, arg: IoctlArg) -> int:  # noqa: N802
-        text = arg.string()
+        bdf = self._device_from_name(arg.cmd)
         has_type1 = self.container is not None and self.container.iommu is not None
         if not has_type1 and self.iommufd is None:
             raise kerr(errno.EINVAL)  # vfio_df_group_open / vfio_group_use_container
-        bdf, _, options = text.partition(" ")
-        if bdf not in self.bus.members(self.number) or self.bus.driver_of[bdf] != VFIO_PCI:
-            raise kerr(errno.ENODEV)
-        if text != bdf:
-            _check_vf_token(options)
         if self.iommufd is not None and bdf not in self.bound:
             self._compat_bind(self.iommufd.ctx, bdf)
         return self._open_device(self, bdf)
+
+    def _device_from_name(self, text: str) -> str:
+        """group.c:vfio_device_get_from_name: the first vfio-pci member whose match() accepts
+        ``text`` (vfio_pci_core_match, then the VF token rule). Raises ENODEV, EINVAL, EACCES."""
+        for bdf in self.bus.members(self.number):
+            if self.bus.driver_of.get(bdf) != VFIO_PCI:
+                continue
+            found, token = match(bdf, text)
+            if found:
+                self._vf_tokens.validate(bdf, token)
+                return bdf
+        raise kerr(errno.ENODEV)
 
     def _compat_bind(self, ctx: IommufdCtx, bdf: str) -> None:
         """vfio_df_iommufd_bind + vfio_iommufd_compat_attach_ioas: the first open of a device
@@ -150,10 +156,12 @@ class GroupFile(FakeFile):
         self.unset_container()
 
 
-def _check_vf_token(options: str) -> None:
-    """vfio_pci_core.c:``vfio_pci_core_match``: only ``vf_token=<uuid>``; the edu devices are
-    neither PF nor VF, so even a well-formed token is EINVAL (``vfio_pci_validate_vf_token``)."""
-    key, _, value = options.partition("=")
-    if key != "vf_token" or not _UUID.fullmatch(value):
-        raise kerr(errno.EINVAL)
-    raise kerr(errno.EINVAL)
+
+OPS = (
+    Op(uapi.VFIO_GROUP_GET_STATUS, "group", GroupFile.VFIO_GROUP_GET_STATUS, Conv.ARGSZ,
+       "struct vfio_group_status", "flags"),
+    Op(uapi.VFIO_GROUP_SET_CONTAINER, "group", GroupFile.VFIO_GROUP_SET_CONTAINER, Conv.INT32),
+    Op(uapi.VFIO_GROUP_UNSET_CONTAINER, "group", GroupFile.VFIO_GROUP_UNSET_CONTAINER),
+    Op(uapi.VFIO_GROUP_GET_DEVICE_FD, "group", GroupFile.VFIO_GROUP_GET_DEVICE_FD, Conv.STRING),
+)
+"""The group fd's ioctls (group.c:vfio_group_fops_unl_ioctl)."""

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import errno
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from pyvfio import uapi
 from pyvfio._ffi import C, CData, ffi
-from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IOMMUModel, Obj, handler
+from pyvfio.fake.dispatch import Conv, Op
+from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IOMMUModel, Obj
 from pyvfio.fake.memory import kerr
+from pyvfio.fake.uaccess import FakeFile, IoctlArg
 
 PGFAULT_SIZE = ffi.sizeof("struct iommu_hwpt_pgfault")
 RESPONSE_SIZE = ffi.sizeof("struct iommu_hwpt_page_response")
@@ -40,8 +43,9 @@ class FaultObj(Obj):
         self.events.append(bytes(ffi.buffer(rec)))
 
 
-class FaultFile:
-    """The fd of a fault queue: read() returns records, write() takes page responses (eventq.c).
+class FaultFile(FakeFile):
+    """The fd of a fault queue: read() returns records, write() takes page responses (eventq.c);
+    it answers no ioctl (ENOTTY).
 
     The fd holds the FAULT object (IOMMU_DESTROY is EBUSY until it is closed) and the iommufd.
     """
@@ -51,14 +55,6 @@ class FaultFile:
     def __init__(self, ctx: IommufdCtx, fault: FaultObj) -> None:
         self.ctx, self.fault = ctx, fault
         fault.users += 1
-
-    def handlers(self) -> dict[int, str]:
-        """A fault fd answers no ioctl."""
-        return {}
-
-    def unknown_errno(self) -> int:
-        """ENOTTY for every ioctl."""
-        return errno.ENOTTY
 
     def read(self, size: int) -> bytes:
         """Whole fault groups that fit in ``size``, each given the lowest free cookie (xa_alloc
@@ -204,8 +200,8 @@ def _get_hwpt(ctx: IommufdCtx, hwpt_id: int, kind: str = "HWPT_PAGING") -> HWPTO
     return hwpt
 
 
-@handler(uapi.IOMMU_HWPT_ALLOC, "struct iommu_hwpt_alloc", "__reserved")
-def IOMMU_HWPT_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kernel name
+def IOMMU_HWPT_ALLOC(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802 - kernel name
+    cmd = io.cmd
     if cmd.__reserved:
         raise kerr(errno.EOPNOTSUPP)
     if (cmd.data_type == C.IOMMU_HWPT_DATA_NONE) == bool(cmd.data_len):
@@ -258,8 +254,8 @@ def _alloc_nested(ctx: IommufdCtx, parent: HWPTObj, cmd: CData) -> HWPTObj:
     return HWPTObj(parent.ioas, cmd.flags, auto=False, parent=parent)
 
 
-@handler(uapi.IOMMU_GET_HW_INFO, "struct iommu_hw_info", "__reserved")
-def IOMMU_GET_HW_INFO(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_GET_HW_INFO(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     if cmd.flags or any(cmd.__reserved):
         raise kerr(errno.EOPNOTSUPP)
     model = _get_device(ctx, cmd.dev_id).iommu(ctx)
@@ -273,10 +269,8 @@ def IOMMU_GET_HW_INFO(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
     cmd.out_max_pasid_log2 = model.max_pasid_log2
 
 
-@handler(
-    uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, "struct iommu_hwpt_set_dirty_tracking", "__reserved"
-)
-def IOMMU_HWPT_SET_DIRTY_TRACKING(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_HWPT_SET_DIRTY_TRACKING(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     if cmd.flags & ~C.IOMMU_HWPT_DIRTY_TRACKING_ENABLE or cmd.__reserved:
         raise kerr(errno.EOPNOTSUPP)
     hwpt = _get_hwpt(ctx, cmd.hwpt_id)
@@ -286,8 +280,8 @@ def IOMMU_HWPT_SET_DIRTY_TRACKING(ctx: IommufdCtx, cmd: CData) -> None:  # noqa:
     hwpt.dirty.clear()
 
 
-@handler(uapi.IOMMU_HWPT_GET_DIRTY_BITMAP, "struct iommu_hwpt_get_dirty_bitmap", "data")
-def IOMMU_HWPT_GET_DIRTY_BITMAP(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_HWPT_GET_DIRTY_BITMAP(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     if cmd.flags & ~C.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR or cmd.__reserved:
         raise kerr(errno.EOPNOTSUPP)
     hwpt = _get_hwpt(ctx, cmd.hwpt_id)
@@ -316,8 +310,8 @@ def _check_bitmap_range(align: int, cmd: CData) -> None:
         raise kerr(errno.EINVAL)
 
 
-@handler(uapi.IOMMU_HWPT_INVALIDATE, "struct iommu_hwpt_invalidate", "__reserved")
-def IOMMU_HWPT_INVALIDATE(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_HWPT_INVALIDATE(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     if cmd.__reserved:
         raise kerr(errno.EOPNOTSUPP)
     if cmd.entry_num and (not cmd.data_uptr or not cmd.entry_len):
@@ -340,8 +334,8 @@ def IOMMU_HWPT_INVALIDATE(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
         cmd.entry_num = done
 
 
-@handler(uapi.IOMMU_FAULT_QUEUE_ALLOC, "struct iommu_fault_alloc", "out_fault_fd")
-def IOMMU_FAULT_QUEUE_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_FAULT_QUEUE_ALLOC(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     if cmd.flags:
         raise kerr(errno.EOPNOTSUPP)
     fault = FaultObj()
@@ -349,3 +343,21 @@ def IOMMU_FAULT_QUEUE_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
     ctx.users += 1
     cmd.out_fault_fd = ctx.install_fd(FaultFile(ctx, fault))
     cmd.out_fault_id = fault.id
+
+
+def _op(request: uapi.Ioctl, handler: Callable[[IommufdCtx, IoctlArg], None], ctype: str,
+        last: str, since: str) -> Op:
+    return Op(request, "iommufd", handler, Conv.SIZE, ctype, last, since)
+
+
+OPS = (  # IOMMU_HWPT_ALLOC and IOMMU_HWPT_INVALIDATE: fake/viommu.py's OPS wrap this module's
+    _op(uapi.IOMMU_GET_HW_INFO, IOMMU_GET_HW_INFO, "struct iommu_hw_info", "__reserved", "6.6"),
+    _op(uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_HWPT_SET_DIRTY_TRACKING,
+        "struct iommu_hwpt_set_dirty_tracking", "__reserved", "6.7"),
+    _op(uapi.IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_GET_DIRTY_BITMAP,
+        "struct iommu_hwpt_get_dirty_bitmap", "data", "6.7"),
+    _op(uapi.IOMMU_FAULT_QUEUE_ALLOC, IOMMU_FAULT_QUEUE_ALLOC, "struct iommu_fault_alloc",
+        "out_fault_fd", "6.11"),
+)
+"""The HWPT, hardware-info and fault-queue ioctls of /dev/iommu (hw_pagetable.c, device.c,
+fault.c)."""

@@ -13,12 +13,14 @@ from __future__ import annotations
 import errno
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any
 
 from pyvfio import uapi
-from pyvfio._ffi import C, CData, ffi
+from pyvfio._ffi import C
+from pyvfio.fake.dispatch import Conv, Op, RespondThen
 from pyvfio.fake.ioas import HPAGE_SIZE, PAGE_SIZE, U64_MAX, ULONG_MAX, Area, IOPageTable
-from pyvfio.fake.memory import UserMemory, address, kerr
+from pyvfio.fake.memory import UserMemory, kerr
+from pyvfio.fake.uaccess import FakeFile, IoctlArg
 
 MAP_FLAGS = C.IOMMU_IOAS_MAP_FIXED_IOVA | C.IOMMU_IOAS_MAP_WRITEABLE | C.IOMMU_IOAS_MAP_READABLE
 RW = C.IOMMU_IOAS_MAP_WRITEABLE | C.IOMMU_IOAS_MAP_READABLE
@@ -41,7 +43,6 @@ class IOMMUModel:
     page_size: int = PAGE_SIZE
     dirty_tracking: bool = False
     nesting: bool = False
-    map_file: bool = True  # IOMMU_IOAS_MAP_FILE (Linux 6.13+)
     iommufd_test: bool = True  # CONFIG_IOMMUFD_TEST: IOMMU_TEST_CMD (fake/selftest.py)
     # the kernel's, not the IOMMU's: automatic IOVAs are aligned at most to HPAGE_SIZE with
     # CONFIG_TRANSPARENT_HUGEPAGE, to PAGE_SIZE without (io_pagetable.c:iopt_alloc_iova)
@@ -154,97 +155,16 @@ class IommufdCtx:
             self.memory.check_pinnable(uptr, length, write=writable)
 
 
-# -- the size convention ----------------------------------------------------------------------
-
-Handler = Callable[[IommufdCtx, CData], None]
-
-
-class RespondThen(Exception):  # noqa: N818 - not an error class: a control-flow signal
-    """Raised by a handler that wants its struct copied back and then an errno returned."""
-
-    def __init__(self, err: int) -> None:
-        super().__init__(err)
-        self.err = err
-
-
-def _copy_in(memory: UserMemory, arg: CData | int, ctype: str, min_size: int) -> tuple[CData, int]:
-    """copy_struct_from_user as iommufd_fops_ioctl does it; return the kernel copy and size."""
-    uaddr = address(arg)
-    size = int.from_bytes(memory.read(uaddr, 4), "little")
-    full = ffi.sizeof(ctype)
-    if size < min_size:
-        raise kerr(errno.EINVAL)
-    cmd = ffi.new(ctype + " *")
-    ffi.memmove(cmd, memory.read(uaddr, min(size, full)), min(size, full))
-    if size > full and any(memory.read(uaddr + full, size - full)):
-        raise kerr(errno.E2BIG)
-    return cmd, size
-
-
-def _respond(memory: UserMemory, arg: CData | int, cmd: CData, size: int) -> None:
-    n = min(size, ffi.sizeof(cmd[0]))
-    memory.write(address(arg), bytes(ffi.buffer(cmd, n)))
-
-
-class IommufdFile:
-    """An open /dev/iommu: the fake kernel calls :meth:`ioctl` and :meth:`release`."""
+class IommufdFile(FakeFile):
+    """An open /dev/iommu; its ioctls run on the :class:`IommufdCtx` (owner ``iommufd``)."""
 
     kind = "iommufd"
-    # request -> (struct, min size, handler), filled by @handler
-    table: ClassVar[dict[int, tuple[str, int, Handler]]] = {}
-    # VFIO container requests below IOMMUFD_CMD_BASE, by name (filled by fake/vfio_compat.py)
-    compat: ClassVar[dict[str, Callable[[IommufdCtx, Any], int]]] = {}
 
     def __init__(self, model: IOMMUModel, memory: UserMemory, install_fd: Callable[[Any], int]):
         self.ctx = IommufdCtx(model, memory, install_fd)
 
-    def handlers(self) -> dict[int, str]:
-        """Return the requests of /dev/iommu by kernel name (the FakeKernel dispatch table)."""
-        ioctls = uapi.IOCTLS | uapi.TEST_IOCTLS
-        names = {int(v): k for k, v in ioctls.items() if k.startswith("IOMMU_")}
-        out = {req: names[req] for req in self.table}
-        if not self.ctx.model.iommufd_test:
-            out.pop(int(uapi.TEST_IOCTLS["IOMMU_TEST_CMD"]), None)
-        out |= {int(uapi.IOCTLS[name]): name for name in self.compat}
-        if not self.ctx.model.map_file:
-            out.pop(int(uapi.IOMMU_IOAS_MAP_FILE), None)
-        return out
-
-    def unknown_errno(self) -> int:
-        """ENOTTY: iommufd_fops_ioctl's answer to an unknown request."""
-        return errno.ENOTTY
-
-    def __getattr__(self, name: str) -> Callable[[Any], int]:
-        # FakeKernel calls handlers by kernel name with an IoctlArg (its ``value`` is the address)
-        if name in self.compat:
-            return lambda arg: self.compat[name](self.ctx, arg)
-        request = uapi.IOCTLS.get(name) or uapi.TEST_IOCTLS.get(name)
-        if request is None or not name.startswith("IOMMU_"):
-            raise AttributeError(name)
-        return lambda arg: self._ioctl(request, arg.value)
-
-    def ioctl(self, request: int, arg: CData | int) -> int:
-        """Run ``request`` on this fd. Raises OSError with the ioctl's name."""
-        name = getattr(request, "name", None) or f"ioctl {int(request):#x}"
-        try:
-            return self._ioctl(request, arg)
-        except OSError as exc:
-            raise kerr(exc.errno or errno.EIO, name) from None
-
-    def _ioctl(self, request: int, arg: CData | int) -> int:
-        entry = self.table.get(int(request))
-        no_file = int(request) == uapi.IOMMU_IOAS_MAP_FILE and not self.ctx.model.map_file
-        if entry is None or no_file:
-            raise kerr(errno.ENOTTY)
-        ctype, min_size, handler = entry
-        cmd, size = _copy_in(self.ctx.memory, arg, ctype, min_size)
-        try:
-            handler(self.ctx, cmd)
-        except RespondThen as then:
-            _respond(self.ctx.memory, arg, cmd, size)
-            raise kerr(then.err) from None
-        _respond(self.ctx.memory, arg, cmd, size)
-        return 0
+    def target(self, owner: str) -> Any:
+        return self.ctx
 
     def release(self) -> None:
         """Close: destroy every object once no bound device or fault fd holds the ctx."""
@@ -253,38 +173,26 @@ class IommufdFile:
             self.ctx.release()
 
 
-def handler(request: int, ctype: str, last_field: str) -> Callable[[Handler], Handler]:
-    """Register a handler for ``request`` whose minimum size ends at ``last_field``."""
-    t = ffi.typeof(ctype + " *").item
-    min_size = ffi.offsetof(t, last_field) + ffi.sizeof(dict(t.fields)[last_field].type)
-
-    def register(fn: Handler) -> Handler:
-        IommufdFile.table[int(request)] = (ctype, min_size, fn)
-        return fn
-
-    return register
-
-
 # -- objects and IOAS handlers (main.c, ioas.c) -----------------------------------------------
 
 
-@handler(uapi.IOMMU_DESTROY, "struct iommu_destroy", "id")
-def IOMMU_DESTROY(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kernel name
+def IOMMU_DESTROY(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802 - kernel name
+    cmd = io.cmd
     obj = ctx.table.get(cmd.id)
     if obj.busy():
         raise kerr(errno.EBUSY)  # main.c:iommufd_object_remove, refcount_dec_if_one
     ctx.destroy(obj)
 
 
-@handler(uapi.IOMMU_IOAS_ALLOC, "struct iommu_ioas_alloc", "out_ioas_id")
-def IOMMU_IOAS_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_IOAS_ALLOC(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     if cmd.flags:
         raise kerr(errno.EOPNOTSUPP)
     cmd.out_ioas_id = ctx.table.add(IOASObj(ctx.model))
 
 
-@handler(uapi.IOMMU_IOAS_IOVA_RANGES, "struct iommu_ioas_iova_ranges", "out_iova_alignment")
-def IOMMU_IOAS_IOVA_RANGES(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_IOAS_IOVA_RANGES(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     if cmd.__reserved:
         raise kerr(errno.EOPNOTSUPP)
     ioas = ctx.get_ioas(cmd.ioas_id)
@@ -299,8 +207,8 @@ def IOMMU_IOAS_IOVA_RANGES(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
         raise RespondThen(errno.EMSGSIZE)  # the count is copied back first (ioas.c)
 
 
-@handler(uapi.IOMMU_IOAS_ALLOW_IOVAS, "struct iommu_ioas_allow_iovas", "allowed_iovas")
-def IOMMU_IOAS_ALLOW_IOVAS(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_IOAS_ALLOW_IOVAS(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     if cmd.__reserved:
         raise kerr(errno.EOPNOTSUPP)
     ioas = ctx.get_ioas(cmd.ioas_id)
@@ -338,15 +246,15 @@ def map_user(ctx: IommufdCtx, ioas: IOASObj, uptr: int, length: int, iova: int, 
     return placed
 
 
-@handler(uapi.IOMMU_IOAS_MAP, "struct iommu_ioas_map", "iova")
-def IOMMU_IOAS_MAP(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_IOAS_MAP(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     _check_map_flags(cmd.flags, cmd.__reserved, cmd.iova, cmd.length)
     ioas = ctx.get_ioas(cmd.ioas_id)
     cmd.iova = map_user(ctx, ioas, cmd.user_va, cmd.length, cmd.iova, cmd.flags)
 
 
-@handler(uapi.IOMMU_IOAS_MAP_FILE, "struct iommu_ioas_map_file", "iova")
-def IOMMU_IOAS_MAP_FILE(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_IOAS_MAP_FILE(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     _check_map_flags(cmd.flags, 0, cmd.iova, cmd.length)
     ioas = ctx.get_ioas(cmd.ioas_id)
     if cmd.fd < 0:
@@ -359,8 +267,8 @@ def IOMMU_IOAS_MAP_FILE(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
     cmd.iova = ioas.iopt.insert(fixed, cmd.length, area)
 
 
-@handler(uapi.IOMMU_IOAS_COPY, "struct iommu_ioas_copy", "src_iova")
-def IOMMU_IOAS_COPY(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_IOAS_COPY(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     _check_map_flags(cmd.flags, 0, cmd.length, cmd.src_iova, cmd.dst_iova)
     src = ctx.get_ioas(cmd.src_ioas_id)
     pieces = src.iopt.get_pages(cmd.src_iova, cmd.length)
@@ -371,8 +279,8 @@ def IOMMU_IOAS_COPY(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
     cmd.dst_iova = dst.iopt.insert_pieces(fixed, areas)
 
 
-@handler(uapi.IOMMU_IOAS_UNMAP, "struct iommu_ioas_unmap", "length")
-def IOMMU_IOAS_UNMAP(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_IOAS_UNMAP(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     ioas = ctx.get_ioas(cmd.ioas_id)
     pinned = getattr(ioas, "access_pins", ())  # HW queues' internal accesses (fake/viommu.py)
     if any(cmd.iova < s + n and s <= cmd.iova + cmd.length - 1 for s, n in pinned):
@@ -389,3 +297,24 @@ def IOMMU_IOAS_UNMAP(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
             raise kerr(errno.EOVERFLOW)
         unmapped = ioas.iopt.unmap(cmd.iova, cmd.iova + cmd.length - 1)
     cmd.length = unmapped
+
+
+def _op(request: uapi.Ioctl, handler: Callable[[IommufdCtx, IoctlArg], None], ctype: str,
+        last: str, since: str = "6.2") -> Op:
+    return Op(request, "iommufd", handler, Conv.SIZE, ctype, last, since)
+
+
+OPS = (
+    _op(uapi.IOMMU_DESTROY, IOMMU_DESTROY, "struct iommu_destroy", "id"),
+    _op(uapi.IOMMU_IOAS_ALLOC, IOMMU_IOAS_ALLOC, "struct iommu_ioas_alloc", "out_ioas_id"),
+    _op(uapi.IOMMU_IOAS_ALLOW_IOVAS, IOMMU_IOAS_ALLOW_IOVAS, "struct iommu_ioas_allow_iovas",
+        "allowed_iovas"),
+    _op(uapi.IOMMU_IOAS_COPY, IOMMU_IOAS_COPY, "struct iommu_ioas_copy", "src_iova"),
+    _op(uapi.IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_IOVA_RANGES, "struct iommu_ioas_iova_ranges",
+        "out_iova_alignment"),
+    _op(uapi.IOMMU_IOAS_MAP, IOMMU_IOAS_MAP, "struct iommu_ioas_map", "iova"),
+    _op(uapi.IOMMU_IOAS_MAP_FILE, IOMMU_IOAS_MAP_FILE, "struct iommu_ioas_map_file", "iova",
+        since="6.13"),
+    _op(uapi.IOMMU_IOAS_UNMAP, IOMMU_IOAS_UNMAP, "struct iommu_ioas_unmap", "length"),
+)
+"""The object and IOAS ioctls of /dev/iommu (main.c, ioas.c)."""

@@ -1,22 +1,33 @@
-"""FakeKernel: the Kernel seam answered by a model of Linux VFIO (legacy container API).
+"""FakeKernel: the Kernel seam answered by a model of Linux VFIO and iommufd.
 
 Fake fds count up from 10001, so a leaked fake fd can never close a real one; eventfds are real.
-Every ioctl is logged in :attr:`FakeKernel.calls`, may be failed on purpose (:meth:`inject`,
-:meth:`fail_nth`), and dispatches on (fd kind, request) to a handler named after the ioctl.
+Every ioctl goes through one dispatch table (:mod:`pyvfio.fake.ioctls`) built for the Linux
+version the kernel imitates, is logged in :attr:`FakeKernel.calls` with its arguments, and may be
+failed on purpose (:meth:`inject`, :meth:`fail_nth`).
+
+Thread safety: Linux serializes each object with its own lock, so every ioctl is atomic with
+respect to the others on the same object.  The fake gives the same atomicity with one lock held
+across each system call (and each DMA of a device model): calls from several threads never see
+half-done state; they are only more serialized than on Linux, which no caller can observe but as
+timing.  Blocking reads of real eventfds are made outside the lock.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass, field
+import threading
+from dataclasses import dataclass
 from typing import Any
 
-from pyvfio._ffi import CData
+from pyvfio._ffi import CData, ffi
+from pyvfio.fake import ioctls
 from pyvfio.fake.bus import PCIBus
 from pyvfio.fake.container import Container
 from pyvfio.fake.dev import DevNodes
-from pyvfio.fake.memory import UserMemory, kerr
+from pyvfio.fake.dispatch import Op
+from pyvfio.fake.linux import Linux, resolve
+from pyvfio.fake.memory import UserMemory, address, kerr
 from pyvfio.fake.pci import PCIDevice
 from pyvfio.fake.region import FakeMMIO
 from pyvfio.fake.sysfs import SysfsTree
@@ -27,16 +38,41 @@ from pyvfio.kernel import PROT_RW
 FIRST_FD = 10001
 
 
-@dataclass
 class Call:
-    """One ioctl as the fake saw it: name, fd, fd kind, the argument's fields, the outcome."""
+    """One ioctl as the fake saw it: name, fd, fd kind, the arguments passed, the outcome.
 
-    name: str
-    fd: int
-    kind: str
-    args: dict[str, Any] = field(default_factory=dict)
-    result: int | None = None
-    errno: int | None = None
+    ``args`` holds the struct's fields as the caller passed them (decoded on first use) plus the
+    by-value argument (``arg``), the pointed-to fd (``fd``), the device name (``name``) or the
+    trailing data (``data``) of the ioctls that take those.
+    """
+
+    __slots__ = ("_args", "_io", "_op", "errno", "fd", "kind", "name", "result")
+
+    def __init__(self, name: str, fd: int, kind: str) -> None:
+        self.name, self.fd, self.kind = name, fd, kind
+        self.result: int | None = None
+        self.errno: int | None = None
+        self._op: Op | None = None
+        self._io: IoctlArg | None = None
+        self._args: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        return f"Call({self.name}, fd={self.fd}, result={self.result}, errno={self.errno})"
+
+    @property
+    def args(self) -> dict[str, Any]:
+        if self._args is None:
+            self._args = {}
+            op, io = self._op, self._io
+            if op is not None and io is not None and io.raw and op.ctype is not None:
+                s = ffi.new(op.ctype + " *")
+                ffi.memmove(s, io.raw, min(len(io.raw), op.sizeof))
+                fields = ffi.typeof(op.ctype).fields
+                self._args.update((name, getattr(s, name)) for name, f in fields
+                                  if f.type.kind == "primitive")
+            if io is not None:
+                self._args.update(io.extra)
+        return self._args
 
 
 @dataclass
@@ -55,12 +91,21 @@ class FakeKernel(DevNodes):
         memlock_limit: RLIMIT_MEMLOCK in bytes (default None: unlimited, as for root).
         iova_ranges: valid IOVA ranges, inclusive ends (default Intel VT-d minus the MSI window).
         pgsize_bitmap: IOMMU page sizes (default 4K|2M|1G).
-        iommufd: whether /dev/iommu exists (the iommufd model is not part of this fake yet).
+        iommufd: whether /dev/iommu and the device cdevs exist (CONFIG_IOMMUFD,
+            CONFIG_VFIO_DEVICE_CDEV).
         noiommu: vfio no-IOMMU mode (groups are /dev/vfio/noiommu-N).
+        linux: the kernel version to answer as (``"6.12"``, ``"7.3"``; default the newest the VM
+            lane verifies): ioctls newer than it are ENOTTY, and errnos follow it.
+
+    Raises:
+        ValueError: an unknown ``linux``; TypeError: an unknown knob.
     """
 
-    def __init__(self, **knobs: Any) -> None:
+    def __init__(self, *, linux: str | Linux | None = None, **knobs: Any) -> None:
+        self.linux = resolve(linux)
         self.knobs = Knobs(**knobs)
+        self.ioctls = ioctls.table(self.linux, cdev_config=self.knobs.iommufd)
+        self.lock = threading.RLock()
         self.sysfs_root = "/sys"
         self.sysfs = SysfsTree()
         self.bus = PCIBus(self.sysfs, noiommu=self.knobs.noiommu)
@@ -132,24 +177,31 @@ class FakeKernel(DevNodes):
 
     def ioctl(self, fd: int, request: int, arg: CData | int = 0) -> int:
         """Dispatch ``request`` on ``fd``'s kind; raise ``OSError(errno, ..., IOCTL_NAME)``."""
-        f = self._files.get(fd)
-        if f is None:
-            raise kerr(errno.EBADF if fd not in self._eventfds else errno.ENOTTY,
-                       getattr(request, "name", None) or f"ioctl {int(request):#x}")
-        name = f.handlers().get(int(request))
-        label = name or getattr(request, "name", None) or f"ioctl {int(request):#x}"
-        call = Call(label, fd, f.kind)
-        self.calls.append(call)
-        try:
-            self._operation(label)
-            if name is None:
-                raise kerr(f.unknown_errno())
-            self._injected(name, request)
-            call.result = int(getattr(f, name)(IoctlArg(self.mem, arg, call.args)))
-        except OSError as exc:
-            call.errno = exc.errno
-            raise kerr(exc.errno or errno.EIO, label) from None
-        return call.result
+        req = int(request)
+        if not 0 <= req < 1 << 64:
+            raise OverflowError(f"ioctl request {req} out of range")
+        req &= 0xFFFFFFFF  # sys_ioctl takes an unsigned int
+        with self.lock:
+            f = self._files.get(fd)
+            if f is None:
+                raise kerr(errno.EBADF if fd not in self._eventfds else errno.ENOTTY,
+                           getattr(request, "name", None) or f"ioctl {req:#x}")
+            label = getattr(request, "name", None) or f"ioctl {req:#x}"
+            call = Call(label, fd, f.kind)
+            self.calls.append(call)
+            io = IoctlArg(self.mem, address(arg), self.linux)
+            call._io = io
+            try:
+                self._operation(label)
+                op = self.ioctls.resolve(f, req, io)
+                call.name = label = op.name
+                call._op = op
+                self._injected(label, req)
+                call.result = self.ioctls.execute(op, f, io)
+            except OSError as exc:
+                call.errno = exc.errno
+                raise kerr(exc.errno or errno.EIO, label) from None
+            return call.result
 
     # -- fds -------------------------------------------------------------------------------
 
@@ -163,8 +215,17 @@ class FakeKernel(DevNodes):
         """Return the fake file behind ``fd`` (None if not a fake fd)."""
         return self._files.get(fd)
 
+    def open(self, path: str, flags: int = os.O_RDWR) -> int:
+        """Open a /dev node (see :meth:`pyvfio.fake.dev.DevNodes.open`)."""
+        with self.lock:
+            return super().open(path, flags)
+
     def close(self, fd: int) -> None:
         """Close a fake fd (its release runs on the last reference) or a real eventfd."""
+        with self.lock:
+            self._close(fd)
+
+    def _close(self, fd: int) -> None:
         if fd in self._eventfds:
             self._eventfds.discard(fd)
             os.close(fd)
@@ -182,46 +243,56 @@ class FakeKernel(DevNodes):
 
     def read(self, fd: int, size: int) -> bytes:
         """read(2) of an eventfd or a fake fd that reads (fault queues); else EINVAL."""
-        if fd in self._files:
-            if hasattr(self._files[fd], "read"):
-                return bytes(self._files[fd].read(size))  # type: ignore[attr-defined]
-            raise kerr(errno.EINVAL)
-        return os.read(fd, size)
+        with self.lock:
+            f = self._files.get(fd)
+            if f is not None:
+                if hasattr(f, "read"):
+                    return bytes(f.read(size))
+                raise kerr(errno.EINVAL)
+        return os.read(fd, size)  # a real eventfd: may block, so outside the lock
 
     def write(self, fd: int, data: bytes) -> int:
         """write(2) to an eventfd or a fake fd that writes (fault queues); else EINVAL."""
-        if fd in self._files:
-            if hasattr(self._files[fd], "write"):
-                return int(self._files[fd].write(data))  # type: ignore[attr-defined]
-            raise kerr(errno.EINVAL)
+        with self.lock:
+            f = self._files.get(fd)
+            if f is not None:
+                if hasattr(f, "write"):
+                    return int(f.write(data))
+                raise kerr(errno.EINVAL)
         return os.write(fd, data)
 
     def mmap(self, fd: int, length: int, offset: int, prot: int = PROT_RW) -> FakeMMIO:
         """mmap a BAR of a device fd. Raises EBADF, ENODEV (not a device), EINVAL."""
-        self._operation("mmap")
-        mmio = self.device_mmap(self._device(fd, errno.ENODEV), length, offset)
-        self._mmaps.append(mmio)
-        return mmio
+        with self.lock:
+            self._operation("mmap")
+            mmio = self.device_mmap(self._device(fd, errno.ENODEV), length, offset)
+            self._mmaps.append(mmio)
+            return mmio
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         """pread of a device region (index = offset >> 40)."""
-        result = self.device_rw(self._device(fd, errno.EINVAL), offset, None, size)
+        with self.lock:
+            result = self.device_rw(self._device(fd, errno.EINVAL), offset, None, size)
         assert isinstance(result, bytes)
         return result
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
         """pwrite of a device region; returns the count written."""
-        result = self.device_rw(self._device(fd, errno.EINVAL), offset, bytes(data), len(data))
+        with self.lock:
+            result = self.device_rw(self._device(fd, errno.EINVAL), offset, bytes(data),
+                                    len(data))
         assert isinstance(result, int)
         return result
 
     # -- sysfs -----------------------------------------------------------------------------
 
     def sysfs_read(self, relpath: str) -> str:
-        return self.sysfs.read(relpath)
+        with self.lock:
+            return self.sysfs.read(relpath)
 
     def sysfs_write(self, relpath: str, value: str) -> None:
-        self.sysfs.write(relpath, value)
+        with self.lock:
+            self.sysfs.write(relpath, value)
 
     def sysfs_readlink(self, relpath: str) -> str:
         return self.sysfs.readlink(relpath)

@@ -19,6 +19,8 @@ from pyvfio._ffi import ffi as uapi_ffi
 
 PAGE_SIZE = 4096
 _IOV_MAX = 1024
+_CHUNK = 1 << 16
+TASK_SIZE_MAX = (1 << 47) - PAGE_SIZE  # x86_64, 4-level page tables
 
 _ffi = cffi.FFI()
 _ffi.cdef(
@@ -82,36 +84,90 @@ class UserMemory:
         if call(self._pid, local, 1, remote, 1, 0) != size:
             raise kerr(errno.EFAULT)
 
+    def check_zeroed(self, addr: int, size: int) -> bool:
+        """lib/usercopy.c:check_zeroed_user: tell whether ``size`` bytes at ``addr`` are all zero.
+
+        Reads at most 64 KiB at a time and stops at the first non-zero byte, so a caller's
+        absurd size costs no memory.
+
+        Raises:
+            OSError: EFAULT if the range leaves user space or a page before the first non-zero
+                byte is unreadable.
+        """
+        if addr < 0 or addr + size > TASK_SIZE_MAX:
+            raise kerr(errno.EFAULT)  # access_ok
+        while size:
+            n = min(size, _CHUNK - addr % PAGE_SIZE)
+            data = self.read_prefix(addr, n)
+            if data.count(0) != len(data):
+                return False
+            if len(data) < n:
+                raise kerr(errno.EFAULT)
+            addr, size = addr + n, size - n
+        return True
+
+    def read_prefix(self, addr: int, size: int) -> bytes:
+        """Read up to ``size`` bytes at ``addr``, stopping at the first unreadable page."""
+        pages = []
+        cur, end = addr, addr + size
+        while cur < end:
+            nxt = min(end, cur - cur % PAGE_SIZE + PAGE_SIZE)
+            pages.append((_ffi.cast("void *", cur), nxt - cur))
+            cur = nxt
+        buf = _ffi.new("char[]", size)
+        local = _ffi.new("struct iovec *", {"iov_base": buf, "iov_len": size})
+        remote = _ffi.new("struct iovec[]", pages)
+        got = _libc.process_vm_readv(self._pid, local, 1, remote, len(pages), 0)
+        return bytes(_ffi.buffer(buf, max(got, 0)))
+
+    def pinnable_pages(self, addr: int, npages: int, *, write: bool) -> int:
+        """Count the pages from ``addr`` that pin_user_pages would pin before the first failure.
+
+        Stops at the first unmapped page (or read-only one when ``write``), so the cost follows
+        the memory that exists, not the size a caller asked for.
+        """
+        base = addr - addr % PAGE_SIZE
+        scratch = _ffi.new("char[]", _IOV_MAX)
+        good = 0
+        while good < npages:
+            n = min(_IOV_MAX, npages - good)
+            first = base + good * PAGE_SIZE
+            local = _ffi.new("struct iovec *", {"iov_base": scratch, "iov_len": n})
+            remote = _ffi.new("struct iovec[]",
+                              [(_ffi.cast("void *", first + i * PAGE_SIZE), 1) for i in range(n)])
+            got = max(_libc.process_vm_readv(self._pid, local, 1, remote, n, 0), 0)
+            good += got
+            if got < n:
+                break
+        if write and good:
+            good = min(good, self._writable_pages(base, good))
+        return good
+
     def check_pinnable(self, addr: int, size: int, *, write: bool) -> None:
         """Check ``[addr, addr+size)`` the way pin_user_pages would (one byte of every page).
 
         Raises:
             OSError: EFAULT if a page is not mapped, or not writable when ``write``.
         """
-        scratch = _ffi.new("char[]", _IOV_MAX)
-        pages = list(range(addr - addr % PAGE_SIZE, addr + size, PAGE_SIZE))
-        for i in range(0, len(pages), _IOV_MAX):
-            chunk = pages[i : i + _IOV_MAX]
-            local = _ffi.new("struct iovec *", {"iov_base": scratch, "iov_len": len(chunk)})
-            remote = _ffi.new("struct iovec[]", [(_ffi.cast("void *", p), 1) for p in chunk])
-            if _libc.process_vm_readv(self._pid, local, 1, remote, len(chunk), 0) != len(chunk):
-                raise kerr(errno.EFAULT)
-        if write and not self._writable(addr, size):
-            self._refresh()  # the cache is stale or the memory really is read-only
-            if not self._writable(addr, size):
-                raise kerr(errno.EFAULT)
+        npages = (addr + size - 1) // PAGE_SIZE - addr // PAGE_SIZE + 1 if size else 0
+        if self.pinnable_pages(addr, npages, write=write) < npages:
+            raise kerr(errno.EFAULT)
 
-    def _writable(self, addr: int, size: int) -> bool:
-        end = addr + size
-        i = bisect.bisect_right(self._maps, (addr, 1 << 65, True)) - 1
-        while addr < end:
-            if i < 0 or i >= len(self._maps):
-                return False
-            start, stop, writable = self._maps[i]
-            if not (start <= addr < stop and writable):
-                return False
-            addr, i = stop, i + 1
-        return True
+    def _writable_pages(self, base: int, npages: int) -> int:
+        """Count the writable pages from page-aligned ``base`` (at most ``npages``)."""
+        end = base + npages * PAGE_SIZE
+        for attempt in range(2):
+            cur = base
+            i = bisect.bisect_right(self._maps, (cur, 1 << 65, True)) - 1
+            while cur < end and 0 <= i < len(self._maps):
+                start, stop, writable = self._maps[i]
+                if not (start <= cur < stop and writable):
+                    break
+                cur, i = stop, i + 1
+            if cur >= end or attempt:
+                return min(npages, (cur - base) // PAGE_SIZE)
+            self._refresh()  # the cache is stale or the memory really is read-only
+        return 0
 
     def _refresh(self) -> None:
         maps = []

@@ -17,7 +17,9 @@ import errno
 import struct
 from typing import Any
 
+from pyvfio import uapi
 from pyvfio._ffi import C
+from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 
@@ -110,7 +112,6 @@ class DataFile(FakeFile):
     """A migration data fd: a saving file is read, a resuming one written (stream, no seek)."""
 
     kind = "vfio-migration"
-    IOCTLS = ("VFIO_MIG_GET_PRECOPY_INFO",)
 
     def __init__(self, driver: MigrationDriver, *, saving: bool, data: bytes = b"",
                  limit: int = 0) -> None:
@@ -145,12 +146,14 @@ class DataFile(FakeFile):
         self.driver.resume_check(self, before)
         return len(data)
 
+    def space(self) -> str:
+        """A saving file answers VFIO_MIG_GET_PRECOPY_INFO; the resuming fops have no ioctl."""
+        return "vfio-migration" if self.saving else "vfio-migration-resume"
+
     def VFIO_MIG_GET_PRECOPY_INFO(self, arg: IoctlArg) -> int:  # noqa: N802 - kernel name
         """vfio_check_precopy_ioctl + the driver: EINVAL outside PRE_COPY(_P2P), ENODEV when
         disabled; initial_bytes = what is left to read, dirty_bytes 0."""
-        if not self.saving:
-            raise kerr(errno.ENOTTY)  # the resuming fops have no ioctl
-        info = arg.struct("struct vfio_precopy_info *", 24)
+        info = arg.cmd
         if self.driver.precopy_info_v2:
             info.flags = 0
         if self.driver.state not in (PRE_COPY, PRE_COPY_P2P):
@@ -189,7 +192,7 @@ def feature(driver: MigrationDriver | None, flags: int, arg: IoctlArg,
     vfio_device_feature header (argsz already read), the payload follows at offset 8."""
     if driver is None:
         raise kerr(errno.ENOTTY)  # no mig_ops / log_ops
-    which, size = flags & C.VFIO_DEVICE_FEATURE_MASK, arg.argsz - 8
+    which, size = flags & C.VFIO_DEVICE_FEATURE_MASK, arg.size - 8
     if which in _LOGGING:
         _LOGGING[which](driver, flags, size, arg)
     elif which == C.VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE:
@@ -264,4 +267,8 @@ _LOGGING = {C.VFIO_DEVICE_FEATURE_DMA_LOGGING_START: _log_start,
             C.VFIO_DEVICE_FEATURE_DMA_LOGGING_REPORT: _log_report}
 
 
-__all__ = ["MIGRATION_FEATURES", "DataFile", "MigrationDriver", "feature", "next_state"]
+OPS = (Op(uapi.VFIO_MIG_GET_PRECOPY_INFO, "migration", DataFile.VFIO_MIG_GET_PRECOPY_INFO,
+          Conv.ARGSZ, "struct vfio_precopy_info", "dirty_bytes", since="6.2"),)
+"""The migration data fd's ioctl (vfio_check_precopy_ioctl)."""
+
+__all__ = ["MIGRATION_FEATURES", "OPS", "DataFile", "MigrationDriver", "feature", "next_state"]

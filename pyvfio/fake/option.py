@@ -9,12 +9,14 @@ import errno
 
 from pyvfio import uapi
 from pyvfio._ffi import C, CData
-from pyvfio.fake.iommufd import IOASObj, IommufdCtx, handler
+from pyvfio.fake.dispatch import Conv, Op
+from pyvfio.fake.iommufd import IOASObj, IommufdCtx
 from pyvfio.fake.memory import kerr
+from pyvfio.fake.uaccess import IoctlArg
 
 
-@handler(uapi.IOMMU_OPTION, "struct iommu_option", "val64")
-def IOMMU_OPTION(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_OPTION(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     if cmd.__reserved:
         raise kerr(errno.EOPNOTSUPP)
     if cmd.option_id == C.IOMMU_OPTION_RLIMIT_MODE:
@@ -65,3 +67,8 @@ def set_huge_pages(ioas: IOASObj, val: int) -> None:
             raise
     else:
         raise kerr(errno.EINVAL)
+
+
+OPS = (Op(uapi.IOMMU_OPTION, "iommufd", IOMMU_OPTION, Conv.SIZE, "struct iommu_option", "val64",
+          since="6.2"),)
+"""IOMMU_OPTION (main.c)."""

@@ -217,16 +217,17 @@ def _op_dev_check_cache(ctx: IommufdCtx, cmd: CData) -> None:
         raise kerr(errno.EINVAL)
 
 
-selftest.OPS.update({
-    C.IOMMU_TEST_OP_TRIGGER_IOPF: _op_trigger_iopf,
-    C.IOMMU_TEST_OP_TRIGGER_VEVENT: _op_trigger_vevent,
-    C.IOMMU_TEST_OP_PASID_ATTACH: _op_pasid_attach,
-    C.IOMMU_TEST_OP_PASID_REPLACE: _op_pasid_replace,
-    C.IOMMU_TEST_OP_PASID_DETACH: _op_pasid_detach,
-    C.IOMMU_TEST_OP_PASID_CHECK_HWPT: _op_pasid_check_hwpt,
-    C.IOMMU_TEST_OP_MD_CHECK_IOTLB: _op_md_check_iotlb,
-    C.IOMMU_TEST_OP_DEV_CHECK_CACHE: _op_dev_check_cache,
-})
+TEST_OPS: dict[int, tuple[str, selftest.TestOp]] = {
+    C.IOMMU_TEST_OP_MD_CHECK_IOTLB: ("6.8", _op_md_check_iotlb),
+    C.IOMMU_TEST_OP_TRIGGER_IOPF: ("6.11", _op_trigger_iopf),
+    C.IOMMU_TEST_OP_DEV_CHECK_CACHE: ("6.13", _op_dev_check_cache),
+    C.IOMMU_TEST_OP_TRIGGER_VEVENT: ("6.15", _op_trigger_vevent),
+    C.IOMMU_TEST_OP_PASID_ATTACH: ("6.15", _op_pasid_attach),
+    C.IOMMU_TEST_OP_PASID_REPLACE: ("6.15", _op_pasid_replace),
+    C.IOMMU_TEST_OP_PASID_DETACH: ("6.15", _op_pasid_detach),
+    C.IOMMU_TEST_OP_PASID_CHECK_HWPT: ("6.15", _op_pasid_check_hwpt),
+}
+"""The IOMMU_TEST_CMD ops of this module: op -> (Linux version that added it, handler)."""
 
-__all__ = ["attachments", "detach_all", "pasid_attach", "pasid_detach",
+__all__ = ["TEST_OPS", "attachments", "detach_all", "pasid_attach", "pasid_detach",
            "pasid_replace", "rid_compat"]

@@ -21,14 +21,15 @@ from pyvfio import uapi
 from pyvfio._ffi import C, CData
 from pyvfio.fake import cdev as fcdev
 from pyvfio.fake import hwpt as fhwpt
-from pyvfio.fake.iommufd import IommufdCtx, IOMMUModel, Obj, handler
+from pyvfio.fake.dispatch import Conv, Op
+from pyvfio.fake.iommufd import IommufdCtx, IOMMUModel, Obj
 from pyvfio.fake.memory import kerr
+from pyvfio.fake.uaccess import IoctlArg
 
 MOCK_IO_PAGE_SIZE = 2048  # PAGE_SIZE / 2: the mock domain's only page size (without HUGE_IOVA)
 HW_INFO_TYPE_SELFTEST = 0xFEEDBEEF
 _DEV_FLAGS = C.MOCK_FLAGS_DEVICE_NO_DIRTY | C.MOCK_FLAGS_DEVICE_PASID  # 7.3 (mock_dev_create)
-OPS: dict[int, Callable[[IommufdCtx, CData], None]] = {}
-"""The ops added after 6.12, by op number (filled by :mod:`pyvfio.fake.pasid`)."""
+TestOp = Callable[[IommufdCtx, CData], None]
 
 
 def mock_iommu(dev_flags: int) -> IOMMUModel:
@@ -133,8 +134,10 @@ def _md_check_map(ctx: IommufdCtx, cmd: CData) -> None:
             raise kerr(errno.EINVAL)
 
 
-@handler(uapi.TEST_IOCTLS["IOMMU_TEST_CMD"], "struct iommu_test_cmd", "last")
-def IOMMU_TEST_CMD(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kernel name
+def _test_cmd(ctx: IommufdCtx, io: IoctlArg, newer: dict[int, tuple[str, TestOp]]) -> None:
+    if not ctx.model.iommufd_test:
+        raise kerr(errno.ENOTTY)  # a kernel without CONFIG_IOMMUFD_TEST
+    cmd = io.cmd
     op = cmd.op
     if op == C.IOMMU_TEST_OP_MOCK_DOMAIN:
         _mock_domain(ctx, cmd, 0)
@@ -154,8 +157,18 @@ def IOMMU_TEST_CMD(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kernel 
         if not r.length or r.start + r.length - 1 > (1 << 64) - 1:
             raise kerr(errno.EINVAL)
         ioas.iopt.reserve(r.start, r.start + r.length - 1, "selftest")
-    elif op in OPS:
-        OPS[op](ctx, cmd)
+    elif op in newer and io.linux.at_least(newer[op][0]):
+        newer[op][1](ctx, cmd)
     else:
         raise kerr(errno.EOPNOTSUPP)  # unknown op, or one this fake does not model
 
+
+def test_cmd_op(newer: dict[int, tuple[str, TestOp]]) -> Op:
+    """IOMMU_TEST_CMD (CONFIG_IOMMUFD_TEST, selftest.c) with the ops of this module plus
+    ``newer``: op number -> (the Linux version that added it, its handler)."""
+
+    def IOMMU_TEST_CMD(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802 - kernel name
+        _test_cmd(ctx, io, newer)
+
+    return Op(uapi.TEST_IOCTLS["IOMMU_TEST_CMD"], "iommufd", IOMMU_TEST_CMD, Conv.SIZE,
+              "struct iommu_test_cmd", "last", since="6.2")

@@ -130,8 +130,8 @@ class DmaMap:
         return pieces
 
     def check_map(self, iova: int, size: int) -> None:
-        """Rules 6-8 of ``vfio_dma_do_map``: EEXIST overlap, ENOSPC limit, EINVAL outside ranges,
-        then the RLIMIT_MEMLOCK accounting of ``vfio_pin_pages_remote`` (ENOMEM)."""
+        """Rules 6-8 of ``vfio_dma_do_map``: EEXIST overlap, ENOSPC limit, EINVAL outside ranges
+        (the pinning and its RLIMIT_MEMLOCK accounting come after: Container._pin)."""
         if self.first_overlap(iova, size) is not None:
             raise kerr(errno.EEXIST)
         if self.dma_avail <= 0:
@@ -139,9 +139,6 @@ class DmaMap:
         last = iova + size - 1
         if not any(lo <= iova and last <= hi for lo, hi in self.knobs.iova_ranges):
             raise kerr(errno.EINVAL)
-        limit = self.knobs.memlock_limit
-        if limit is not None and self.locked + size > limit:
-            raise kerr(errno.ENOMEM)
 
     def unmap_v2(self, iova: int, size: int) -> int:
         """Unmap whole mappings in [iova, iova+size); EINVAL if that would bisect one.

@@ -14,9 +14,11 @@ import struct
 from dataclasses import dataclass
 
 from pyvfio import uapi
-from pyvfio._ffi import C, CData
-from pyvfio.fake.iommufd import IommufdCtx, Obj, handler
+from pyvfio._ffi import C
+from pyvfio.fake.dispatch import Conv, Op
+from pyvfio.fake.iommufd import IommufdCtx, Obj
 from pyvfio.fake.memory import kerr
+from pyvfio.fake.uaccess import FakeFile, IoctlArg
 from pyvfio.fake.viommu import VIOMMUObj, get_viommu
 
 VEVENTQ_MAX_DEPTH = 1 << 19
@@ -73,21 +75,13 @@ def report(viommu: VIOMMUObj, qtype: int, data: bytes) -> None:
     queue._add(VEvent(0, bytes(data)))
 
 
-class VEventQFile:
-    """The fd of a vEVENTQ: read-only (eventq.c:iommufd_veventq_fops_read)."""
+class VEventQFile(FakeFile):
+    """The fd of a vEVENTQ: read-only (eventq.c:iommufd_veventq_fops_read); no ioctl (ENOTTY)."""
 
     kind = "iommufd-veventq"
 
     def __init__(self, ctx: IommufdCtx, queue: VEventQObj) -> None:
         self.ctx, self.queue = ctx, queue
-
-    def handlers(self) -> dict[int, str]:
-        """A vEVENTQ fd answers no ioctl."""
-        return {}
-
-    def unknown_errno(self) -> int:
-        """ENOTTY for every ioctl."""
-        return errno.ENOTTY
 
     def read(self, size: int) -> bytes:
         """Whole events that fit in ``size``; EINVAL if less than a header, or if the first event
@@ -116,8 +110,8 @@ class VEventQFile:
         self.ctx.put()
 
 
-@handler(uapi.IOMMU_VEVENTQ_ALLOC, "struct iommu_veventq_alloc", "out_veventq_fd")
-def IOMMU_VEVENTQ_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kernel name
+def IOMMU_VEVENTQ_ALLOC(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802 - kernel name
+    cmd = io.cmd
     if cmd.flags or cmd.__reserved or cmd.type == C.IOMMU_VEVENTQ_TYPE_DEFAULT:
         raise kerr(errno.EOPNOTSUPP)
     if not cmd.veventq_depth or cmd.veventq_depth > VEVENTQ_MAX_DEPTH:
@@ -131,3 +125,8 @@ def IOMMU_VEVENTQ_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - ke
     ctx.users += 1  # ... and the iommufd
     cmd.out_veventq_fd = ctx.install_fd(VEventQFile(ctx, queue))
     cmd.out_veventq_id = queue.id
+
+
+OPS = (Op(uapi.IOMMU_VEVENTQ_ALLOC, "iommufd", IOMMU_VEVENTQ_ALLOC, Conv.SIZE,
+          "struct iommu_veventq_alloc", "out_veventq_fd", since="6.15"),)
+"""IOMMU_VEVENTQ_ALLOC (eventq.c)."""

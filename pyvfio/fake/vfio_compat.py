@@ -12,31 +12,22 @@ from __future__ import annotations
 
 import errno
 import struct
-from collections.abc import Callable
 from typing import Any
 
 from pyvfio import uapi
-from pyvfio._ffi import C, CData
+from pyvfio._ffi import C
 from pyvfio.fake import iommufd as fiommufd
+from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.ioas import PAGE_SIZE, ULONG_MAX, Area
-from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IommufdFile, handler
+from pyvfio.fake.iommufd import IOASObj, IommufdCtx
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.option import set_huge_pages
 from pyvfio.fake.type1 import INTEL_PGSIZES
+from pyvfio.fake.uaccess import IoctlArg
 
 PAGE_MASK = ~(PAGE_SIZE - 1) & ULONG_MAX
 U32_MAX = (1 << 32) - 1
 _RW = C.VFIO_DMA_MAP_FLAG_READ | C.VFIO_DMA_MAP_FLAG_WRITE
-
-Compat = Callable[[IommufdCtx, Any], int]
-
-
-def _compat(name: str) -> Callable[[Compat], Compat]:
-    def register(fn: Compat) -> Compat:
-        IommufdFile.compat[name] = fn
-        return fn
-    return register
-
 
 def compat_ioas(ctx: IommufdCtx) -> IOASObj:
     """get_compat_ioas: the IOAS the VFIO ioctls act on. Raises ENODEV if there is none."""
@@ -54,8 +45,8 @@ def compat_ioas_create(ctx: IommufdCtx) -> IOASObj:
     return ctx.vfio_ioas
 
 
-@handler(uapi.IOMMU_VFIO_IOAS, "struct iommu_vfio_ioas", "__reserved")
-def IOMMU_VFIO_IOAS(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kernel name
+def IOMMU_VFIO_IOAS(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802 - kernel name
+    cmd = io.cmd
     if cmd.__reserved:
         raise kerr(errno.EOPNOTSUPP)
     if cmd.op == C.IOMMU_VFIO_IOAS_GET:
@@ -68,15 +59,12 @@ def IOMMU_VFIO_IOAS(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kernel
         raise kerr(errno.EOPNOTSUPP)
 
 
-@_compat("VFIO_GET_API_VERSION")
-def VFIO_GET_API_VERSION(ctx: IommufdCtx, arg: Any) -> int:  # noqa: N802
+def VFIO_GET_API_VERSION(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
     return int(C.VFIO_API_VERSION)
 
 
-@_compat("VFIO_CHECK_EXTENSION")
-def VFIO_CHECK_EXTENSION(ctx: IommufdCtx, arg: Any) -> int:  # noqa: N802
-    ext = arg.value
-    arg.record["arg"] = ext
+def VFIO_CHECK_EXTENSION(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
+    ext = arg.cmd
     if ext in (C.VFIO_TYPE1_IOMMU, C.VFIO_TYPE1v2_IOMMU, C.VFIO_UNMAP_ALL):
         return 1
     if ext == C.VFIO_DMA_CC_IOMMU:
@@ -87,10 +75,8 @@ def VFIO_CHECK_EXTENSION(ctx: IommufdCtx, arg: Any) -> int:  # noqa: N802
     return 0  # NESTING (obsolete), UPDATE_VADDR ("hard to see how ... safely"), unknown
 
 
-@_compat("VFIO_SET_IOMMU")
-def VFIO_SET_IOMMU(ctx: IommufdCtx, arg: Any) -> int:  # noqa: N802
-    kind = arg.value
-    arg.record["arg"] = kind
+def VFIO_SET_IOMMU(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
+    kind = arg.cmd
     if kind not in (C.VFIO_TYPE1_IOMMU, C.VFIO_TYPE1v2_IOMMU):
         raise kerr(errno.EINVAL)
     ioas = compat_ioas(ctx)
@@ -107,9 +93,8 @@ def _pagesizes(ioas: IOASObj) -> int:
     return max(sizes, ioas.iopt.iova_alignment)
 
 
-@_compat("VFIO_IOMMU_GET_INFO")
-def VFIO_IOMMU_GET_INFO(ctx: IommufdCtx, arg: Any) -> int:  # noqa: N802
-    info = arg.struct("struct vfio_iommu_type1_info *", 16)
+def VFIO_IOMMU_GET_INFO(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
+    info = arg.cmd
     ioas = compat_ioas(ctx)
     info.flags = C.VFIO_IOMMU_INFO_PGSIZES
     info.iova_pgsizes = _pagesizes(ioas)
@@ -119,13 +104,12 @@ def VFIO_IOMMU_GET_INFO(ctx: IommufdCtx, arg: Any) -> int:  # noqa: N802
         (C.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1,
          struct.pack("<II", len(ranges), 0) + b"".join(struct.pack("<QQ", *r) for r in ranges)),
     ]
-    arg.reply_caps(info, caps, C.VFIO_IOMMU_INFO_CAPS)
+    arg.reply_caps(caps, C.VFIO_IOMMU_INFO_CAPS)
     return 0
 
 
-@_compat("VFIO_IOMMU_MAP_DMA")
-def VFIO_IOMMU_MAP_DMA(ctx: IommufdCtx, arg: Any) -> int:  # noqa: N802
-    m = arg.struct("struct vfio_iommu_type1_dma_map *", 32)
+def VFIO_IOMMU_MAP_DMA(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
+    m = arg.cmd
     if m.flags & ~_RW:
         raise kerr(errno.EINVAL)  # VFIO_DMA_MAP_FLAG_VADDR is not supported
     ioas = compat_ioas(ctx)
@@ -136,9 +120,8 @@ def VFIO_IOMMU_MAP_DMA(ctx: IommufdCtx, arg: Any) -> int:  # noqa: N802
     return 0
 
 
-@_compat("VFIO_IOMMU_UNMAP_DMA")
-def VFIO_IOMMU_UNMAP_DMA(ctx: IommufdCtx, arg: Any) -> int:  # noqa: N802
-    u = arg.struct("struct vfio_iommu_type1_dma_unmap *", 24)
+def VFIO_IOMMU_UNMAP_DMA(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
+    u = arg.cmd
     if u.flags & ~C.VFIO_DMA_UNMAP_FLAG_ALL:
         raise kerr(errno.EINVAL)  # GET_DIRTY_BITMAP and VADDR are obsolete here
     ioas = compat_ioas(ctx)
@@ -177,3 +160,19 @@ def _unmap_range(iopt: Any, start: int, last: int) -> int:
                 iopt.areas.insert(a_start, point, area)
                 iopt.areas.insert(point + 1, a_last, tail)
     return int(iopt.unmap(start, last))
+
+
+OPS = (
+    Op(uapi.IOMMU_VFIO_IOAS, "iommufd", IOMMU_VFIO_IOAS, Conv.SIZE, "struct iommu_vfio_ioas",
+       "__reserved", since="6.2"),
+    Op(uapi.VFIO_GET_API_VERSION, "iommufd-vfio", VFIO_GET_API_VERSION, since="6.2"),
+    Op(uapi.VFIO_CHECK_EXTENSION, "iommufd-vfio", VFIO_CHECK_EXTENSION, Conv.VALUE, since="6.2"),
+    Op(uapi.VFIO_SET_IOMMU, "iommufd-vfio", VFIO_SET_IOMMU, Conv.VALUE, since="6.2"),
+    Op(uapi.VFIO_IOMMU_GET_INFO, "iommufd-vfio", VFIO_IOMMU_GET_INFO, Conv.ARGSZ,
+       "struct vfio_iommu_type1_info", "iova_pgsizes", since="6.2"),
+    Op(uapi.VFIO_IOMMU_MAP_DMA, "iommufd-vfio", VFIO_IOMMU_MAP_DMA, Conv.ARGSZ,
+       "struct vfio_iommu_type1_dma_map", "size", since="6.2"),
+    Op(uapi.VFIO_IOMMU_UNMAP_DMA, "iommufd-vfio", VFIO_IOMMU_UNMAP_DMA, Conv.ARGSZ,
+       "struct vfio_iommu_type1_dma_unmap", "size", since="6.2"),
+)
+"""IOMMU_VFIO_IOAS and the VFIO container ioctls /dev/iommu answers (iommufd_vfio_ioctl)."""

@@ -11,8 +11,10 @@ import errno
 import struct
 from collections.abc import Callable
 
+from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake import migration
+from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.irq import ERR, INTX, MSIX, Interrupts, eventfd_get, put
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.pci import PCI_CAP_ID_EXP, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCIDevice
@@ -37,9 +39,6 @@ class VFIOPCIDevice(FakeFile):
     """A device opened through vfio-pci; ``reset_peers`` gives its bus-reset scope."""
 
     kind = "device"
-    IOCTLS = ("VFIO_DEVICE_GET_INFO", "VFIO_DEVICE_GET_REGION_INFO", "VFIO_DEVICE_GET_IRQ_INFO",
-              "VFIO_DEVICE_SET_IRQS", "VFIO_DEVICE_RESET", "VFIO_DEVICE_GET_PCI_HOT_RESET_INFO",
-              "VFIO_DEVICE_PCI_HOT_RESET", "VFIO_DEVICE_IOEVENTFD", "VFIO_DEVICE_FEATURE")
 
     def __init__(self, dev: PCIDevice, reset_peers: Callable[[], list[tuple[str, int]] | None],
                  group_of_fd: Callable[[int], int | None]) -> None:
@@ -79,7 +78,7 @@ class VFIOPCIDevice(FakeFile):
     # -- info ------------------------------------------------------------------------------
 
     def VFIO_DEVICE_GET_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
-        info = arg.struct("struct vfio_device_info *", 16)
+        info = arg.cmd
         info.flags = C.VFIO_DEVICE_FLAGS_PCI
         if self.dev.cfg.reset:
             info.flags |= C.VFIO_DEVICE_FLAGS_RESET
@@ -88,8 +87,10 @@ class VFIOPCIDevice(FakeFile):
         return 0
 
     def VFIO_DEVICE_GET_REGION_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
-        info = arg.struct("struct vfio_region_info *", 32)
+        info = arg.cmd
         index = info.index
+        if index >= NUM_REGIONS:
+            raise kerr(errno.EINVAL)  # default case: no device-specific regions
         info.offset = index << OFFSET_SHIFT
         info.cap_offset = 0
         caps: list[tuple[int, int, bytes]] = []
@@ -106,7 +107,7 @@ class VFIOPCIDevice(FakeFile):
             info.flags = _RW
         else:
             raise kerr(errno.EINVAL)  # VGA only for VGA-class devices; no device regions
-        arg.reply_caps(info, caps, C.VFIO_REGION_INFO_FLAG_CAPS)
+        arg.reply_caps(caps, C.VFIO_REGION_INFO_FLAG_CAPS)
         return 0
 
     def _region_caps(self, index: int) -> list[tuple[int, int, bytes]]:
@@ -121,7 +122,7 @@ class VFIOPCIDevice(FakeFile):
         return caps
 
     def VFIO_DEVICE_GET_IRQ_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
-        info = arg.struct("struct vfio_irq_info *", 16)
+        info = arg.cmd
         index = info.index
         if index >= NUM_IRQS or (index == ERR and PCI_CAP_ID_EXP not in self.dev.caps):
             raise kerr(errno.EINVAL)
@@ -137,7 +138,7 @@ class VFIOPCIDevice(FakeFile):
     # -- interrupts ------------------------------------------------------------------------
 
     def VFIO_DEVICE_SET_IRQS(self, arg: IoctlArg) -> int:  # noqa: N802
-        hdr = arg.struct("struct vfio_irq_set *", 20)
+        hdr = arg.cmd
         flags, index, start, count = hdr.flags, hdr.index, hdr.start, hdr.count
         if index >= NUM_IRQS or count >= 0xFFFFFFFF - start or flags & ~_IRQ_SET_MASK:
             raise kerr(errno.EINVAL)
@@ -148,12 +149,12 @@ class VFIOPCIDevice(FakeFile):
                         | C.VFIO_IRQ_SET_DATA_EVENTFD)
         size = {C.VFIO_IRQ_SET_DATA_NONE: 0, C.VFIO_IRQ_SET_DATA_BOOL: 1,
                 C.VFIO_IRQ_SET_DATA_EVENTFD: 4}.get(kind)
-        if size is None or arg.argsz - 20 < count * size:
+        if size is None or arg.size - 20 < count * size:
             raise kerr(errno.EINVAL)
         raw = arg.read(20, count * size)
         data = ([1] * count if not size else list(raw) if size == 1
                 else list(struct.unpack(f"<{count}i", raw)))
-        arg.record["data"] = data
+        arg.extra["data"] = data
         return self.irqs.set_irqs(flags, index, start, data)
 
     # -- reset -----------------------------------------------------------------------------
@@ -165,13 +166,13 @@ class VFIOPCIDevice(FakeFile):
         return 0
 
     def VFIO_DEVICE_GET_PCI_HOT_RESET_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
-        info = arg.struct("struct vfio_pci_hot_reset_info *", 12)
+        info = arg.cmd
         peers = self._reset_peers()
         if peers is None:
             raise kerr(errno.ENODEV)  # on a root bus: neither slot nor bus reset
         info.flags, info.count = 0, len(peers)
         arg.copy_out(info, 12)
-        if (arg.argsz - 12) // 8 < len(peers):
+        if (arg.size - 12) // 8 < len(peers):
             raise kerr(errno.ENOSPC)
         for i, (bdf, group) in enumerate(peers):
             bus, devfn = _bus_devfn(bdf)
@@ -179,7 +180,7 @@ class VFIOPCIDevice(FakeFile):
         return 0
 
     def VFIO_DEVICE_PCI_HOT_RESET(self, arg: IoctlArg) -> int:  # noqa: N802
-        hdr = arg.struct("struct vfio_pci_hot_reset *", 12)
+        hdr = arg.cmd
         if hdr.flags or hdr.count == 0:
             raise kerr(errno.EINVAL)
         peers = self._reset_peers()
@@ -197,7 +198,7 @@ class VFIOPCIDevice(FakeFile):
     # -- ioeventfd and features ------------------------------------------------------------
 
     def VFIO_DEVICE_IOEVENTFD(self, arg: IoctlArg) -> int:  # noqa: N802
-        io = arg.struct("struct vfio_device_ioeventfd *", 28)
+        io = arg.cmd
         size = io.flags & C.VFIO_DEVICE_IOEVENTFD_SIZE_MASK
         if io.flags & ~C.VFIO_DEVICE_IOEVENTFD_SIZE_MASK or bin(size).count("1") != 1 or io.fd < -1:
             raise kerr(errno.EINVAL)
@@ -219,7 +220,7 @@ class VFIOPCIDevice(FakeFile):
         return 0
 
     def VFIO_DEVICE_FEATURE(self, arg: IoctlArg) -> int:  # noqa: N802
-        feat = arg.struct("struct vfio_device_feature *", 8)
+        feat = arg.cmd
         flags = feat.flags
         get, set_, probe = (flags & C.VFIO_DEVICE_FEATURE_GET, flags & C.VFIO_DEVICE_FEATURE_SET,
                             flags & C.VFIO_DEVICE_FEATURE_PROBE)
@@ -235,7 +236,7 @@ class VFIOPCIDevice(FakeFile):
             raise kerr(errno.EINVAL)  # vfio_check_feature: SET only
         if probe:
             return 0
-        if not set_ or arg.argsz - 8 < payload:
+        if not set_ or arg.size - 8 < payload:
             raise kerr(errno.EINVAL)
         self.low_power = flags & C.VFIO_DEVICE_FEATURE_MASK != C.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT
         return 0
@@ -245,3 +246,41 @@ def _bus_devfn(bdf: str) -> tuple[int, int]:
     bus, slot_fn = bdf.split(":")[1:]
     slot, fn = slot_fn.split(".")
     return int(bus, 16), int(slot, 16) << 3 | int(fn)
+
+
+def _bind_on_group_fd(dev: VFIOPCIDevice, arg: IoctlArg) -> int:
+    """device_cdev.c:vfio_df_ioctl_bind_iommufd: "only allowed for cdev fds" (EINVAL, after the
+    struct's own checks, which answer EINVAL too)."""
+    raise kerr(errno.EINVAL)
+
+
+def _op(request: uapi.Ioctl, handler: Callable[[VFIOPCIDevice, IoctlArg], int],
+        ctype: str | None = None, last: str | None = None) -> Op:
+    return Op(request, "device", handler, Conv.ARGSZ if ctype else Conv.NONE, ctype, last)
+
+
+OPS = (
+    _op(uapi.VFIO_DEVICE_GET_INFO, VFIOPCIDevice.VFIO_DEVICE_GET_INFO,
+        "struct vfio_device_info", "num_irqs"),
+    _op(uapi.VFIO_DEVICE_GET_REGION_INFO, VFIOPCIDevice.VFIO_DEVICE_GET_REGION_INFO,
+        "struct vfio_region_info", "offset"),
+    _op(uapi.VFIO_DEVICE_GET_IRQ_INFO, VFIOPCIDevice.VFIO_DEVICE_GET_IRQ_INFO,
+        "struct vfio_irq_info", "count"),
+    _op(uapi.VFIO_DEVICE_SET_IRQS, VFIOPCIDevice.VFIO_DEVICE_SET_IRQS,
+        "struct vfio_irq_set", "count"),
+    _op(uapi.VFIO_DEVICE_RESET, VFIOPCIDevice.VFIO_DEVICE_RESET),
+    _op(uapi.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO, VFIOPCIDevice.VFIO_DEVICE_GET_PCI_HOT_RESET_INFO,
+        "struct vfio_pci_hot_reset_info", "count"),
+    _op(uapi.VFIO_DEVICE_PCI_HOT_RESET, VFIOPCIDevice.VFIO_DEVICE_PCI_HOT_RESET,
+        "struct vfio_pci_hot_reset", "count"),
+    _op(uapi.VFIO_DEVICE_IOEVENTFD, VFIOPCIDevice.VFIO_DEVICE_IOEVENTFD,
+        "struct vfio_device_ioeventfd", "fd"),
+    _op(uapi.VFIO_DEVICE_FEATURE, VFIOPCIDevice.VFIO_DEVICE_FEATURE,
+        "struct vfio_device_feature", "flags"),
+    Op(uapi.VFIO_DEVICE_BIND_IOMMUFD, "device-bind", _bind_on_group_fd, Conv.ARGSZ,
+       "struct vfio_device_bind_iommufd", "out_devid", since="6.6"),
+)
+"""The vfio-pci device fd's ioctls (vfio_main.c:vfio_device_fops_unl_ioctl, vfio_pci_core.c).
+
+``device-bind`` is VFIO_DEVICE_BIND_IOMMUFD on a device fd opened through its group: the kernel
+(with CONFIG_VFIO_DEVICE_CDEV) checks the struct, then refuses it."""

@@ -14,15 +14,18 @@ still answer for every other IOMMU.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from itertools import pairwise
 from typing import Any
 
 from pyvfio import uapi
 from pyvfio._ffi import C, CData, ffi
 from pyvfio.fake import hwpt as fhwpt
-from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IommufdFile, Obj, RespondThen, handler
+from pyvfio.fake.dispatch import Conv, Op, RespondThen
+from pyvfio.fake.iommufd import IOASObj, IommufdCtx, Obj
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.selftest import HW_INFO_TYPE_SELFTEST
+from pyvfio.fake.uaccess import IoctlArg
 
 PAGE_SIZE = 4096
 ULONG_MAX = (1 << 64) - 1
@@ -151,8 +154,8 @@ def get_device(ctx: IommufdCtx, dev_id: int) -> fhwpt.DeviceObj:
     return obj
 
 
-@handler(uapi.IOMMU_VIOMMU_ALLOC, "struct iommu_viommu_alloc", "out_viommu_id")
-def IOMMU_VIOMMU_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802 - kernel name
+def IOMMU_VIOMMU_ALLOC(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802 - kernel name
+    cmd = io.cmd
     if cmd.flags or cmd.type == C.IOMMU_VIOMMU_TYPE_DEFAULT:
         raise kerr(errno.EOPNOTSUPP)
     idev = get_device(ctx, cmd.dev_id)
@@ -190,7 +193,8 @@ def _viommu_data(ctx: IommufdCtx, viommu: VIOMMUObj, cmd: CData) -> None:
     if cmd.data_len < need:
         raise kerr(errno.EINVAL)  # iommu_copy_struct_from_user: shorter than min_last
     raw = ctx.memory.read(cmd.data_uptr, min(cmd.data_len, size))
-    if cmd.data_len > size and any(ctx.memory.read(cmd.data_uptr + size, cmd.data_len - size)):
+    if cmd.data_len > size and not ctx.memory.check_zeroed(cmd.data_uptr + size,
+                                                           cmd.data_len - size):
         raise kerr(errno.E2BIG)
     data = ffi.new("struct iommu_viommu_selftest *")
     ffi.memmove(data, raw, len(raw))
@@ -208,8 +212,8 @@ def _viommu_data(ctx: IommufdCtx, viommu: VIOMMUObj, cmd: CData) -> None:
     ctx.memory.write(cmd.data_uptr, bytes(ffi.buffer(data))[: min(cmd.data_len, size)])
 
 
-@handler(uapi.IOMMU_VDEVICE_ALLOC, "struct iommu_vdevice_alloc", "virt_id")
-def IOMMU_VDEVICE_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_VDEVICE_ALLOC(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     if cmd.virt_id > ULONG_MAX:
         raise kerr(errno.EINVAL)
     viommu = get_viommu(ctx, cmd.viommu_id)
@@ -222,8 +226,8 @@ def IOMMU_VDEVICE_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
     cmd.out_vdevice_id = ctx.table.add(VDeviceObj(viommu, idev, int(cmd.virt_id)))
 
 
-@handler(uapi.IOMMU_HW_QUEUE_ALLOC, "struct iommu_hw_queue_alloc", "length")
-def IOMMU_HW_QUEUE_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_HW_QUEUE_ALLOC(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     if cmd.flags or cmd.type == C.IOMMU_HW_QUEUE_TYPE_DEFAULT:
         raise kerr(errno.EOPNOTSUPP)
     if not cmd.length:
@@ -261,19 +265,17 @@ def _pin_check(viommu: VIOMMUObj, iova: int, length: int) -> None:
 
 # -- the mock driver's HWPT_ALLOC / HWPT_INVALIDATE (selftest.c), over fake/hwpt.py ------------
 
-_HWPT_ALLOC = IommufdFile.table[int(uapi.IOMMU_HWPT_ALLOC)][2]
-_HWPT_INVALIDATE = IommufdFile.table[int(uapi.IOMMU_HWPT_INVALIDATE)][2]
 _PAGING_FLAGS = (C.IOMMU_HWPT_ALLOC_NEST_PARENT | C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
                  | C.IOMMU_HWPT_FAULT_ID_VALID | C.IOMMU_HWPT_ALLOC_PASID)
 _NESTED_FLAGS = C.IOMMU_HWPT_FAULT_ID_VALID | C.IOMMU_HWPT_ALLOC_PASID
 
 
-@handler(uapi.IOMMU_HWPT_ALLOC, "struct iommu_hwpt_alloc", "__reserved")
-def IOMMU_HWPT_ALLOC(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_HWPT_ALLOC(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     pt, dev = ctx.table.objects.get(cmd.pt_id), ctx.table.objects.get(cmd.dev_id)
     mock = isinstance(dev, fhwpt.DeviceObj) and is_mock(dev, ctx)
     if not mock and not isinstance(pt, VIOMMUObj):
-        _HWPT_ALLOC(ctx, cmd)  # the other IOMMUs, as before
+        fhwpt.IOMMU_HWPT_ALLOC(ctx, io)  # the other IOMMUs, as before
         return
     if cmd.__reserved:
         raise kerr(errno.EOPNOTSUPP)
@@ -318,7 +320,8 @@ def _selftest_data(ctx: IommufdCtx, cmd: CData) -> CData:
         raise kerr(errno.EINVAL)
     size = ffi.sizeof(data[0])
     raw = ctx.memory.read(cmd.data_uptr, min(cmd.data_len, size))
-    if cmd.data_len > size and any(ctx.memory.read(cmd.data_uptr + size, cmd.data_len - size)):
+    if cmd.data_len > size and not ctx.memory.check_zeroed(cmd.data_uptr + size,
+                                                           cmd.data_len - size):
         raise kerr(errno.E2BIG)
     ffi.memmove(data, raw, len(raw))
     return data
@@ -374,12 +377,12 @@ def _mock_nested(ctx: IommufdCtx, parent: fhwpt.HWPTObj, viommu: VIOMMUObj | Non
     return MockNestedHWPT(parent, cmd.flags, int(data.iotlb), viommu)
 
 
-@handler(uapi.IOMMU_HWPT_INVALIDATE, "struct iommu_hwpt_invalidate", "__reserved")
-def IOMMU_HWPT_INVALIDATE(ctx: IommufdCtx, cmd: CData) -> None:  # noqa: N802
+def IOMMU_HWPT_INVALIDATE(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    cmd = io.cmd
     obj = ctx.table.objects.get(cmd.hwpt_id)
     mock_nested = isinstance(obj, MockNestedHWPT)
     if not mock_nested and not isinstance(obj, VIOMMUObj):
-        _HWPT_INVALIDATE(ctx, cmd)
+        fhwpt.IOMMU_HWPT_INVALIDATE(ctx, io)
         return
     if cmd.__reserved:
         raise _respond(cmd, 0, errno.EOPNOTSUPP)
@@ -410,7 +413,8 @@ def _records(ctx: IommufdCtx, cmd: CData, ctype: str, min_size: int) -> list[CDa
             raise kerr(errno.EINVAL)
         base = cmd.data_uptr + i * cmd.entry_len
         raw = ctx.memory.read(base, min(cmd.entry_len, size))
-        if cmd.entry_len > size and any(ctx.memory.read(base + size, cmd.entry_len - size)):
+        if cmd.entry_len > size and not ctx.memory.check_zeroed(base + size,
+                                                                cmd.entry_len - size):
             raise kerr(errno.E2BIG)
         rec = ffi.new(ctype + " *")
         ffi.memmove(rec, raw, len(raw))
@@ -489,3 +493,23 @@ def attach_check(ctx: IommufdCtx, idev: fhwpt.DeviceObj, hwpt: Any) -> None:
             raise kerr(errno.ENOENT)
     if hwpt.flags & C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not idev.iommu(ctx).dirty_tracking:
         raise kerr(errno.EINVAL)
+
+
+def _op(request: uapi.Ioctl, handler: Callable[[IommufdCtx, IoctlArg], None], ctype: str,
+        last: str, since: str) -> Op:
+    return Op(request, "iommufd", handler, Conv.SIZE, ctype, last, since)
+
+
+OPS = (
+    _op(uapi.IOMMU_VIOMMU_ALLOC, IOMMU_VIOMMU_ALLOC, "struct iommu_viommu_alloc",
+        "out_viommu_id", "6.13"),
+    _op(uapi.IOMMU_VDEVICE_ALLOC, IOMMU_VDEVICE_ALLOC, "struct iommu_vdevice_alloc", "virt_id",
+        "6.13"),
+    _op(uapi.IOMMU_HW_QUEUE_ALLOC, IOMMU_HW_QUEUE_ALLOC, "struct iommu_hw_queue_alloc",
+        "length", "6.17"),
+    # these two wrap fake/hwpt.py's handlers (the mock IOMMU's nested domains and vIOMMUs)
+    _op(uapi.IOMMU_HWPT_ALLOC, IOMMU_HWPT_ALLOC, "struct iommu_hwpt_alloc", "__reserved", "6.6"),
+    _op(uapi.IOMMU_HWPT_INVALIDATE, IOMMU_HWPT_INVALIDATE, "struct iommu_hwpt_invalidate",
+        "__reserved", "6.8"),
+)
+"""The vIOMMU, vDEVICE and HW queue ioctls, and HWPT_ALLOC / HWPT_INVALIDATE as a whole."""

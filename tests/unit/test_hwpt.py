@@ -118,7 +118,8 @@ def test_map_file_returns_iova(bound: tuple) -> None:
         os.close(memfd)
 
 
-def test_map_file_absent_before_6_13(kernel: FakeKernel, bound: tuple) -> None:
-    _, ioas, _ = bound
-    kernel.iommu.model.map_file = False
-    expect_errno(errno.ENOTTY, ioas.map_file, 3, 0, PAGE)
+def test_map_file_absent_before_6_13() -> None:
+    kernel = standard_host(iommufd=True, linux="6.12")
+    with IOMMUFD(kernel) as fd:
+        expect_errno(errno.ENOTTY, fd.ioas().map_file, 3, 0, PAGE)
+    kernel.assert_clean()
