@@ -15,6 +15,7 @@ in :attr:`Edu.errors`.
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 
 from pyvfio.fake.pci import DeviceConfig, PCIDevice
@@ -128,11 +129,16 @@ class Edu(PCIDevice):
         self.dma_regs[name] = value
         if name == "cmd":
             if self.dma_delay > 0:
-                self._timer = threading.Timer(self.dma_delay, self._dma_done)
+                self._timer = threading.Timer(self.dma_delay, self._dma_later)
                 self._timer.daemon = True
                 self._timer.start()
             else:
                 self._dma_done()
+
+    def _dma_later(self) -> None:
+        # the timer thread takes the DMA port's lock first, as a system call does (no AB-BA)
+        with self.dma.lock if self.dma is not None else contextlib.nullcontext():
+            self._dma_done()
 
     def _dma_done(self) -> None:
         with self._lock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from pyvfio import pci_regs as regs  # the one copy of pci_regs.h; the names below alias it
 
@@ -24,7 +24,13 @@ BAR_IO = regs.PCI_BASE_ADDRESS_SPACE_IO
 
 
 class DmaPort(Protocol):
-    """Where a device's bus-master accesses go (the IOMMU); None from read means blocked."""
+    """Where a device's bus-master accesses go (the IOMMU); None from read means blocked.
+
+    ``lock`` is the port's lock: a device model doing DMA from a thread of its own takes it
+    before its own lock, the order the kernel's system calls take them in.
+    """
+
+    lock: Any
 
     def dma_read(self, dev: PCIDevice, iova: int, size: int) -> bytes | None: ...
 
