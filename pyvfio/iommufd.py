@@ -156,6 +156,16 @@ class IOMMUFD(FdOwner):
         return HwInfo(int(arg.out_data_type), bytes(ffi.buffer(buf, n)),
                       int(arg.out_capabilities), int(arg.out_max_pasid_log2))
 
+    def change_process(self) -> None:
+        """``IOMMU_IOAS_CHANGE_PROCESS`` (6.13+): charge the pinned pages of every mapping of this
+        context to the calling process (after handing the fd to another one: live update).
+
+        Raises:
+            OSError: ENOTTY (before 6.13), EINVAL (a mapping not made by :meth:`IOAS.map_file`:
+                nothing changes then), ENOMEM (over the caller's RLIMIT_MEMLOCK).
+        """
+        self.call(uapi.IOMMU_IOAS_CHANGE_PROCESS, new("struct iommu_ioas_change_process *"))
+
     def vfio_ioas(self) -> int | None:
         """Return the id of the IOAS VFIO compat uses (``IOMMU_VFIO_IOAS`` GET), or None."""
         arg = new("struct iommu_vfio_ioas *", op=C.IOMMU_VFIO_IOAS_GET)

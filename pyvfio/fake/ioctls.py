@@ -25,6 +25,7 @@ from pyvfio.fake import (
     group,
     hwpt,
     iommufd,
+    mapfile,
     migration,
     option,
     pasid,
@@ -39,7 +40,7 @@ from pyvfio.fake.linux import Linux
 
 ALL_OPS: tuple[Op, ...] = (
     *container.OPS, *group.OPS, *vfio_pci.OPS, *cdev.OPS, *migration.OPS,
-    *iommufd.OPS, *hwpt.OPS, *option.OPS, *vfio_compat.OPS, *viommu.OPS, *veventq.OPS,
+    *iommufd.OPS, *mapfile.OPS, *hwpt.OPS, *option.OPS, *vfio_compat.OPS, *viommu.OPS, *veventq.OPS,
     selftest.test_cmd_op(pasid.TEST_OPS),
 )
 

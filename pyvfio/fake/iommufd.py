@@ -253,18 +253,7 @@ def IOMMU_IOAS_MAP(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
     cmd.iova = map_user(ctx, ioas, cmd.user_va, cmd.length, cmd.iova, cmd.flags)
 
 
-def IOMMU_IOAS_MAP_FILE(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
-    cmd = io.cmd
-    _check_map_flags(cmd.flags, 0, cmd.iova, cmd.length)
-    ioas = ctx.get_ioas(cmd.ioas_id)
-    if cmd.fd < 0:
-        raise kerr(errno.EBADF)
-    # the fake keeps no page cache: a file area is recorded with a pseudo address that DMA
-    # translation cannot reach (the fd and offset are what the kernel pins)
-    pseudo = (1 << 63) | (cmd.fd << 40) | cmd.start
-    area = Area(pseudo, cmd.flags & RW, True)
-    fixed = cmd.iova if cmd.flags & C.IOMMU_IOAS_MAP_FIXED_IOVA else None
-    cmd.iova = ioas.iopt.insert(fixed, cmd.length, area)
+# IOMMU_IOAS_MAP_FILE and IOMMU_IOAS_CHANGE_PROCESS: pyvfio/fake/mapfile.py
 
 
 def IOMMU_IOAS_COPY(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
@@ -313,8 +302,6 @@ OPS = (
     _op(uapi.IOMMU_IOAS_IOVA_RANGES, IOMMU_IOAS_IOVA_RANGES, "struct iommu_ioas_iova_ranges",
         "out_iova_alignment"),
     _op(uapi.IOMMU_IOAS_MAP, IOMMU_IOAS_MAP, "struct iommu_ioas_map", "iova"),
-    _op(uapi.IOMMU_IOAS_MAP_FILE, IOMMU_IOAS_MAP_FILE, "struct iommu_ioas_map_file", "iova",
-        since="6.13"),
     _op(uapi.IOMMU_IOAS_UNMAP, IOMMU_IOAS_UNMAP, "struct iommu_ioas_unmap", "length"),
 )
 """The object and IOAS ioctls of /dev/iommu (main.c, ioas.c)."""

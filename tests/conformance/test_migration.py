@@ -25,6 +25,7 @@ from pyvfio.device import Device
 from pyvfio.fake.mtty_device import add_mtty
 from pyvfio.group import Group
 from pyvfio.migration import DataFile, Migration
+from tests.conformance.mock_helpers import since
 from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
 
@@ -232,15 +233,10 @@ def test_data_file_rules(mttys: list[Device]) -> None:
     assert mig.state == RUNNING
 
 
-def test_precopy_info_v2(mttys: list[Device]) -> None:
+def test_precopy_info_v2(host: Host, mttys: list[Device]) -> None:
     """MIG_PRECOPY_INFOv2 (7.x) is SET-only; after it PRECOPY_INFO's flags are an output (0)."""
     mig = Migration(mttys[0])
-    try:
-        mig.enable_precopy_info_v2()
-    except OSError as exc:
-        if exc.errno == errno.ENOTTY:
-            pytest.skip("kernel before VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2")
-        raise
+    since(host, "7.x (VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2)", mig.enable_precopy_info_v2)
     with mig.set_state(PRE_COPY) as f:  # type: ignore[union-attr]
         arg = new("struct vfio_precopy_info *", argsz=24, flags=0xFF)
         mttys[0]._kernel.ioctl(f.fileno(), uapi.VFIO_MIG_GET_PRECOPY_INFO, arg)

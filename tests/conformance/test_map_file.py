@@ -1,0 +1,108 @@
+"""IOMMU_IOAS_MAP_FILE on a memfd (device DMA lands in the file) and IOMMU_IOAS_CHANGE_PROCESS.
+
+Specification: Linux 7.3 drivers/iommu/iommufd/ioas.c (iommufd_ioas_map_file,
+iommufd_ioas_change_process), io_pagetable.c:iopt_map_file_pages, pages.c (memfd pinning), and
+tools/testing/selftests/iommu/iommufd.c (test_basic_file, change_process.basic).  Both came with
+Linux 6.13: 6.12 answers ENOTTY and the tests skip.  The lone edu is opened in iommufd mode, so
+its domain pins file pages at map time.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from pyvfio import uapi
+from pyvfio._ffi import new
+from pyvfio.device import Device
+from pyvfio.dma import allocate
+from pyvfio.edu import CMD_IRQ, CMD_START, CMD_TO_RAM, DMA_IRQ, DMA_WINDOW, EduDriver
+from pyvfio.errors import ModeUnavailableError
+from pyvfio.ioas import IOAS
+from pyvfio.opener import open_device
+from tests.conformance.mock_helpers import since
+from tests.conftest import Host
+from tests.helpers import expect_errno, expect_ok
+
+PAGE = mmap.PAGESIZE
+IOVA = 0x200000
+
+
+@pytest.fixture
+def edu_iommufd(host: Host) -> Iterator[Device]:
+    if host.noiommu:
+        pytest.skip("noiommu: no IOAS domain to pin file pages")
+    try:
+        device = open_device(host.edu, mode="iommufd", kernel=host.kernel)
+    except ModeUnavailableError as exc:
+        pytest.skip(f"{host.profile}: {exc}")
+    with device:
+        yield device
+
+
+@pytest.fixture
+def memfd() -> Iterator[int]:
+    fd = os.memfd_create("pyvfio-map-file")
+    os.ftruncate(fd, 2 * PAGE)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _ioas(dev: Device) -> IOAS:
+    assert isinstance(dev.dma, IOAS)
+    return dev.dma
+
+
+def test_map_file_device_writes_the_file(host: Host, edu_iommufd: Device, memfd: int) -> None:
+    """edu's DMA to a file-mapped IOVA lands in the memfd's pages (read back with pread)."""
+    ioas = _ioas(edu_iommufd)
+    assert since(host, "6.13", ioas.map_file, memfd, 0, 2 * PAGE, IOVA) == IOVA
+    with EduDriver(edu_iommufd) as edu:
+        data = bytes(range(256)) * 4
+        edu.dma_to_device(data)
+        for name, value in (("dma_src", DMA_WINDOW), ("dma_dst", IOVA + PAGE),
+                            ("dma_count", len(data))):
+            edu.regs.write(name, value)
+        edu.regs.write("dma_cmd", CMD_START | CMD_IRQ | CMD_TO_RAM)
+        edu._wait_irq("dma", DMA_IRQ)
+        assert os.pread(memfd, len(data), PAGE) == data
+    assert ioas.unmap(IOVA, 2 * PAGE) == 2 * PAGE
+
+
+def test_map_file_checks(host: Host, edu_iommufd: Device, memfd: int) -> None:
+    """test_basic_file: a range past the memfd's end or a truncated memfd cannot be pinned
+    (EINVAL), length 0 is EINVAL, a closed fd EBADF."""
+    ioas = _ioas(edu_iommufd)
+    since(host, "6.13", ioas.map_file, memfd, 0, PAGE, IOVA)
+    ioas.unmap(IOVA, PAGE)
+    expect_errno(errno.EINVAL, ioas.map_file, memfd, 0, 2 * PAGE + 1, IOVA)
+    arg = new("struct iommu_ioas_map_file *", flags=6, ioas_id=ioas.id, fd=memfd, length=0)
+    expect_errno(errno.EINVAL, ioas.iommufd.call, uapi.IOMMU_IOAS_MAP_FILE, arg)
+    os.ftruncate(memfd, 0)
+    expect_errno(errno.EINVAL, ioas.map_file, memfd, 0, PAGE, IOVA)
+    closed = os.memfd_create("pyvfio-closed")
+    os.close(closed)
+    expect_errno(errno.EBADF, ioas.map_file, closed, 0, PAGE, IOVA)
+
+
+def test_change_process(host: Host, edu_iommufd: Device, memfd: int) -> None:
+    """change_process.basic: EINVAL while a plain (user memory) mapping exists; with only file
+    mappings the accounting moves to the caller; a non-zero __reserved is EOPNOTSUPP."""
+    ioas = _ioas(edu_iommufd)
+    fd = ioas.iommufd
+    since(host, "6.13", fd.change_process)
+    buf = allocate(PAGE)
+    m = ioas.map(buf, IOVA)
+    expect_errno(errno.EINVAL, fd.change_process)
+    m.close()
+    ioas.map_file(memfd, 0, PAGE, IOVA)
+    expect_ok(fd.change_process)
+    arg = new("struct iommu_ioas_change_process *", __reserved=1)
+    expect_errno(errno.EOPNOTSUPP, fd.call, uapi.IOMMU_IOAS_CHANGE_PROCESS, arg)
+    ioas.unmap(IOVA, PAGE)
