@@ -1,0 +1,128 @@
+"""mkdocs hooks: the pages that are generated from the code, so they cannot drift from it.
+
+- API reference: one page per public module of pyvfio (``::: module``, rendered by
+  mkdocstrings from the docstrings, with their Raises sections and errnos), listed in the nav
+  under "API reference" and on ``reference/index.md`` (marker ``<!-- api-modules -->``).
+- Command line: ``<!-- cli-reference -->`` becomes the ``--help`` of ``pyvfio`` and of every
+  subcommand, from the same argparse parser the command uses.
+- Fidelity: ``<!-- fidelity -->`` becomes the tables of ``docs/fidelity.json`` (refreshed from a
+  VM-lane run by ``tools/fidelity.py``), ``<!-- differential -->`` those of the differential
+  harness's recordings when they exist.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from mkdocs.structure.files import File, Files
+
+TOP = Path(__file__).resolve().parents[1]
+PACKAGE = TOP / "pyvfio"
+# The command's internals are documented as the command (cli.md), not as an API.
+INTERNAL = {"pyvfio.cli", "pyvfio.commands"}
+SUBPACKAGES = {"pyvfio.host": "Host tooling", "pyvfio.fake": "The fake kernel",
+               "pyvfio.bench": "Benchmarks"}
+
+
+def public_modules() -> dict[str, list[str]]:
+    """Module names by section: ``pyvfio`` and each subpackage, private modules left out."""
+    out: dict[str, list[str]] = {"pyvfio": ["pyvfio"]}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        rel = path.relative_to(TOP).with_suffix("")
+        parts = list(rel.parts)
+        if parts[-1] == "__init__":
+            parts.pop()
+        name = ".".join(parts)
+        if any(p.startswith("_") for p in parts) or name in INTERNAL or name == "pyvfio":
+            continue
+        section = ".".join(parts[:2]) if len(parts) > 2 or name in SUBPACKAGES else "pyvfio"
+        out.setdefault(section, []).append(name)
+    return out
+
+
+def _page(module: str) -> str:
+    return f"reference/{module}.md"
+
+
+def on_config(config: Any) -> Any:
+    for entry in config["nav"]:
+        if isinstance(entry, dict) and "API reference" in entry:
+            index = entry["API reference"]
+            nav: list[Any] = [index] if isinstance(index, str) else list(index)
+            for section, modules in public_modules().items():
+                title = "Library" if section == "pyvfio" else SUBPACKAGES.get(section, section)
+                nav.append({title: [{m: _page(m)} for m in modules]})
+            entry["API reference"] = nav
+    return config
+
+
+def on_files(files: Files, config: Any) -> Files:
+    for modules in public_modules().values():
+        for m in modules:
+            files.append(File.generated(config, _page(m), content=f"::: {m}\n"))
+    return files
+
+
+def _api_modules() -> str:
+    lines = []
+    for section, modules in public_modules().items():
+        lines.append(f"\n## {SUBPACKAGES.get(section, 'The library: ' + section)}\n")
+        lines += [f"- [`{m}`]({m}.md)" for m in modules]
+    return "\n".join(lines) + "\n"
+
+
+def _cli_reference() -> str:
+    os.environ["COLUMNS"] = "100"  # argparse wraps at the terminal width: make it fixed
+    from pyvfio.cli import build_parser  # noqa: PLC0415 - only when the page is built
+
+    parser = build_parser()
+    blocks = [("pyvfio", parser.format_help())]
+    subs = next(a for a in parser._actions if a.choices and isinstance(a.choices, dict))
+    blocks += [(f"pyvfio {name}", p.format_help()) for name, p in subs.choices.items()]
+    return "\n".join(f"## `{title}`\n\n```text\n{text.rstrip()}\n```\n" for title, text in blocks)
+
+
+def _table(headers: list[str], rows: list[list[Any]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _fidelity() -> str:
+    path = TOP / "docs" / "fidelity.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    rows = [[r["run"], r["passed"], r["failed"], r["skipped"]] for r in doc["runs"]]
+    text = [f"Recorded {doc['recorded']} at commit `{doc['commit']}` "
+            f"(`{doc['command']}`).\n", _table(["run", "passed", "failed", "skipped"], rows)]
+    if doc.get("conformance"):
+        c = doc["conformance"]
+        text += ["\nThe conformance suite, test by test (parameters aside):\n",
+                 _table(["", "tests"], [[k, v] for k, v in c.items()])]
+    return "\n".join(text) + "\n"
+
+
+def _differential() -> str:
+    path = TOP / "docs" / "differential.json"
+    if not path.exists():
+        return ("!!! note \"Not recorded yet\"\n    The differential harness's counts appear "
+                "here once `docs/differential.json` exists (see `tools/fidelity.py`).\n")
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    rows = [[r["kernel"], r["sequences"], r["operations"], r["agree"], r["differ"]]
+            for r in doc["recordings"]]
+    return (f"Recorded {doc['recorded']} at commit `{doc['commit']}`.\n\n"
+            + _table(["kernel", "sequences", "operations", "fake agrees", "fake differs"], rows)
+            + "\n")
+
+
+MARKERS = {"<!-- api-modules -->": _api_modules, "<!-- cli-reference -->": _cli_reference,
+           "<!-- fidelity -->": _fidelity, "<!-- differential -->": _differential}
+
+
+def on_page_markdown(markdown: str, **kwargs: Any) -> str:
+    for marker, render in MARKERS.items():
+        if marker in markdown:
+            markdown = markdown.replace(marker, render())
+    return markdown
