@@ -1,0 +1,92 @@
+"""The code in docs/ runs: every Python block, page by page, against the fake kernel.
+
+Each page's ```python blocks run in order in one namespace (a tutorial builds up), as a reader
+would paste them.  A block whose first line is ``# not run: <why>`` (real hardware) is only
+compiled.  A block that defines ``test_*`` functions is a test file a reader would write: it runs
+under pytest, with the fixtures pyvfio's plugin gives every suite, and every test must pass.
+Each ``pyvfio ...`` / ``tools/pyvfio ...`` line of a ```sh block must parse with the command's
+own parser, so a renamed subcommand or option fails here, not in a reader's shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyvfio.cli import build_parser
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+FENCE = re.compile(r"^```(\w+)[^\n]*\n(.*?)^```", re.M | re.S)
+PAGES = sorted(DOCS.rglob("*.md"))
+TEST_FUNC = re.compile(r"^def (test_\w+)\(", re.M)
+
+
+def blocks(page: Path, lang: str) -> list[tuple[int, str]]:
+    """``(line number, code)`` of every ``lang`` block of ``page``."""
+    text = page.read_text(encoding="utf-8")
+    return [(text[: m.start()].count("\n") + 1, m.group(2)) for m in FENCE.finditer(text)
+            if m.group(1) == lang]
+
+
+def _id(page: Path) -> str:
+    return str(page.relative_to(DOCS))
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if blocks(p, "python")], ids=_id)
+def test_python_blocks_run(page: Path) -> None:
+    namespace: dict[str, object] = {"__name__": f"docs.{page.stem}"}
+    for line, code in blocks(page, "python"):
+        compiled = compile(code, f"{page}:{line}", "exec")
+        if code.startswith("# not run:") or TEST_FUNC.search(code):
+            continue
+        with contextlib.redirect_stdout(io.StringIO()):
+            exec(compiled, namespace)  # running the docs is the point
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if any(
+    TEST_FUNC.search(code) for _, code in blocks(p, "python"))], ids=_id)
+def test_test_blocks_pass_under_pytest(page: Path, tmp_path: Path) -> None:
+    expected = []
+    for line, code in blocks(page, "python"):
+        if TEST_FUNC.search(code):
+            name = f"test_{page.stem.replace('-', '_')}_{line}.py"
+            (tmp_path / name).write_text(code, encoding="utf-8")
+            expected += TEST_FUNC.findall(code)
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                          str(tmp_path)], cwd=DOCS.parent, capture_output=True, text=True,
+                         check=False, timeout=600)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
+    assert f"{len(expected)} passed" in res.stdout, res.stdout[-2000:]
+
+
+def _commands(page: Path) -> list[tuple[int, list[str]]]:
+    out = []
+    for line, code in blocks(page, "sh"):
+        for i, text in enumerate(code.splitlines()):
+            words = shlex.split(text, comments=True)
+            if words and words[0] in ("pyvfio", "tools/pyvfio", ".venv/bin/pyvfio"):
+                out.append((line + 1 + i, words[1:]))
+    return out
+
+
+@pytest.mark.parametrize("page", [p for p in PAGES if _commands(p)], ids=_id)
+def test_shell_commands_parse(page: Path) -> None:
+    parser = build_parser()
+    for line, argv in _commands(page):
+        try:
+            with contextlib.redirect_stderr(io.StringIO()) as err:
+                parser.parse_args(argv)
+        except SystemExit as exc:
+            pytest.fail(f"{page}:{line}: pyvfio {shlex.join(argv)}: exit {exc.code}: "
+                        f"{err.getvalue().strip()}")
+
+
+def test_every_page_is_checked() -> None:
+    assert PAGES and any(blocks(p, "python") for p in PAGES)
