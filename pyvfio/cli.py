@@ -18,14 +18,16 @@ import argparse
 import errno
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TextIO
 
 from pyvfio import __version__, commands, demo
 from pyvfio.bench import command as bench
 from pyvfio.commands import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, Context, Output
 from pyvfio.errors import BindError, InUseError, PyvfioError
-from pyvfio.host import bind, hostos
+from pyvfio.host import bind, hostos, validate
 from pyvfio.kernel import Kernel, LinuxKernel
 
 __all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_REFUSED", "EXIT_USAGE", "build_parser", "main"]
@@ -39,14 +41,30 @@ def _size(text: str) -> int:
     units = {"k": 10, "m": 20, "g": 30, "t": 40}
     t = text.strip().lower().removesuffix("ib").removesuffix("b")
     shift = units.get(t[-1:], 0)
+    digits = t[:-1] if shift else t
+    if not (digits.isascii() and digits.isdigit()):  # no "-5", no "١٢", no "1_0"
+        raise argparse.ArgumentTypeError(f"not a size like 64M: {validate.shown(text)}")
+    return int(digits) << shift
+
+
+def _seconds(text: str) -> float:
     try:
-        return int(t[:-1] if shift else t) << shift
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a size like 64M: {text!r}") from None
+        return validate.seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _sub(subs: argparse._SubParsersAction[argparse.ArgumentParser], name: str, handler: Handler,
-         help_: str, common: argparse.ArgumentParser) -> argparse.ArgumentParser:
+class _Parser(argparse.ArgumentParser):
+    """argparse, with long arguments cut in its messages (a 5,000-character typo is not echoed)."""
+
+    def error(self, message: str) -> NoReturn:
+        cut = re.sub(r"\S{61,}", lambda m: f"{m.group()[:60]}... ({len(m.group())} chars)",
+                     message)
+        super().error(cut)
+
+
+def _sub(subs: argparse._SubParsersAction[_Parser], name: str, handler: Handler,
+         help_: str, common: _Parser) -> _Parser:
     p = subs.add_parser(name, help=help_, description=help_, parents=[common], epilog=EPILOG)
     p.set_defaults(handler=handler)
     return p
@@ -54,11 +72,11 @@ def _sub(subs: argparse._SubParsersAction[argparse.ArgumentParser], name: str, h
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser of the ``pyvfio`` command."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="pyvfio", description="Drive PCI devices from Python over Linux VFIO and iommufd.",
         epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"pyvfio {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document")
     subs = parser.add_subparsers(dest="command", metavar="COMMAND")
     _sub(subs, "ls", commands.cmd_ls, "list PCI devices, drivers, groups, viability", common)
@@ -80,15 +98,16 @@ def build_parser() -> argparse.ArgumentParser:
                        help="even if the host (bind) or a VFIO user (unbind) is using it")
         if name == "bind":
             p.add_argument("--user", help="give this user the group node and cdev (mode 0660)")
-            p.add_argument("--timeout", type=float, default=5.0,
-                           help="seconds to wait for /dev/vfio nodes (default 5)")
+            p.add_argument("--timeout", type=_seconds, default=5.0,
+                           help="seconds to wait for /dev/vfio nodes (default 5; at most a week)")
     p = _sub(subs, "doctor", commands.cmd_doctor, "check the host is ready for VFIO", common)
     p.add_argument("--memlock", type=_size, default=64 << 20, metavar="SIZE",
-                   help="how much you plan to map (default 64M)")
+                   help="how much you plan to map: bytes, or with K, M, G, T (default 64M)")
     p = _sub(subs, "persist", commands.cmd_persist, "list or remove persistent bindings", common)
     p.add_argument("action", choices=["list", "remove"])
     p.add_argument("bdf", nargs="?", help="PCI address (remove)")
-    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--dry-run", action="store_true",
+                   help="remove: print the files that would be removed, remove none")
     p = _sub(subs, "mdev", commands.cmd_mdev, "mediated devices: types, list, create, remove",
              common)
     p.add_argument("action", choices=["types", "list", "create", "remove"])
@@ -151,21 +170,45 @@ def _hint(exc: BaseException) -> str | None:
     return next((hint for test, hint in _HINTS if test(exc)), None)
 
 
+def _emit(text: str, stream: TextIO, code: int) -> int:
+    """Write ``text`` and a newline to ``stream``; return ``code``, or EXIT_FAILED when the
+    output could not be written (ENOSPC, EIO).  A reader that left (``| head``) is not an error.
+    Either way the stream is pointed at /dev/null after, so the exit's flush cannot fail again."""
+    try:
+        stream.write(text + "\n")
+        stream.flush()
+    except BrokenPipeError:
+        _to_devnull(stream)
+    except OSError as exc:
+        _to_devnull(stream)
+        if stream is not sys.stderr:
+            _emit(f"pyvfio: error: cannot write the output: {exc.strerror or exc}", sys.stderr, 0)
+        return EXIT_FAILED
+    return code
+
+
+def _to_devnull(stream: TextIO) -> None:
+    try:
+        fd = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(fd, stream.fileno())
+        os.close(fd)
+    except (OSError, ValueError):  # not a real file (pytest's capture): nothing to protect
+        pass
+
+
 def _fail(args: argparse.Namespace, code: int, exc: BaseException) -> int:
     message = str(exc)
     if isinstance(exc, OSError) and exc.strerror:
         message = f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     hint = _hint(exc)
     if getattr(args, "json", False):
-        err: dict[str, object] = {"type": type(exc).__name__, "message": message, "hint": hint}
+        err: dict[str, Any] = {"type": type(exc).__name__, "message": message, "hint": hint}
         if isinstance(exc, InUseError):
             err["uses"] = [str(u) for u in exc.uses]
-        print(json.dumps({"schema": "pyvfio.error/1", "ok": False, "error": err}, indent=2))
-    else:
-        print(f"pyvfio: error: {message}", file=sys.stderr)
-        if hint:
-            print(f"hint: {hint}", file=sys.stderr)
-    return code
+        doc = {"schema": "pyvfio.error/1", "ok": False, "error": err}
+        return _emit(json.dumps(doc, indent=2), sys.stdout, code)
+    text = f"pyvfio: error: {message}" + (f"\nhint: {hint}" if hint else "")
+    return _emit(text, sys.stderr, code)
 
 
 def main(argv: Sequence[str] | None = None, *, kernel: Kernel | None = None,
@@ -181,13 +224,11 @@ def main(argv: Sequence[str] | None = None, *, kernel: Kernel | None = None,
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help, --version and usage errors
         return int(exc.code or 0)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_OK
+    if args.command is None:  # a command is required: help, and the usage-error exit code
+        return _emit(parser.format_help().rstrip("\n"), sys.stderr, EXIT_USAGE)
     missing = _missing(args)
     if missing:
-        print(f"pyvfio {args.command}: error: {missing}", file=sys.stderr)
-        return EXIT_USAGE
+        return _emit(f"pyvfio {args.command}: error: {missing}", sys.stderr, EXIT_USAGE)
     ctx = Context(kernel or LinuxKernel(), host or hostos.LinuxHostOS(root), root,
                   state_dir or bind.STATE_DIR)
     return _run(ctx, args)
@@ -207,12 +248,8 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
         return _fail(args, EXIT_FAILED, RuntimeError(f"internal error: {type(exc).__name__}: "
                                                      f"{exc} (please report it)"))
     doc = {"schema": f"pyvfio.{args.command}/1", "ok": out.code == EXIT_OK, **out.data}
-    try:
-        print(json.dumps(doc, indent=2, default=str) if args.json else "\n".join(out.lines))
-        sys.stdout.flush()
-    except BrokenPipeError:  # `pyvfio ls | head`: the reader left, which is not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return out.code
+    text = json.dumps(doc, indent=2, default=str) if args.json else "\n".join(out.lines)
+    return _emit(text, sys.stdout, out.code)
 
 
 if __name__ == "__main__":

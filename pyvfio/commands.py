@@ -21,9 +21,11 @@ sriov_totalvfs, sriov_numvfs, physfn, boot_vga, group_node, cdevs}.
 from __future__ import annotations
 
 import argparse
+import errno
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyvfio.errors import BindError
 from pyvfio.host import bind, discover, doctor, inuse, mdev, persist, sriov, validate, viability
 from pyvfio.host.hostos import HostOS
 from pyvfio.kernel import Kernel
@@ -86,7 +88,17 @@ def _group_lines(report: viability.GroupReport) -> list[str]:
 
 
 def cmd_group(ctx: Context, args: argparse.Namespace) -> Output:
-    report = viability.diagnose_group(ctx.kernel, validate.group(args.group))
+    group = validate.group(args.group)
+    if not ctx.kernel.sysfs_exists(f"kernel/iommu_groups/{group}"):
+        try:
+            groups = sorted(int(g) for g in ctx.kernel.sysfs_listdir("kernel/iommu_groups")
+                            if g.isdigit())
+        except OSError:
+            groups = []
+        why = (f"this host has groups {groups[0]}-{groups[-1]} (see 'pyvfio ls')" if groups else
+               "this host has no IOMMU groups: the IOMMU is off or absent (see 'pyvfio doctor')")
+        raise FileNotFoundError(errno.ENOENT, f"no IOMMU group {group}: {why}")
+    report = viability.diagnose_group(ctx.kernel, group)
     return Output(report.to_json(), _group_lines(report))
 
 
@@ -118,35 +130,37 @@ def cmd_info(ctx: Context, args: argparse.Namespace) -> Output:
                          f"{vfio['num_irqs']} irqs")
             lines += [f"    region {r['index']}: size {r['size']:#x} {r['flags']}"
                       for r in vfio["regions"]]
-            lines += [f"    irq {q['index']}: count {q['count']} {q['flags']}"
+            lines += [f"    irq {q['index']}: count {q['count']} {q['flags']}".rstrip()
                       for q in vfio["irqs"]]
     return Output(data, lines)
 
 
+def _user_ids(ctx: Context, user: str) -> tuple[int, int]:
+    """Check ``--user`` before anything is written: its format, then that it exists."""
+    validate.user(user)
+    try:
+        return ctx.host.user_ids(user)
+    except KeyError:
+        raise ValueError(f"user {validate.shown(user)} does not exist on this host") from None
+
+
 def cmd_bind(ctx: Context, args: argparse.Namespace) -> Output:
+    if args.user is not None:
+        _user_ids(ctx, args.user)  # every argument is checked before the first write
     res = bind.bind(ctx.kernel, ctx.host, args.bdf, driver=args.driver, whole_group=args.group,
                     force=args.force, dry_run=args.dry_run, keep_override=args.persist,
                     state_dir=ctx.state_dir, timeout=args.timeout)
     data = res.to_json(ctx.kernel.sysfs_root)
     lines = [("would run: " if res.dry_run else "ran: ") + s.describe(ctx.kernel.sysfs_root)
              for s in res.steps] or [f"{', '.join(res.devices)} already bound to {args.driver}"]
-    if args.persist:
-        ov = persist.save(res.devices[0], args.driver, ctx.root, res.dry_run)
-        saved = [persist.save(b, args.driver, ctx.root, res.dry_run) for b in res.devices[1:]]
-        data["persist"] = [o.path for o in (ov, *saved)]
-        lines += [f"persistent ({o.mechanism}): {o.path}" for o in (ov, *saved)]
-    if args.user:
-        nodes: list[str] = []
-        for b in res.devices:
-            got = persist.grant(ctx.kernel, ctx.host, b, args.user, dry_run=res.dry_run)
-            nodes += [n for n in got if n not in nodes]
-        data["granted"] = nodes
-        lines += [f"owner {args.user}, mode 0660: {n}" for n in nodes]
-        if args.persist:
-            rules = [persist.save_permissions(args.user, b, discover.group_of(ctx.kernel, b),
-                                              ctx.root, res.dry_run) for b in res.devices]
-            data["persist"] += rules
-            lines += [f"permission rule: {r}" for r in rules]
+    journal = persist.Journal()
+    try:
+        lines += _persist_and_grant(ctx, args, res, data, journal)
+    except Exception as exc:  # roll back what bind and the files did; the nodes go with the bind
+        files = journal.rollback()
+        back = bind.undo(ctx.kernel, res, ctx.state_dir) if not res.dry_run else True
+        raise BindError(f"{type(exc).__name__} after binding: {exc}", bdf=res.devices[0],
+                        rolled_back=back and files) from exc
     lines += [f"{b}: {', '.join(n)}" for b, n in res.nodes.items() if n]
     if res.missing_nodes:
         lines.append("warning: not there yet: " + ", ".join(res.missing_nodes))
@@ -157,14 +171,44 @@ def cmd_bind(ctx: Context, args: argparse.Namespace) -> Output:
     return Output(data, lines)
 
 
+def _persist_and_grant(ctx: Context, args: argparse.Namespace, res: bind.Result,
+                       data: dict[str, Any], journal: persist.Journal) -> list[str]:
+    """The writes after the bind: persistent override, node ownership, permission rule."""
+    lines: list[str] = []
+    if args.persist:
+        saved = [persist.save(b, args.driver, ctx.root, res.dry_run, journal)
+                 for b in res.devices]
+        data["persist"] = [o.path for o in saved]
+        lines += [f"persistent ({o.mechanism}): {o.path}" for o in saved]
+    if args.user is not None:
+        nodes: list[str] = []
+        for b in res.devices:
+            got = persist.grant(ctx.kernel, ctx.host, b, args.user, dry_run=res.dry_run)
+            nodes += [n for n in got if n not in nodes]
+        data["granted"] = nodes
+        lines += [f"owner {args.user}, mode 0660: {n}" for n in nodes]
+        if args.persist:
+            rules = [persist.save_permissions(args.user, b, discover.group_of(ctx.kernel, b),
+                                              ctx.root, res.dry_run, journal)
+                     for b in res.devices]
+            data["persist"] += rules
+            lines += [f"permission rule: {r}" for r in rules]
+    return lines
+
+
 def cmd_unbind(ctx: Context, args: argparse.Namespace) -> Output:
     res = bind.unbind(ctx.kernel, ctx.host, args.bdf, driver=args.driver, whole_group=args.group,
                       force=args.force, dry_run=args.dry_run, state_dir=ctx.state_dir)
     data = res.to_json(ctx.kernel.sysfs_root)
-    lines = [("would run: " if res.dry_run else "ran: ") + s.describe(ctx.kernel.sysfs_root)
-             for s in res.steps] or [f"{args.bdf}: nothing to do"]
+    lines = [f"{b}: on its host driver {d}, not on VFIO: nothing to unbind"
+             for b, d in res.unchanged.items()]
+    lines += [("would run: " if res.dry_run else "ran: ") + s.describe(ctx.kernel.sysfs_root)
+              for s in res.steps]
+    if not lines:
+        lines = [f"{args.bdf}: nothing to do"]
     if args.persist:
-        gone = [o for b in res.devices for o in persist.remove(b, ctx.root, res.dry_run)]
+        bdfs = [*res.devices, *res.unchanged]
+        gone = [o for b in bdfs for o in persist.remove(b, ctx.root, res.dry_run)]
         data["unpersisted"] = [o.path for o in gone]
         lines += [f"removed persistent binding: {o.path}" for o in gone]
     if not res.dry_run:

@@ -16,7 +16,8 @@ from typing import Any
 
 from pyvfio.commands import EXIT_FAILED, EXIT_OK, Context, Output
 from pyvfio.edu import DMA_MAX, EduDriver
-from pyvfio.errors import DriverError
+from pyvfio.errors import DriverError, NotBoundError
+from pyvfio.host import discover, validate, viability
 from pyvfio.kernel import Kernel
 
 PATTERN = bytes(i * 7 % 251 for i in range(DMA_MAX))
@@ -31,8 +32,32 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a real edu bound to vfio-pci (default: the embedded fake kernel)")
     parser.add_argument("--mode", choices=["auto", "legacy", "iommufd"], default="auto",
                         help="IOMMU mode (default auto: iommufd if available)")
-    parser.add_argument("--timeout", type=float, default=5.0,
-                        help="seconds to wait for each interrupt (default 5)")
+    parser.add_argument("--timeout", type=seconds_arg, default=5.0,
+                        help="seconds to wait for each interrupt (default 5; at most a week)")
+
+
+def seconds_arg(text: str) -> float:
+    """argparse ``type=`` of a time limit: finite, above 0, at most a week."""
+    try:
+        return validate.seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def vfio_device(kernel: Kernel, bdf: str) -> str:
+    """Return the canonical ``bdf`` of an existing device on a VFIO driver.
+
+    Raises:
+        ValueError: not a PCI address.
+        FileNotFoundError: no such device.
+        NotBoundError: the device is not on vfio-pci (or a variant).
+    """
+    bdf = discover.require(kernel, bdf)
+    driver = discover.driver_of(kernel, bdf)
+    if driver is None or not viability.is_vfio_driver(kernel, driver):
+        raise NotBoundError(f"{bdf} is bound to {driver or 'no driver'}, not to vfio-pci: "
+                            f"run 'pyvfio bind {bdf}' first")
+    return bdf
 
 
 class Run:
@@ -99,7 +124,7 @@ def cmd_demo(ctx: Context, args: argparse.Namespace) -> Output:
     """The ``pyvfio demo`` handler."""
     nvme = getattr(args, "driver", "edu") == "nvme"
     if args.device:
-        kernel, bdf, where = ctx.kernel, args.device, "real"
+        kernel, bdf, where = ctx.kernel, vfio_device(ctx.kernel, args.device), "real"
     else:
         from pyvfio.fake import standard_host  # noqa: PLC0415 - only the fake demo needs it
 

@@ -34,6 +34,7 @@ class FakeHostOS:
     heads: dict[str, bytes] = field(default_factory=dict)  # block device -> first bytes
     cmdline: str = "BOOT_IMAGE=/vmlinuz root=/dev/vda1 intel_iommu=on"
     memlock_limit: tuple[int, int] = (-1, -1)
+    cap_eff: int = 0  # /proc/self/status CapEff: the effective capability bits
     users: dict[str, tuple[int, int]] = field(default_factory=lambda: {"alice": (1000, 1000)})
     owners: dict[str, tuple[int, int, int]] = field(default_factory=dict)  # chown/chmod log
     modprobe_log: list[str] = field(default_factory=list)
@@ -60,6 +61,8 @@ class FakeHostOS:
             return ""
         if name == "cmdline":
             return self.cmdline + "\n"
+        if name == "self/status":
+            return f"Name:\tpython3\nCapEff:\t{self.cap_eff:016x}\n"
         raise kerr(errno.ENOENT, f"/proc/{name}")
 
     def ipv4_addresses(self, ifname: str) -> list[str]:

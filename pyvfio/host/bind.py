@@ -14,13 +14,17 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyvfio.errors import BindError, InUseError
+from pyvfio.errors import BindError, InUseError, PyvfioError
 from pyvfio.host import discover, inuse, persist, validate, viability
 from pyvfio.host.hostos import HostOS
 from pyvfio.kernel import Kernel
 
 STATE_DIR = persist.STATE_DIR
 CLEAR = "\n"
+
+
+class PlanError(PyvfioError):
+    """A dry run found that the plan cannot work on this host (nothing was written)."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,10 @@ class Result:
     nodes: dict[str, list[str]] = field(default_factory=dict)
     missing_nodes: list[str] = field(default_factory=list)
     report: viability.GroupReport | None = None
+    # what undo() needs: each device's (driver, override) before, the previous-driver files written
+    snapshot: dict[str, tuple[str | None, str | None]] = field(default_factory=dict)
+    remembered: list[str] = field(default_factory=list)
+    unchanged: dict[str, str] = field(default_factory=dict)  # unbind: on a host driver, left alone
 
     def to_json(self, sysfs_root: str = "/sys") -> dict[str, Any]:
         return {
@@ -58,6 +66,7 @@ class Result:
             "steps": [s.describe(sysfs_root) for s in self.steps], "nodes": self.nodes,
             "missing_nodes": self.missing_nodes,
             "group": None if self.report is None else self.report.to_json(),
+            "unchanged": self.unchanged,
         }
 
 
@@ -140,8 +149,11 @@ def restore(kernel: Kernel, snapshot: dict[str, tuple[str | None, str | None]]) 
     return ok
 
 
-def execute(kernel: Kernel, host: HostOS, steps: list[Step], bdfs: list[str]) -> None:
+def execute(kernel: Kernel, host: HostOS, steps: list[Step],
+            bdfs: list[str]) -> dict[str, tuple[str | None, str | None]]:
     """Run ``steps``; on any failure or interruption restore ``bdfs`` and raise.
+
+    Returns the (driver, override) each device had before, for :func:`undo`.
 
     Raises:
         BindError: a step failed (the kernel's OSError is its ``__cause__``); ``rolled_back`` says
@@ -162,6 +174,7 @@ def execute(kernel: Kernel, host: HostOS, steps: list[Step], bdfs: list[str]) ->
         except BaseException:
             restore(kernel, snapshot)
             raise
+    return snapshot
 
 
 def targets(kernel: Kernel, bdf: str, whole_group: bool) -> list[str]:
@@ -234,12 +247,14 @@ def bind(kernel: Kernel, host: HostOS, bdf: str, *, driver: str = "vfio-pci",
     """Bind ``bdf`` (and with ``whole_group`` its group's blocking members) to ``driver``.
 
     Raises:
-        ValueError: a malformed BDF or driver name.
+        ValueError: a malformed BDF or driver name, a timeout not in (0, a week].
         FileNotFoundError: no such device.
         InUseError: a device is in use by the host and ``force`` is false.
+        PlanError: (``dry_run``) the plan cannot work on this host.
         BindError: a step failed; the devices were put back (see ``rolled_back``).
     """
     driver = validate.driver(driver)
+    timeout = validate.seconds(timeout)
     bdfs = targets(kernel, bdf, whole_group)
     if not force:
         check_in_use(kernel, host, [b for b in bdfs if discover.driver_of(kernel, b)])
@@ -247,15 +262,58 @@ def bind(kernel: Kernel, host: HostOS, bdf: str, *, driver: str = "vfio-pci",
     steps = plan_bind(kernel, bdfs, driver, keep_override)
     result = Result(bdfs, steps, previous, dry_run)
     if dry_run:
+        check_plan(kernel, host, bdfs, driver)
         return result
-    execute(kernel, host, steps, bdfs)
+    result.snapshot = execute(kernel, host, steps, bdfs)
     for b, prev in previous.items():
         if prev != driver and not (prev and viability.is_vfio_driver(kernel, prev)):
             persist.remember(state_dir, b, prev)
+            result.remembered.append(b)
     if viability.is_vfio_driver(kernel, driver):
         result.nodes, result.missing_nodes = wait_nodes(kernel, bdfs, timeout)
     result.report = viability.diagnose_device(kernel, bdfs[0])
     return result
+
+
+def undo(kernel: Kernel, result: Result, state_dir: str = STATE_DIR) -> bool:
+    """Undo a completed :func:`bind`: each device back on its driver and override, the
+    previous-driver files it wrote removed; return True if every device is back."""
+    back = restore(kernel, result.snapshot)
+    for b in result.remembered:
+        persist.forget(state_dir, b)
+    return back
+
+
+def noiommu_enabled(kernel: Kernel, host: HostOS) -> bool:
+    """Tell whether vfio's unsafe no-IOMMU mode is on, or set for when vfio loads."""
+    try:
+        if kernel.sysfs_read("module/vfio/parameters/enable_unsafe_noiommu_mode") == "Y":
+            return True
+    except OSError:
+        pass
+    try:
+        words = host.read_proc("cmdline").split()
+    except OSError:
+        return False
+    return any(w in words for w in ("vfio.enable_unsafe_noiommu_mode=1",
+                                    "vfio.enable_unsafe_noiommu_mode=Y",
+                                    "vfio.enable_unsafe_noiommu_mode=y"))
+
+
+def check_plan(kernel: Kernel, host: HostOS, bdfs: list[str], driver: str) -> None:
+    """Refuse a plan that cannot work: a VFIO driver for a device with no IOMMU group (vfio
+    answers EINVAL at probe, drivers/vfio/group.c:vfio_group_find_or_alloc) unless no-IOMMU
+    mode is on.
+
+    Raises:
+        PlanError: the bind would fail; the message says why and what to do.
+    """
+    if driver != "vfio-pci" and not viability.is_vfio_driver(kernel, driver):
+        return
+    lost = [b for b in bdfs if discover.group_of(kernel, b) is None]
+    if lost and not noiommu_enabled(kernel, host):
+        raise PlanError(f"{', '.join(lost)} has no IOMMU group: the IOMMU is off or absent, so "
+                        f"{driver} would refuse it (see 'pyvfio doctor')")
 
 
 def unbind(kernel: Kernel, host: HostOS, bdf: str, *, driver: str | None = None,
@@ -263,6 +321,7 @@ def unbind(kernel: Kernel, host: HostOS, bdf: str, *, driver: str | None = None,
            state_dir: str = STATE_DIR) -> Result:
     """Take ``bdf`` (and with ``whole_group`` the rest of its group) off its driver and back onto
     ``driver``, else the driver it had before pyvfio bound it, else whatever the kernel probes.
+    A device on a host (non-VFIO) driver is left alone and listed in ``Result.unchanged``.
 
     Raises:
         ValueError: a malformed BDF or driver name.
@@ -279,15 +338,20 @@ def unbind(kernel: Kernel, host: HostOS, bdf: str, *, driver: str | None = None,
         bound = [n for n in names if validate.is_bdf(n) and discover.driver_of(kernel, n)]
         bdfs = sorted({bdf, *(n for n in bound if viability.is_vfio_driver(
             kernel, discover.driver_of(kernel, n) or ""))})
+    target = validate.driver(driver) if driver else None
+    # a device on a host driver is not pyvfio's to take away: unbind is a no-op for it
+    unchanged = {b: d for b in bdfs if (d := discover.driver_of(kernel, b)) is not None
+                 and not viability.is_vfio_driver(kernel, d)}
+    bdfs = [b for b in bdfs if b not in unchanged]
     for b in [] if force else bdfs:
-        uses = inuse.vfio_uses(kernel, host, b) if viability.is_vfio_driver(
-            kernel, discover.driver_of(kernel, b) or "") else inuse.check(kernel, host, b)
+        uses = inuse.vfio_uses(kernel, host, b) if discover.driver_of(kernel, b) else \
+            inuse.check(kernel, host, b)
         if uses:
             raise InUseError(b, uses)
-    to = {b: validate.driver(driver) if driver else persist.recall(state_dir, b) for b in bdfs}
+    to = {b: target or persist.recall(state_dir, b) for b in bdfs}
     steps = plan_unbind(kernel, bdfs, to)
     previous = {b: discover.driver_of(kernel, b) for b in bdfs}
-    result = Result(bdfs, steps, previous, dry_run)
+    result = Result(bdfs, steps, previous, dry_run, unchanged=unchanged)
     if not dry_run:
         execute(kernel, host, steps, bdfs)
         for b in bdfs:

@@ -15,6 +15,7 @@ from pyvfio.kernel import Kernel
 
 OK, INFO, WARN, FAIL = "ok", "info", "warn", "fail"
 DEFAULT_PLANNED = 64 << 20  # SPDK and dpdk-devbind warn under 64 MiB
+CAP_IPC_LOCK = 14  # include/uapi/linux/capability.h
 ECAP_IR = 1 << 3  # VT-d extended capability: interrupt remapping (intel-iommu.h ecap_ir_support)
 GRUB_FIX = ("add {args} to GRUB_CMDLINE_LINUX in /etc/default/grub, run update-grub "
             "(grub2-mkconfig -o /boot/grub2/grub.cfg on Fedora), reboot")
@@ -163,11 +164,31 @@ def check_nodes(kernel: Kernel) -> list[Check]:
     return out
 
 
+def has_cap_ipc_lock(host: HostOS) -> bool:
+    """Tell whether this process has CAP_IPC_LOCK (CapEff of /proc/self/status): type1 and
+    iommufd skip the RLIMIT_MEMLOCK accounting for it (vfio_iommu_type1.c:vfio_pin_pages_remote
+    ``lock_cap``, iommufd/pages.c), whatever the uid."""
+    try:
+        status = host.read_proc("self/status")
+    except OSError:
+        return False
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            try:
+                return bool(int(line.split(":", 1)[1].strip(), 16) >> CAP_IPC_LOCK & 1)
+            except ValueError:
+                return False
+    return False
+
+
 def check_memory(kernel: Kernel, host: HostOS, planned: int) -> list[Check]:
     """RLIMIT_MEMLOCK against the planned mapping size; hugepages reserved."""
     soft, _hard = host.memlock()
     out = []
-    if soft != -1 and soft < planned:
+    if soft != -1 and soft < planned and has_cap_ipc_lock(host):
+        out.append(Check("memlock", OK, f"RLIMIT_MEMLOCK is {soft >> 10} KiB, but this process "
+                         "has CAP_IPC_LOCK, which lifts the limit for VFIO and iommufd pinning"))
+    elif soft != -1 and soft < planned:
         mib = -(-planned // (1 << 20))
         out.append(Check("memlock", FAIL, f"RLIMIT_MEMLOCK is {soft >> 10} KiB, under the "
                          f"{mib} MiB you plan to map (type1 pins every mapped page)",

@@ -15,11 +15,11 @@ import pwd
 import resource
 import socket
 import struct
-import subprocess
 from typing import Protocol
 
 # the /proc files pyvfio reads; anything else is refused
-PROC_FILES = ("self/mountinfo", "swaps", "net/route", "net/ipv6_route", "net/if_inet6", "cmdline")
+PROC_FILES = ("self/mountinfo", "self/status", "swaps", "net/route", "net/ipv6_route",
+              "net/if_inet6", "cmdline")
 _SIOCGIFADDR = 0x8915
 
 
@@ -102,6 +102,8 @@ class LinuxHostOS:
         return entry.pw_uid, entry.pw_gid
 
     def modprobe(self, module: str) -> None:
+        import subprocess  # noqa: PLC0415 - only bind needs it: keeps `pyvfio` start fast
+
         try:
             proc = subprocess.run(
                 ["modprobe", module], capture_output=True, text=True, timeout=60, check=False

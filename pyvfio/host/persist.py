@@ -50,16 +50,53 @@ def udev_rule(bdf: str, driver: str) -> str:
     )
 
 
-def _write(path: str, text: str) -> None:
+class Journal:
+    """The files a command wrote, with what each held before: :meth:`rollback` puts them back."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, str | None]] = []
+
+    def record(self, path: str) -> None:
+        """Remember ``path``'s content (None: it did not exist) before it is written."""
+        try:
+            with open(path, encoding="ascii", errors="surrogateescape") as f:
+                old: str | None = f.read()
+        except FileNotFoundError:
+            old = None
+        self.entries.append((path, old))
+
+    def rollback(self) -> bool:
+        """Put every recorded file back, newest first; return True if all are."""
+        ok = True
+        for path, old in reversed(self.entries):
+            try:
+                if old is None:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                else:
+                    _write(path, old)
+            except OSError:
+                ok = False
+        self.entries.clear()
+        return ok
+
+
+def _write(path: str, text: str, journal: Journal | None = None) -> None:
+    if journal is not None:
+        journal.record(path)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="ascii") as f:
+    with open(tmp, "w", encoding="ascii", errors="surrogateescape") as f:
         f.write(text)
     os.replace(tmp, path)  # atomic: a crash never leaves half a rule
 
 
-def save(bdf: str, driver: str = "vfio-pci", root: str = "/", dry_run: bool = False) -> Override:
-    """Make ``bdf`` bind to ``driver`` at every boot and hot-plug; return where it was saved."""
+def save(bdf: str, driver: str = "vfio-pci", root: str = "/", dry_run: bool = False,
+         journal: Journal | None = None) -> Override:
+    """Make ``bdf`` bind to ``driver`` at every boot and hot-plug; return where it was saved.
+
+    ``journal`` records the file's previous content for a rollback.
+    """
     bdf, driver = validate.bdf(bdf), validate.driver(driver)
     if has_driverctl(root):
         ov = Override(bdf, driver, "driverctl", os.path.join(root, DRIVERCTL_DIR, f"pci-{bdf}"))
@@ -69,7 +106,7 @@ def save(bdf: str, driver: str = "vfio-pci", root: str = "/", dry_run: bool = Fa
         ov = Override(bdf, driver, "udev", os.path.join(root, RULES_DIR, name))
         text = udev_rule(bdf, driver)
     if not dry_run:
-        _write(ov.path, text)
+        _write(ov.path, text, journal)
     return ov
 
 
@@ -105,9 +142,7 @@ def remove(bdf: str, root: str = "/", dry_run: bool = False) -> list[Override]:
 
 def permission_rule(user: str, bdf: str, group: int | None) -> str:
     """Return a udev rule giving ``user`` the group node and the cdev of ``bdf``."""
-    bdf = validate.bdf(bdf)
-    if not user.replace("-", "").replace("_", "").replace(".", "").isalnum():
-        raise ValueError(f"user must be a user name or uid, not {user!r}")
+    bdf, user = validate.bdf(bdf), validate.user(user)
     lines = ["# written by pyvfio bind --user --persist"]
     if group is not None:
         lines.append(f'SUBSYSTEM=="vfio", KERNEL=="{validate.group(group)}", OWNER="{user}", '
@@ -117,12 +152,13 @@ def permission_rule(user: str, bdf: str, group: int | None) -> str:
 
 
 def save_permissions(user: str, bdf: str, group: int | None, root: str = "/",
-                     dry_run: bool = False) -> str:
+                     dry_run: bool = False, journal: Journal | None = None) -> str:
     """Write :func:`permission_rule` to the rules directory; return its path."""
     name = f"71-pyvfio-user-{validate.bdf(bdf).replace(':', '-')}.rules"
     path = os.path.join(root, RULES_DIR, name)
+    rule = permission_rule(user, bdf, group)
     if not dry_run:
-        _write(path, permission_rule(user, bdf, group))
+        _write(path, rule, journal)
     return path
 
 

@@ -7,10 +7,24 @@ opened by anyone else (EBUSY otherwise).
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 from pyvfio.host import discover
 from pyvfio.kernel import Kernel
+
+
+def flag_names(flags: enum.IntFlag) -> str:
+    """Name the bits of ``flags`` (``READ|WRITE|MMAP``); unnamed bits in hex, ``0`` for none.
+
+    ``str()`` of an IntFlag is its bare number from Python 3.11 on, hence this.
+    """
+    value = int(flags)
+    named = [m for m in type(flags) if m.value and m.value & (m.value - 1) == 0
+             and value & m.value]  # single bits only: 3.10 also iterates multi-bit aliases
+    rest = value & ~sum(m.value for m in named)
+    parts = [str(m.name) for m in named] + ([f"{rest:#x}"] if rest else [])
+    return "|".join(parts) or "0"
 
 
 def read(kernel: Kernel, bdf: str) -> dict[str, Any]:
@@ -39,9 +53,9 @@ def read(kernel: Kernel, bdf: str) -> dict[str, Any]:
                 except OSError:
                     continue  # EINVAL: an index the device does not implement (VGA, ROM)
                 if r.size:
+                    areas = None if r.sparse_areas is None else len(r.sparse_areas)
                     regions.append({"index": i, "size": r.size, "offset": r.offset,
-                                    "flags": str(r.flags), "mmap_areas": None if r.sparse_areas
-                                    is None else len(r.sparse_areas),
+                                    "flags": flag_names(r.flags), "mmap_areas": areas,
                                     "msix_mappable": r.msix_mappable})
             irqs = []
             for i in range(info.num_irqs):
@@ -50,7 +64,8 @@ def read(kernel: Kernel, bdf: str) -> dict[str, Any]:
                 except OSError as exc:
                     irqs.append({"index": i, "count": 0, "flags": "", "errno": exc.errno})
                     continue
-                irqs.append({"index": i, "count": q.count, "flags": str(q.flags)})
+                irqs.append({"index": i, "count": q.count, "flags": flag_names(q.flags)})
         grp.unset_container()
-    return {"flags": str(info.flags), "num_regions": info.num_regions, "num_irqs": info.num_irqs,
+    return {"flags": flag_names(info.flags), "num_regions": info.num_regions,
+            "num_irqs": info.num_irqs,
             "caps": [c.id for c in info.caps], "regions": regions, "irqs": irqs}

@@ -171,6 +171,8 @@ def test_unbind_refuses_while_a_vfio_user_holds_the_group(env: Env, tmp_path: Pa
     assert res.steps
 
 
-def test_unbind_refuses_host_in_use_device(env: Env, tmp_path: Path) -> None:
-    with pytest.raises(InUseError):
-        bind.unbind(env.kernel, env.host, NVME, state_dir=str(tmp_path))
+def test_unbind_leaves_a_device_on_its_host_driver_alone(env: Env, tmp_path: Path) -> None:
+    """The root disk on nvme: nothing of VFIO is there, so nothing is unbound (issue 15 #11)."""
+    res = bind.unbind(env.kernel, env.host, NVME, state_dir=str(tmp_path))
+    assert (res.devices, res.steps, res.unchanged) == ([], [], {NVME: "nvme"})
+    env.kernel.assert_clean()

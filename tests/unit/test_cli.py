@@ -21,8 +21,9 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_no_command_prints_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([]) == EXIT_OK
-    assert "usage: pyvfio" in capsys.readouterr().out
+    assert main([]) == EXIT_USAGE  # a command is required (issue 13): help, then exit 2
+    err = capsys.readouterr().err
+    assert "usage: pyvfio" in err and "COMMAND" in err
 
 
 def test_unknown_option_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from pyvfio.cli import EXIT_FAILED, EXIT_OK, EXIT_REFUSED, EXIT_USAGE, main
+from pyvfio.host.pciids import PciIds
 from tests.unit.hostfix import NIC, NVME, PF, SPARE, Env, make_env
 
 Cap = pytest.CaptureFixture[str]
@@ -64,7 +65,31 @@ def test_info(env: Env, tmp_path: Path, capsys: Cap) -> None:
     code, doc = js(env, tmp_path, capsys, "info", "0000:00:01.0")
     assert code == EXIT_OK
     assert doc["group"]["viable"] is True
-    assert doc["vfio"] is not None or "vfio_error" in doc  # read through the object API
+    assert "vfio_error" not in doc  # read through the object API
+    assert doc["vfio"]["flags"] == "PCI"
+    assert doc["vfio"]["regions"][0]["flags"] == "READ|WRITE|MMAP"
+    assert doc["vfio"]["irqs"][0]["flags"] == "EVENTFD|MASKABLE|AUTOMASKED"
+    assert run(env, tmp_path, "info", "0000:00:01.0") == EXIT_OK
+    out = capsys.readouterr().out
+    assert "    region 0: size 0x100000 READ|WRITE|MMAP\n" in out
+    assert "    irq 1: count 1 EVENTFD|NORESIZE\n" in out
+
+
+def test_flag_names_with_unnamed_bits() -> None:
+    from pyvfio.host.vfioinfo import flag_names  # noqa: PLC0415
+    from pyvfio.uapi import RegionInfoFlag  # noqa: PLC0415
+
+    assert flag_names(RegionInfoFlag(0)) == "0"
+    assert flag_names(RegionInfoFlag(0x1 | 0x400)) == "READ|0x400"
+
+
+def test_ls_names_devices_from_pci_ids(env: Env, tmp_path: Path, capsys: Cap,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = PciIds("1234  Technical Corp.\n\t11e8  Edu device\n")  # the system's pci.ids format
+    monkeypatch.setattr(PciIds, "system", staticmethod(lambda: ids))
+    assert run(env, tmp_path, "ls") == EXIT_OK
+    row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("0000:00:01.0"))
+    assert "Technical Corp. Edu device" in row
 
 
 def test_bind_in_use_is_refused(env: Env, tmp_path: Path, capsys: Cap) -> None:

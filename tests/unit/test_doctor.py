@@ -36,6 +36,17 @@ def test_memlock_too_low() -> None:
     assert c.fix is not None and "ulimit -l 1048576" in c.fix and "LimitMEMLOCK=1024M" in c.fix
 
 
+def test_memlock_low_is_fine_with_cap_ipc_lock() -> None:
+    """Root without CAP_IPC_LOCK is limited; a user with it is not: the capability decides."""
+    low = (8 << 20, 8 << 20)
+    ok = _by_name(doctor.run(standard_host(), FakeHostOS(memlock_limit=low, cap_eff=1 << 14),
+                             planned=1 << 30))["memlock"]
+    assert ok.status == doctor.OK and "CAP_IPC_LOCK" in ok.summary
+    others = FakeHostOS(memlock_limit=low, cap_eff=~(1 << 14) & (1 << 41) - 1)  # all but it
+    assert _by_name(doctor.run(standard_host(), others, planned=1 << 30))["memlock"].status == \
+        doctor.FAIL
+
+
 def test_iommu_off_in_kernel() -> None:
     kernel = standard_host()
     kernel.sysfs.add_attr("firmware/acpi/tables/DMAR", "")
