@@ -243,6 +243,10 @@ class Device(FdOwner):
     def mmap(self, index: int, offset: int = 0, length: int | None = None) -> MMIO:
         """Map part of a region; the result has exact-width ``read``/``write``.
 
+        A region the kernel lets map only in parts (sparse mmap areas, e.g. around an MSI-X
+        table) comes back as a :class:`~pyvfio.sparse.SparseMMIO`: the areas mapped, the holes
+        (listed in its ``holes``) served by pread/pwrite.
+
         The mapping closes with the device.
 
         Raises:
@@ -255,10 +259,34 @@ class Device(FdOwner):
         if offset % mmap.PAGESIZE:
             raise ValueError(f"offset {offset:#x} is not page aligned")
         if not r.mmap_allowed(offset, length):
+            if r.mmappable and r.sparse_areas:
+                return self._mmap_sparse(r, offset, length)
             raise ValueError(f"[{offset:#x}, +{length:#x}) of region {index} is not mmappable")
         m = self._kernel.mmap(self._fd, length, r.offset + offset)
         self._maps.append(m)
         return m
+
+    def _mmap_sparse(self, r: RegionInfo, offset: int, length: int) -> MMIO:
+        """Map the sparse areas of ``[offset, +length)``; the holes (e.g. an MSI-X table the
+        kernel keeps) are served by pread/pwrite: :attr:`SparseMMIO.holes` names them."""
+        from pyvfio.sparse import SparseMMIO  # noqa: PLC0415 - only sparse BARs need it
+
+        areas: list[tuple[int, MMIO]] = []
+        try:
+            for a in r.sparse_areas or ():
+                start, end = max(a.offset, offset), min(a.offset + a.size, offset + length)
+                if start < end:
+                    m = self._kernel.mmap(self._fd, end - start, r.offset + start)
+                    areas.append((start - offset, m))
+        except BaseException:
+            for _, m in areas:
+                m.close()
+            raise
+        base = r.offset + offset
+        sparse = SparseMMIO(areas, length, lambda at, n: self._kernel.pread(self._fd, n, base + at),
+                            lambda at, data: self._kernel.pwrite(self._fd, data, base + at))
+        self._maps.append(sparse)
+        return sparse
 
     def bar(self, index: int) -> MMIO:
         """Map all of BAR ``index`` (cached: the same mapping each time; closed with the device).

@@ -224,9 +224,13 @@ def bind_register(reg: Register, mmio: MMIO) -> BoundRegister:
     if reg.offset + reg.width > len(mmio):
         raise ValueError(f"register {reg.name} at {reg.offset:#x} is outside the mapping of "
                          f"{len(mmio):#x} bytes")
-    pointer = getattr(mmio, "pointer", None)
-    ptr = (pointer(reg.width) + reg.offset // reg.width if pointer is not None
-           else _Accessor(mmio, reg.offset, reg.width))
+    pointer, pointer_at = getattr(mmio, "pointer", None), getattr(mmio, "pointer_at", None)
+    if pointer is not None:
+        ptr = pointer(reg.width) + reg.offset // reg.width
+    else:  # a sparse mapping: the typed pointer of the area the register lies in, if mapped
+        ptr = pointer_at(reg.offset, reg.width) if pointer_at is not None else None
+        if ptr is None:
+            ptr = _Accessor(mmio, reg.offset, reg.width)
     rp = ptr if "r" in reg.access else _Refused(PermissionError(f"register {reg.name} is "
                                                                 "write-only"))
     wp = ptr if "w" in reg.access else _Refused(PermissionError(f"register {reg.name} is "

@@ -193,19 +193,20 @@ class NvmeCtrl(PCIDevice):
         if cq.tail == cq.size:
             cq.tail, cq.phase = 0, cq.phase ^ 1
         if cq.ien:
-            if self._msix_on():
+            if self.msix_on():
                 self.send_msi(cq.iv)
             else:
                 self._irq_update()
 
     def _irq_update(self) -> None:
         """nvme_irq_check: INTx follows the pending queues while MSI-X is off."""
-        if self._msix_on():
+        if self.msix_on():
             return
         pending = any(q.ien and q.head != q.tail for q in self.cqs.values())
         self.set_intx(pending and not self._reg32(INTMS) & 1)
 
-    def _msix_on(self) -> bool:
+    def msix_on(self) -> bool:
+        """Whether the MSI-X capability's Enable bit is set."""
         off = self.caps.get(PCI_CAP_ID_MSIX)
         return off is not None and bool(self.cfg_read(off + 2, 2) & PCI_MSIX_FLAGS_ENABLE)
 

@@ -233,7 +233,7 @@ def _create_cq(ctrl: NvmeCtrl, cmd: Command) -> tuple[int, int]:
         return INVALID_QID | DNR, 0
     _, qsize = _queue_args(ctrl, cmd)
     iv = cmd.cdw11 >> 16
-    if iv >= ctrl.msix_vectors:
+    if iv >= ctrl.msix_vectors or (iv and not ctrl.msix_on()):  # nvme_create_cq
         return INVALID_IRQ_VECTOR | DNR, 0
     ctrl.add_cq(qid, cmd.prp1, qsize, iv, bool(cmd.cdw11 & 2))
     return SUCCESS, 0

@@ -173,10 +173,12 @@ class NvmeController:
             self._wait_ready(1, "enable")
 
     def _create_queue(self, q: NvmeQueue) -> None:
-        ien = 2 if self._msix else 0
+        # IEN and a vector per queue with MSI-X; polled, vector 0 (QEMU refuses any other
+        # while MSI-X is off: hw/nvme/ctrl.c nvme_create_cq, INVALID_IRQ_VECTOR)
+        flags = 1 | 2 | q.qid << 16 if self._msix else 1
         with step("create I/O queues"):
             self.admin.run("create I/O CQ", spec.ADMIN_CREATE_CQ, data=(q.cq_mem.iova, 16),
-                           cdw=(q.qid | (q.depth - 1) << 16, 1 | ien | q.qid << 16))
+                           cdw=(q.qid | (q.depth - 1) << 16, flags))
             self.admin.run("create I/O SQ", spec.ADMIN_CREATE_SQ, data=(q.sq_mem.iova, 64),
                            cdw=(q.qid | (q.depth - 1) << 16, 1 | q.qid << 16))
 

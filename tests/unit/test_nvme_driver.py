@@ -164,3 +164,13 @@ def test_too_few_msix_vectors_is_a_driver_error(host: tuple[FakeKernel, NvmeCtrl
     with pytest.raises(DriverError, match="enable MSI-X") as info:
         NvmeController.open(str(k.labels["nvme"]), kernel=k, io_queues=2)
     assert info.value.hint and "irq='poll'" in info.value.hint
+
+
+def test_polled_queue_with_a_vector_is_refused_as_qemu_does(
+        host: tuple[FakeKernel, NvmeCtrl]) -> None:
+    k, model = host
+    with NvmeController.open(str(k.labels["nvme"]), kernel=k, irq="poll") as nvme:
+        q = nvme.queues[0]
+        with pytest.raises(NvmeError, match="invalid interrupt vector"):
+            nvme.admin.run("create I/O CQ", 0x05, data=(q.cq_mem.iova, 16),
+                           cdw=(5 | 3 << 16, 1 | 5 << 16))  # MSI-X off: only vector 0
