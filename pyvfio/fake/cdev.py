@@ -345,13 +345,16 @@ class IommuNodes:
         if path == "/dev/iommu":
             if not k.knobs.iommufd:
                 raise kerr(errno.ENOENT, path)
-            return int(k._new_fd(IommufdFile(self.model, k.mem, k._new_fd)))
+            f = IommufdFile(self.model, k.mem, k._new_fd)
+            f.ctx.lookup_fd = k.file  # MAP_FILE of a fake dma-buf fd (fake/mapfile.py)
+            return int(k._new_fd(f))
         bdf = self._cdev_bdf(path)
         if bdf is None:
             raise kerr(errno.ENOENT, path)
         dev = k.open_devices.get(bdf)
         if dev is None:
             dev = VFIOPCIDevice(k.bus.devices[bdf], lambda: k._reset_peers(bdf), k._group_of_fd)
+            dev.install_fd = k._new_fd  # dma-buf export (fake/dmabuf.py)
             k.open_devices[bdf] = dev
         cdev = CdevFile(dev, k.bus.group_of[bdf], self.gate, k.file)
         return int(k._new_fd(cdev))

@@ -102,6 +102,7 @@ class DevNodes(ABC):
         if dev is None:
             dev = VFIOPCIDevice(self.bus.devices[bdf], lambda: self._reset_peers(bdf),
                                 self._group_of_fd)
+            dev.install_fd = self._new_fd  # dma-buf export (fake/dmabuf.py)
             self.open_devices[bdf] = dev
         dev.opens += 1
         group.devices.append(dev)

@@ -63,6 +63,7 @@ def spaces(*, cdev_config: bool) -> dict[str, tuple[int, tuple[str, ...]]]:
         "iommufd-veventq": (errno.ENOTTY, ()),
         "vfio-migration": (errno.ENOTTY, ("migration",)),  # vfio_check_precopy_ioctl
         "vfio-migration-resume": (errno.ENOTTY, ()),
+        "dma-buf": (errno.ENOTTY, ()),  # no dma-buf ioctl is modelled (DMA_BUF_IOCTL_SYNC)
     }
 
 

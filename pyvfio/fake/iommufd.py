@@ -113,6 +113,7 @@ class IommufdCtx:
         self.model = model
         self.memory = memory
         self.install_fd = install_fd
+        self.lookup_fd: Callable[[int], Any] = lambda fd: None  # the kernel's fd table (fget)
         self.table = ObjectTable()
         self.account_mode_mm = False
         self.vfio_ioas: IOASObj | None = None

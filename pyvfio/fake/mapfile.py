@@ -17,10 +17,12 @@ from __future__ import annotations
 import errno
 import mmap
 import os
+from typing import Any
 
 from pyvfio import uapi
 from pyvfio._ffi import C, ffi
 from pyvfio.fake.dispatch import Conv, Op
+from pyvfio.fake.dmabuf import DmaBufFile
 from pyvfio.fake.ioas import PAGE_SIZE, U64_MAX, ULONG_MAX, Area
 from pyvfio.fake.iommufd import RW, IOASObj, IommufdCtx
 from pyvfio.fake.memory import kerr
@@ -80,14 +82,41 @@ def IOMMU_IOAS_MAP_FILE(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802 - 
         raise kerr(errno.EOVERFLOW)
     if cmd.fd < 0:
         raise kerr(errno.EBADF)
-    backing, offset = _file_pages(cmd.fd, cmd.start, cmd.length, pin=bool(ioas.hwpts))
-    area = FileArea(backing, offset, cmd.flags & RW)
+    buf = ctx.lookup_fd(cmd.fd)
+    if isinstance(buf, DmaBufFile):
+        area: Area = _dmabuf_area(buf, cmd)
+    else:
+        backing, offset = _file_pages(cmd.fd, cmd.start, cmd.length, pin=bool(ioas.hwpts))
+        area = FileArea(backing, offset, cmd.flags & RW)
     fixed = cmd.iova if cmd.flags & C.IOMMU_IOAS_MAP_FIXED_IOVA else None
     try:
         cmd.iova = ioas.iopt.insert(fixed, cmd.length, area)
     except OSError:
-        backing.close()
+        if isinstance(area, FileArea):
+            area.backing.close()
         raise
+
+
+class DmaBufArea(Area):
+    """A mapping of a vfio-pci BAR dma-buf: peer-to-peer MMIO, which the fake's DMA does not
+    reach (a pseudo address outside user memory), and no pinned-page accounting."""
+
+    __slots__ = ("dmabuf",)
+
+    def __init__(self, dmabuf: DmaBufFile, prot: int) -> None:
+        super().__init__(1 << 63, prot, True)
+        self.dmabuf = dmabuf
+
+
+def _dmabuf_area(buf: DmaBufFile, cmd: Any) -> Area:
+    """iopt_alloc_dmabuf_pages + vfio_pci_dma_buf_iommufd_map."""
+    if cmd.start + cmd.length - 1 >= buf.size:
+        raise kerr(errno.EINVAL)
+    if not buf.dev.config[4] & 0x2:  # PCI_COMMAND_MEMORY off: the dma-buf is revoked
+        raise kerr(errno.ENODEV)
+    if len(buf.ranges) != 1:
+        raise kerr(errno.EOPNOTSUPP)  # "more than one range to iommufd" is not supported yet
+    return DmaBufArea(buf, cmd.flags & RW)
 
 
 def IOMMU_IOAS_CHANGE_PROCESS(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
@@ -96,7 +125,7 @@ def IOMMU_IOAS_CHANGE_PROCESS(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N
     for obj in ctx.table.objects.values():
         if isinstance(obj, IOASObj) and any(
                 not isinstance(area, FileArea) for _, _, area in obj.iopt.areas.items()):
-            raise kerr(errno.EINVAL)  # only IOMMU_IOAS_MAP_FILE maps can move
+            raise kerr(errno.EINVAL)  # only memfd maps can move (IOPT_ADDRESS_FILE; no dma-buf)
     # the pinned-page accounting moves to the caller; the fake charges no process
 
 

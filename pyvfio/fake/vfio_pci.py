@@ -10,10 +10,11 @@ from __future__ import annotations
 import errno
 import struct
 from collections.abc import Callable
+from typing import Any
 
 from pyvfio import uapi
 from pyvfio._ffi import C
-from pyvfio.fake import migration
+from pyvfio.fake import dmabuf, migration
 from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.irq import ERR, INTX, MSIX, Interrupts, eventfd_get, put
 from pyvfio.fake.memory import kerr
@@ -50,6 +51,7 @@ class VFIOPCIDevice(FakeFile):
         self.low_power = False
         self._reset_peers = reset_peers
         self._group_of_fd = group_of_fd
+        self.install_fd: Callable[[Any], int] | None = None  # the kernel's, for dma-buf fds
         dev.irq = self.irqs
         self._reset()  # vfio_pci_core_enable: pci_enable_device (MEMORY on), try FLR; master off
         dev.config[4] = (dev.config[4] | PCI_COMMAND_MEMORY) & ~PCI_COMMAND_MASTER
@@ -229,6 +231,9 @@ class VFIOPCIDevice(FakeFile):
         if flags & C.VFIO_DEVICE_FEATURE_MASK in migration.MIGRATION_FEATURES:
             driver = getattr(self.dev, "migration", None)  # mig_ops/log_ops (fake/migration.py)
             return migration.feature(driver, flags, arg, getattr(driver, "install_fd", None))
+        if flags & C.VFIO_DEVICE_FEATURE_MASK == C.VFIO_DEVICE_FEATURE_DMA_BUF \
+                and arg.linux.at_least("6.19"):
+            return dmabuf.feature_dma_buf(self.dev, flags, arg, self.install_fd)
         payload = _FEATURES.get(flags & C.VFIO_DEVICE_FEATURE_MASK)
         if payload is None:
             raise kerr(errno.ENOTTY)  # no migration/logging ops, not an SR-IOV PF

@@ -35,3 +35,16 @@ def mode_device(host: Host, iommu_mode: str) -> Iterator[Device]:
         yield device
     finally:
         device.close()
+
+
+@pytest.fixture
+def edu_iommufd(host: Host) -> Iterator[Device]:
+    """The lone edu in iommufd mode (cdev + IOAS: a domain pins what is mapped)."""
+    if host.noiommu:
+        pytest.skip("noiommu: no IOAS domain to pin file pages")
+    try:
+        device = open_device(host.edu, mode="iommufd", kernel=host.kernel)
+    except ModeUnavailableError as exc:
+        pytest.skip(f"{host.profile}: {exc}")
+    with device:
+        yield device

@@ -21,27 +21,13 @@ from pyvfio._ffi import new
 from pyvfio.device import Device
 from pyvfio.dma import allocate
 from pyvfio.edu import CMD_IRQ, CMD_START, CMD_TO_RAM, DMA_IRQ, DMA_WINDOW, EduDriver
-from pyvfio.errors import ModeUnavailableError
 from pyvfio.ioas import IOAS
-from pyvfio.opener import open_device
 from tests.conformance.mock_helpers import since
 from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
 
 PAGE = mmap.PAGESIZE
 IOVA = 0x200000
-
-
-@pytest.fixture
-def edu_iommufd(host: Host) -> Iterator[Device]:
-    if host.noiommu:
-        pytest.skip("noiommu: no IOAS domain to pin file pages")
-    try:
-        device = open_device(host.edu, mode="iommufd", kernel=host.kernel)
-    except ModeUnavailableError as exc:
-        pytest.skip(f"{host.profile}: {exc}")
-    with device:
-        yield device
 
 
 @pytest.fixture

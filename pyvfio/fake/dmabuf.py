@@ -1,0 +1,58 @@
+"""vfio-pci BAR dma-bufs: VFIO_DEVICE_FEATURE_DMA_BUF (Linux 6.19+, vfio_pci_dmabuf.c).
+
+GET with a region (a BAR) and page-aligned ranges of it returns a dma-buf fd as the ioctl's
+result; iommufd's IOAS_MAP_FILE takes such a fd when it has exactly one range (pages.c:
+iopt_alloc_dmabuf_pages), mapping the BAR for peer-to-peer DMA.  Rules modelled: PROBE/GET only
+(vfio_check_feature), ``nr_ranges`` 0 or ``flags`` set -> EINVAL, a region that is no implemented
+BAR -> ENODEV, a range empty, unaligned or outside the BAR -> EINVAL.  The fake's dma-buf has no
+pages behind it: a device DMA through its IOVAs finds nothing (the fake does not model P2P).
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from typing import Any
+
+from pyvfio._ffi import C
+from pyvfio.fake.memory import kerr
+from pyvfio.fake.uaccess import FakeFile, IoctlArg
+
+PAGE_SIZE = 4096
+ROM_INDEX = C.VFIO_PCI_ROM_REGION_INDEX
+
+
+class DmaBufFile(FakeFile):
+    """An exported dma-buf: BAR ``index`` of ``dev`` over ``ranges`` ((offset, length), ...)."""
+
+    kind = "dma-buf"
+
+    def __init__(self, dev: Any, index: int, ranges: list[tuple[int, int]]) -> None:
+        self.dev, self.index, self.ranges = dev, index, ranges
+        self.size = sum(n for _, n in ranges)
+
+
+def feature_dma_buf(dev: Any, flags: int, arg: IoctlArg, install_fd: Any) -> int:
+    """vfio_pci_core_feature_dma_buf on ``dev`` (a PCIDevice model); return the new fd."""
+    get, set_ = C.VFIO_DEVICE_FEATURE_GET, C.VFIO_DEVICE_FEATURE_SET
+    if flags & set_:
+        raise kerr(errno.EINVAL)  # vfio_check_feature: GET only
+    if flags & C.VFIO_DEVICE_FEATURE_PROBE:
+        return 0
+    if not flags & get or arg.size - 8 < 16:
+        raise kerr(errno.EINVAL)
+    index, open_flags, dflags, nr = struct.unpack("<IIII", arg.mem.read(arg.value + 8, 16))
+    if not nr or dflags:
+        raise kerr(errno.EINVAL)
+    if index >= ROM_INDEX or not dev.bars[index].size:
+        raise kerr(errno.ENODEV)  # vfio_pci_core_get_iomap: no such BAR
+    raw = arg.mem.read(arg.value + 24, 16 * nr)
+    ranges = [struct.unpack_from("<QQ", raw, 16 * i) for i in range(nr)]
+    bar_size = dev.bars[index].size
+    for offset, length in ranges:
+        if not length or offset % PAGE_SIZE or length % PAGE_SIZE:
+            raise kerr(errno.EINVAL)  # validate_dmabuf_input
+        if offset + length > bar_size:
+            raise kerr(errno.EINVAL)  # vfio_pci_core_fill_phys_vec: outside the BAR
+    del open_flags  # O_CLOEXEC/O_RDWR of the new file: nothing to model
+    return int(install_fd(DmaBufFile(dev, index, [(int(o), int(n)) for o, n in ranges])))
