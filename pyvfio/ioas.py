@@ -106,6 +106,23 @@ class IOAS(DMASpace):
         self._call(uapi.IOMMU_IOAS_MAP_FILE, arg)
         return int(arg.iova)
 
+    def noiommu_get_pa(self, iova: int, length: int) -> tuple[int, int]:
+        """``IOMMU_IOAS_NOIOMMU_GET_PA`` (7.3, CONFIG_IOMMUFD_NOIOMMU): the physical address
+        behind ``iova`` and how many bytes from it are physically contiguous (at most
+        ``length``), for a device doing DMA without an IOMMU.
+
+        Raises:
+            OSError: ENOTTY (before 7.3 or without CONFIG_IOMMUFD_NOIOMMU), EPERM (no
+                CAP_SYS_RAWIO), ENOENT (not mapped), EOPNOTSUPP (the IOAS is not stored by a
+                noiommu domain: a real IOMMU translates), EINVAL (length 0, a revoked dma-buf).
+        """
+        check_int("iova", iova)
+        check_int("length", length, 1)
+        arg = new("struct iommu_ioas_noiommu_get_pa *", ioas_id=self.id, iova=iova,
+                  length=length)
+        self._call(uapi.IOMMU_IOAS_NOIOMMU_GET_PA, arg)
+        return int(arg.out_phys), int(arg.length)
+
     def unmap(self, iova: int, size: int) -> int:
         """Unmap the mappings inside ``[iova, iova + size)``; return the bytes unmapped.
 

@@ -92,3 +92,18 @@ def test_change_process(host: Host, edu_iommufd: Device, memfd: int) -> None:
     arg = new("struct iommu_ioas_change_process *", __reserved=1)
     expect_errno(errno.EOPNOTSUPP, fd.call, uapi.IOMMU_IOAS_CHANGE_PROCESS, arg)
     ioas.unmap(IOVA, PAGE)
+
+
+def test_noiommu_get_pa_under_an_iommu(host: Host, edu_iommufd: Device) -> None:
+    """IOAS_NOIOMMU_GET_PA (7.3) is for noiommu domains: behind a real IOMMU a mapped IOVA is
+    EOPNOTSUPP, an unmapped one ENOENT; flags -> EOPNOTSUPP, length 0 -> EINVAL."""
+    ioas = _ioas(edu_iommufd)
+    buf = allocate(PAGE)
+    m = ioas.map(buf, IOVA)
+    expect_errno(errno.EOPNOTSUPP, since, host, "7.3", ioas.noiommu_get_pa, IOVA, PAGE)
+    expect_errno(errno.ENOENT, ioas.noiommu_get_pa, IOVA + PAGE, PAGE)
+    for fields in ({"flags": 1, "length": PAGE}, {"length": 0}):
+        arg = new("struct iommu_ioas_noiommu_get_pa *", ioas_id=ioas.id, iova=IOVA, **fields)
+        want = errno.EOPNOTSUPP if "flags" in fields else errno.EINVAL
+        expect_errno(want, ioas.iommufd.call, uapi.IOMMU_IOAS_NOIOMMU_GET_PA, arg)
+    m.close()
