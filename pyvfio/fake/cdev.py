@@ -21,7 +21,8 @@ from pyvfio.fake import pasid as fpasid
 from pyvfio.fake import viommu
 from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.ioas import HPAGE_SIZE, PAGE_SIZE
-from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IommufdFile, IOMMUModel
+from pyvfio.fake.iommu import IOMMUModel
+from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IommufdFile
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 from pyvfio.fake.vfio_pci import VFIOPCIDevice
@@ -63,9 +64,15 @@ def _auto_hwpt(ctx: IommufdCtx, ioas: IOASObj, obj: fhwpt.DeviceObj) -> fhwpt.HW
 
 
 def _reserve_device(ctx: IommufdCtx, ioas: IOASObj, obj: fhwpt.DeviceObj) -> None:
-    window = obj.iommu(ctx).msi_window
-    if window and not any(o is obj for _, _, o in ioas.iopt.reserved.items()):
-        ioas.iopt.reserve(window[0], window[1], obj)
+    """iopt_table_enforce_dev_resv_regions: the device's reserved regions (the MSI window)."""
+    if any(o is obj for _, _, o in ioas.iopt.reserved.items()):
+        return
+    try:
+        for first, last in obj.iommu(ctx).reserved:
+            ioas.iopt.reserve(first, last, obj)
+    except OSError:
+        ioas.iopt.unreserve(obj)
+        raise
 
 
 def attach_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj, pt_id: int) -> int:
@@ -318,8 +325,10 @@ class IommuNodes:
 
     def __init__(self, kernel: Any) -> None:
         self.kernel = kernel
-        thp = kernel.knobs.transparent_hugepage
-        self.model = IOMMUModel(max_iova_alignment=HPAGE_SIZE if thp else PAGE_SIZE)
+        knobs = kernel.knobs
+        self.model = IOMMUModel.from_ranges(
+            knobs.iova_ranges, pgsize_bitmap=knobs.pgsize_bitmap,
+            max_iova_alignment=HPAGE_SIZE if knobs.transparent_hugepage else PAGE_SIZE)
         self.gate = GroupGate(group_open=lambda number: number in kernel.open_groups)
         self.cdevs: dict[str, CdevFile] = {}  # bdf -> the bound cdev file
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from pyvfio import uapi
 from pyvfio._ffi import C
@@ -20,6 +20,13 @@ from pyvfio.fake.uaccess import FakeFile, IoctlArg
 
 if TYPE_CHECKING:
     from pyvfio.fake.group import GroupFile
+    from pyvfio.fake.iommu import IOMMUModel
+
+
+class HasModel(Protocol):
+    """Whoever holds the host's IOMMU description (the kernel's /dev/iommu side)."""
+
+    model: IOMMUModel
 
 _TYPE1_TYPES = (C.VFIO_TYPE1_IOMMU, C.VFIO_TYPE1v2_IOMMU)
 _NESTING = C.__VFIO_RESERVED_TYPE1_NESTING_IOMMU  # module level: a class body would mangle __name
@@ -38,8 +45,9 @@ class Container(FakeFile):
 
     kind = "container"
 
-    def __init__(self, knobs: Knobs, mem: UserMemory) -> None:
+    def __init__(self, knobs: Knobs, mem: UserMemory, iommu: HasModel) -> None:
         self.knobs = knobs
+        self.iommu_hw = iommu  # the host IOMMU's one description (its .model)
         self.mem = mem
         self.groups: list[GroupFile] = []
         self.iommu: int | None = None  # the VFIO_SET_IOMMU type
@@ -115,11 +123,12 @@ class Container(FakeFile):
     def VFIO_IOMMU_GET_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
         info = arg.cmd
         info.flags = C.VFIO_IOMMU_INFO_PGSIZES
-        info.iova_pgsizes = self.knobs.pgsize_bitmap
-        ranges = self.knobs.iova_ranges
+        model = self.iommu_hw.model
+        info.iova_pgsizes = model.pgsize_bitmap
+        ranges = model.iova_ranges()
         caps = [
             (C.VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, 1,
-             struct.pack("<I4xQQ", 0, self.knobs.pgsize, MAX_DIRTY_BITMAP_SIZE)),
+             struct.pack("<I4xQQ", 0, model.page_size, MAX_DIRTY_BITMAP_SIZE)),
             (C.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, struct.pack("<I", self.dma.dma_avail)),
             (C.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1,
              struct.pack("<II", len(ranges), 0) + b"".join(struct.pack("<QQ", *r) for r in ranges)),
@@ -131,7 +140,7 @@ class Container(FakeFile):
         m = arg.cmd
         prot = m.flags & (C.VFIO_DMA_MAP_FLAG_READ | C.VFIO_DMA_MAP_FLAG_WRITE)
         set_vaddr = bool(m.flags & C.VFIO_DMA_MAP_FLAG_VADDR)
-        pg = self.knobs.pgsize
+        pg = self.iommu_hw.model.page_size
         if m.flags & ~_MAP_FLAGS or bool(prot) == set_vaddr:
             raise kerr(errno.EINVAL)
         if not m.size or (m.size | m.iova | m.vaddr) & (pg - 1):
@@ -141,7 +150,7 @@ class Container(FakeFile):
         if set_vaddr:
             self.dma.update_vaddr(m.iova, m.size, m.vaddr)
             return 0
-        self.dma.check_map(m.iova, m.size)
+        self.dma.check_map(m.iova, m.size, self.iommu_hw.model.iova_ranges())
         write = bool(m.flags & C.VFIO_DMA_MAP_FLAG_WRITE)
         self._pin(m.vaddr, m.size, write)
         read = bool(m.flags & C.VFIO_DMA_MAP_FLAG_READ)
@@ -183,7 +192,7 @@ class Container(FakeFile):
         return 0
 
     def _unmap_range(self, iova: int, size: int, unmap_all: bool) -> tuple[int, int]:
-        pg = self.knobs.pgsize
+        pg = self.iommu_hw.model.page_size
         if iova & (pg - 1):
             raise kerr(errno.EINVAL)
         if unmap_all:
@@ -203,11 +212,11 @@ class Container(FakeFile):
 
     def _check_bitmap(self, pgsize: int, size: int, span: int) -> None:
         """vfio_iommu_type1.c:``verify_bitmap_size`` and the tracking/pgsize checks."""
-        npages = span // self.knobs.pgsize if self.knobs.pgsize else 0
+        npages = span // self.iommu_hw.model.page_size
         need = (npages + 63) // 64 * 8
         if not size or size > MAX_DIRTY_BITMAP_SIZE or size < need:
             raise kerr(errno.EINVAL)
-        if not self.dma.dirty_tracking or pgsize != self.knobs.pgsize:
+        if not self.dma.dirty_tracking or pgsize != self.iommu_hw.model.page_size:
             raise kerr(errno.EINVAL)
 
     def _check_no_bisect(self, iova: int, size: int) -> None:
@@ -231,7 +240,7 @@ class Container(FakeFile):
         if arg.size < 8 + 40:
             raise kerr(errno.EINVAL)
         iova, size, pgsize, bsize, data = struct.unpack("<QQQQQ", arg.read(8, 40))
-        pg = self.knobs.pgsize
+        pg = self.iommu_hw.model.page_size
         if iova + size < iova or not size or (iova | size) & (pg - 1):
             raise kerr(errno.EINVAL)
         self._check_bitmap(pgsize, bsize, size)

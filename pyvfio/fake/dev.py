@@ -83,7 +83,7 @@ class DevNodes(ABC):
         """Open /dev/vfio/vfio (a new container) or a group node (exclusive: EBUSY)."""
         self._operation(path)
         if path == "/dev/vfio/vfio":
-            return self._new_fd(Container(self.knobs, self.mem))
+            return self._new_fd(Container(self.knobs, self.mem, self.iommu))
         if self.iommu.handles(path):
             return self.iommu.open(path)
         groups = {self._group_path(g): g for g in self.bus.vfio_groups()}

@@ -14,7 +14,8 @@ from typing import Any
 from pyvfio import uapi
 from pyvfio._ffi import C, CData, ffi
 from pyvfio.fake.dispatch import Conv, Op
-from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IOMMUModel, Obj
+from pyvfio.fake.iommu import IOMMUModel
+from pyvfio.fake.iommufd import IOASObj, IommufdCtx, Obj
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 

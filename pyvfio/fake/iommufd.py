@@ -18,35 +18,13 @@ from typing import Any
 from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake.dispatch import Conv, Op, RespondThen
-from pyvfio.fake.ioas import HPAGE_SIZE, PAGE_SIZE, U64_MAX, ULONG_MAX, Area, IOPageTable
+from pyvfio.fake.ioas import PAGE_SIZE, U64_MAX, ULONG_MAX, Area, IOPageTable
+from pyvfio.fake.iommu import IOMMUModel
 from pyvfio.fake.memory import UserMemory, kerr
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 
 MAP_FLAGS = C.IOMMU_IOAS_MAP_FIXED_IOVA | C.IOMMU_IOAS_MAP_WRITEABLE | C.IOMMU_IOAS_MAP_READABLE
 RW = C.IOMMU_IOAS_MAP_WRITEABLE | C.IOMMU_IOAS_MAP_READABLE
-
-
-@dataclass
-class IOMMUModel:
-    """What the fake IOMMU hardware offers (the knobs of a host's vIOMMU).
-
-    Defaults imitate QEMU's intel-iommu: VT-d hw info, 48-bit aperture, the x86 MSI window
-    reserved, 4 KiB pages, no dirty tracking, no nesting.
-    """
-
-    hw_info_type: int = 1  # IOMMU_HW_INFO_TYPE_INTEL_VTD
-    hw_info_data: bytes = b"\0" * 24  # struct iommu_hw_info_vtd
-    capabilities: int = 0
-    max_pasid_log2: int = 0
-    aperture: tuple[int, int] = (0, (1 << 48) - 1)
-    msi_window: tuple[int, int] | None = (0xFEE00000, 0xFEEFFFFF)
-    page_size: int = PAGE_SIZE
-    dirty_tracking: bool = False
-    nesting: bool = False
-    iommufd_test: bool = True  # CONFIG_IOMMUFD_TEST: IOMMU_TEST_CMD (fake/selftest.py)
-    # the kernel's, not the IOMMU's: automatic IOVAs are aligned at most to HPAGE_SIZE with
-    # CONFIG_TRANSPARENT_HUGEPAGE, to PAGE_SIZE without (io_pagetable.c:iopt_alloc_iova)
-    max_iova_alignment: int = HPAGE_SIZE
 
 
 class Obj:

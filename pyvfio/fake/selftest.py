@@ -22,7 +22,8 @@ from pyvfio._ffi import C, CData
 from pyvfio.fake import cdev as fcdev
 from pyvfio.fake import hwpt as fhwpt
 from pyvfio.fake.dispatch import Conv, Op
-from pyvfio.fake.iommufd import IommufdCtx, IOMMUModel, Obj
+from pyvfio.fake.iommu import IOMMUModel
+from pyvfio.fake.iommufd import IommufdCtx, Obj
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.uaccess import IoctlArg
 
@@ -40,8 +41,8 @@ def mock_iommu(dev_flags: int) -> IOMMUModel:
         hw_info_data=struct.pack("<II", 0, 0xDEADBEEF),  # struct iommu_test_hw_info
         capabilities=C.IOMMU_HW_CAP_DIRTY_TRACKING if dirty else 0,
         aperture=(C.MOCK_APERTURE_START, C.MOCK_APERTURE_LAST),
-        msi_window=None,
-        page_size=MOCK_IO_PAGE_SIZE,
+        reserved=(),
+        pgsize_bitmap=MOCK_IO_PAGE_SIZE,
         dirty_tracking=dirty,
         nesting=True,  # mock_domain_alloc_paging_flags takes NEST_PARENT
         max_pasid_log2=C.MOCK_PASID_WIDTH if dev_flags & C.MOCK_FLAGS_DEVICE_PASID else 0,

@@ -12,11 +12,11 @@ import errno
 from dataclasses import dataclass, field
 
 from pyvfio.fake.ioas import IntervalMap
+from pyvfio.fake.iommu import INTEL_PGSIZES, IOMMUModel
 from pyvfio.fake.memory import kerr
 
 U64 = (1 << 64) - 1
-INTEL_PGSIZES = 0x40201000  # 4K | 2M | 1G, what intel/iommu.c reports
-INTEL_IOVA_RANGES = ((0, 0xFEDFFFFF), (0xFEF00000, 0x7FFFFFFFFFFF))  # MSI window excluded
+INTEL_IOVA_RANGES = IOMMUModel().iova_ranges()  # the lane's VT-d, MSI window excluded
 
 
 @dataclass
@@ -26,7 +26,9 @@ class Knobs:
     Attributes:
         dma_entry_limit: vfio_iommu_type1's ``dma_entry_limit`` module parameter.
         memlock_limit: RLIMIT_MEMLOCK in bytes; None = unlimited (root or CAP_IPC_LOCK).
-        iova_ranges: valid IOVA ranges (inclusive ends) after reserved regions.
+        iova_ranges: valid IOVA ranges (inclusive ends) after reserved regions; they become the
+            IOMMU's aperture and reserved regions (:class:`pyvfio.fake.iommu.IOMMUModel`), which
+            type1, iommufd and the compat container all answer from.
         pgsize_bitmap: the IOMMU's supported page sizes.
         iommufd: whether /dev/iommu exists (kept for the iommufd model; absent = ENOENT).
         noiommu: vfio's no-IOMMU mode: groups are /dev/vfio/noiommu-N, no type1.
@@ -41,11 +43,6 @@ class Knobs:
     iommufd: bool = False
     noiommu: bool = False
     transparent_hugepage: bool = True
-
-    @property
-    def pgsize(self) -> int:
-        """The smallest IOMMU page (``1 << __ffs(pgsize_bitmap)``)."""
-        return self.pgsize_bitmap & -self.pgsize_bitmap
 
 
 @dataclass
@@ -129,7 +126,7 @@ class DmaMap:
             iova += n
         return pieces
 
-    def check_map(self, iova: int, size: int) -> None:
+    def check_map(self, iova: int, size: int, ranges: tuple[tuple[int, int], ...]) -> None:
         """Rules 6-8 of ``vfio_dma_do_map``: EEXIST overlap, ENOSPC limit, EINVAL outside ranges
         (the pinning and its RLIMIT_MEMLOCK accounting come after: Container._pin)."""
         if self.first_overlap(iova, size) is not None:
@@ -137,7 +134,7 @@ class DmaMap:
         if self.dma_avail <= 0:
             raise kerr(errno.ENOSPC)
         last = iova + size - 1
-        if not any(lo <= iova and last <= hi for lo, hi in self.knobs.iova_ranges):
+        if not any(lo <= iova and last <= hi for lo, hi in ranges):
             raise kerr(errno.EINVAL)
 
     def unmap_v2(self, iova: int, size: int) -> int:

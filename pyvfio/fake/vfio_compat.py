@@ -22,7 +22,6 @@ from pyvfio.fake.ioas import PAGE_SIZE, ULONG_MAX, Area
 from pyvfio.fake.iommufd import IOASObj, IommufdCtx
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.option import set_huge_pages
-from pyvfio.fake.type1 import INTEL_PGSIZES
 from pyvfio.fake.uaccess import IoctlArg
 
 PAGE_MASK = ~(PAGE_SIZE - 1) & ULONG_MAX
@@ -85,9 +84,11 @@ def VFIO_SET_IOMMU(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
     return 0  # may be called again and again (no "already set" state)
 
 
-def _pagesizes(ioas: IOASObj) -> int:
+def _pagesizes(ctx: IommufdCtx, ioas: IOASObj) -> int:
     """iommufd_get_pagesizes: the domains' common sizes, at least PAGE_SIZE and the alignment."""
-    sizes = INTEL_PGSIZES if ioas.hwpts else ULONG_MAX
+    sizes = ULONG_MAX
+    for hwpt in ioas.hwpts:
+        sizes &= (hwpt.model or ctx.model).pgsize_bitmap
     if sizes & ~PAGE_MASK:
         sizes = (sizes & PAGE_MASK) | PAGE_SIZE
     return max(sizes, ioas.iopt.iova_alignment)
@@ -97,7 +98,7 @@ def VFIO_IOMMU_GET_INFO(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
     info = arg.cmd
     ioas = compat_ioas(ctx)
     info.flags = C.VFIO_IOMMU_INFO_PGSIZES
-    info.iova_pgsizes = _pagesizes(ioas)
+    info.iova_pgsizes = _pagesizes(ctx, ioas)
     ranges = ioas.iopt.iova_ranges()
     caps = [  # DMA_AVAIL then IOVA_RANGE, no MIGRATION (fill_fns[] of vfio_compat.c)
         (C.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, struct.pack("<I", U32_MAX)),
