@@ -10,13 +10,13 @@ SMMUv3 (and Tegra241 CMDQV), AMD from 7.x, and the IOMMUFD_TEST mock (type
 
 from __future__ import annotations
 
-import mmap
 from typing import TYPE_CHECKING
 
 from pyvfio import uapi
 from pyvfio._ffi import ffi, new
 from pyvfio.dma import check_int
 from pyvfio.iommufd import IOMMUFD, U32_MAX
+from pyvfio.kernel import MMIO
 
 if TYPE_CHECKING:
     from pyvfio.hwpt import HWPT
@@ -124,17 +124,17 @@ class VIOMMU(_Object):
         """
         return invalidate(self.iommufd, self.id, entries, entry_len, data_type)
 
-    def mmap(self, offset: int, length: int) -> mmap.mmap:
-        """Map the vIOMMU's MMIO page(s) the driver offered at ``offset`` (the iommufd mmap,
-        6.17+), shared and read/write.
+    def mmap(self, offset: int, length: int) -> MMIO:
+        """Map the page(s) the vIOMMU's driver offered at ``offset`` (the iommufd mmap, 6.17+:
+        e.g. Tegra241's VINTF page 0, the mock's loopback pages), shared and read/write.  Close
+        the mapping before destroying the vIOMMU (IOMMU_DESTROY is EBUSY while it exists).
 
         Raises:
             OSError: ENXIO (not exactly an offered region), EINVAL (length not page aligned).
         """
         check_int("offset", offset, 0)
         check_int("length", length, 1)
-        return mmap.mmap(self.iommufd.fileno(), length, mmap.MAP_SHARED,
-                         mmap.PROT_READ | mmap.PROT_WRITE, offset=offset)
+        return self.iommufd.kernel.mmap(self.iommufd.fileno(), length, offset)
 
 
 class VDevice(_Object):

@@ -26,6 +26,7 @@ from pyvfio.fake.bus import PCIBus
 from pyvfio.fake.container import Container
 from pyvfio.fake.dev import DevNodes
 from pyvfio.fake.dispatch import Op
+from pyvfio.fake.iommufd import IommufdFile
 from pyvfio.fake.linux import Linux, resolve
 from pyvfio.fake.memory import UserMemory, address, kerr
 from pyvfio.fake.pci import PCIDevice
@@ -33,6 +34,7 @@ from pyvfio.fake.region import FakeMMIO
 from pyvfio.fake.sysfs import SysfsTree
 from pyvfio.fake.type1 import Knobs
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
+from pyvfio.fake.viommu import PageMMIO, iommufd_mmap
 from pyvfio.kernel import PROT_RW
 
 FIRST_FD = 10001
@@ -261,10 +263,15 @@ class FakeKernel(DevNodes):
                 raise kerr(errno.EINVAL)
         return os.write(fd, data)
 
-    def mmap(self, fd: int, length: int, offset: int, prot: int = PROT_RW) -> FakeMMIO:
-        """mmap a BAR of a device fd. Raises EBADF, ENODEV (not a device), EINVAL."""
+    def mmap(self, fd: int, length: int, offset: int,
+             prot: int = PROT_RW) -> FakeMMIO | PageMMIO:
+        """mmap a BAR of a device fd, or pages an iommufd offers. Raises EBADF, ENODEV (not a
+        device), EINVAL, ENXIO (iommufd: not an offered region)."""
         with self.lock:
             self._operation("mmap")
+            f = self._files.get(fd)
+            if isinstance(f, IommufdFile):  # the vIOMMU pages iommufd offers (7.3)
+                return iommufd_mmap(f.ctx, length, offset)
             mmio = self.device_mmap(self._device(fd, errno.ENODEV), length, offset)
             self._mmaps.append(mmio)
             return mmio

@@ -80,6 +80,15 @@ def test_viommu_alloc_with_data_loops_back(host: Host) -> None:
         in_data, out_data, offset, length = struct.unpack("<IIQQ", viommu.data)
         assert (in_data, out_data, length) == (0xBEEF, 0xBEEF, 2 * PAGE)
         assert offset >= PAGE and offset % PAGE == 0
+        for off, n in ((offset + PAGE, length), (offset + 2 * PAGE, length),
+                       (offset, length // 2), (offset, length * 2)):
+            expect_errno(errno.ENXIO, viommu.mmap, off, n)  # only the exact region maps
+        pages = viommu.mmap(offset, length)
+        try:
+            assert pages.read(0, 4) == 0xBEEF  # the loopback page
+            expect_errno(errno.EBUSY, viommu.destroy)  # the mmap holds the vIOMMU
+        finally:
+            pages.close()
         viommu.destroy()
 
 
