@@ -199,6 +199,8 @@ def feature(driver: MigrationDriver | None, flags: int, arg: IoctlArg,
         if _check_feature(flags, size, GET | SET, 8):
             _mig_state(driver, flags, arg, install_fd)
     elif which == C.VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2:
+        if not arg.linux.at_least("7.3"):  # absent in 6.12, in 7.3 (first release unchecked)
+            raise kerr(errno.ENOTTY)
         if not driver.flags & PRE:
             raise kerr(errno.EINVAL)
         if _check_feature(flags, size, SET, 0):

@@ -277,8 +277,8 @@ def IOMMU_HWPT_ALLOC(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
     if not mock and not isinstance(pt, VIOMMUObj):
         fhwpt.IOMMU_HWPT_ALLOC(ctx, io)  # the other IOMMUs, as before
         return
-    if cmd.__reserved:
-        raise kerr(errno.EOPNOTSUPP)
+    if cmd.__reserved or (cmd.flags & C.IOMMU_HWPT_ALLOC_PASID and not io.linux.at_least("6.15")):
+        raise kerr(errno.EOPNOTSUPP)  # IOMMU_HWPT_ALLOC_PASID came with 6.15
     if bool(cmd.data_type) != bool(cmd.data_len):  # IOMMU_HWPT_DATA_NONE is 0
         raise kerr(errno.EINVAL)
     dev = get_device(ctx, cmd.dev_id)
