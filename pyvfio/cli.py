@@ -100,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--user", help="give this user the group node and cdev (mode 0660)")
             p.add_argument("--timeout", type=_seconds, default=5.0,
                            help="seconds to wait for /dev/vfio nodes (default 5; at most a week)")
+            p.add_argument("--vf-token", nargs="?", const="auto", metavar="UUID",
+                           help="SR-IOV PF on vfio-pci: set the VF token its VF users must "
+                                "present (default: a new random UUID, printed)")
     p = _sub(subs, "doctor", commands.cmd_doctor, "check the host is ready for VFIO", common)
     p.add_argument("--memlock", type=_size, default=64 << 20, metavar="SIZE",
                    help="how much you plan to map: bytes, or with K, M, G, T (default 64M)")

@@ -22,11 +22,23 @@ from __future__ import annotations
 
 import argparse
 import errno
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyvfio.errors import BindError
-from pyvfio.host import bind, discover, doctor, inuse, mdev, persist, sriov, validate, viability
+from pyvfio.host import (
+    bind,
+    discover,
+    doctor,
+    inuse,
+    mdev,
+    persist,
+    sriov,
+    validate,
+    vftoken,
+    viability,
+)
 from pyvfio.host.hostos import HostOS
 from pyvfio.kernel import Kernel
 
@@ -147,6 +159,7 @@ def _user_ids(ctx: Context, user: str) -> tuple[int, int]:
 def cmd_bind(ctx: Context, args: argparse.Namespace) -> Output:
     if args.user is not None:
         _user_ids(ctx, args.user)  # every argument is checked before the first write
+    token = _check_vf_token(ctx, args)  # before anything is bound
     res = bind.bind(ctx.kernel, ctx.host, args.bdf, driver=args.driver, whole_group=args.group,
                     force=args.force, dry_run=args.dry_run, keep_override=args.persist,
                     state_dir=ctx.state_dir, timeout=args.timeout)
@@ -156,6 +169,8 @@ def cmd_bind(ctx: Context, args: argparse.Namespace) -> Output:
     journal = persist.Journal()
     try:
         lines += _persist_and_grant(ctx, args, res, data, journal)
+        if token is not None:  # a failure rolls the bind back too
+            lines.append(_set_vf_token(ctx, args.bdf, token, res.dry_run, data))
     except Exception as exc:  # roll back what bind and the files did; the nodes go with the bind
         files = journal.rollback()
         back = bind.undo(ctx.kernel, res, ctx.state_dir) if not res.dry_run else True
@@ -194,6 +209,31 @@ def _persist_and_grant(ctx: Context, args: argparse.Namespace, res: bind.Result,
             data["persist"] += rules
             lines += [f"permission rule: {r}" for r in rules]
     return lines
+
+
+def _set_vf_token(ctx: Context, bdf: str, token: uuid.UUID, dry_run: bool,
+                  data: dict[str, Any]) -> str:
+    if not dry_run:
+        vftoken.set_token(bdf, token, kernel=ctx.kernel)
+    data["vf_token"] = str(token)
+    return (f"{'would set' if dry_run else 'set'} VF token {token} on {bdf}; VF users open "
+            f"'<VF BDF> vf_token={token}' (group) or bind with it (cdev)")
+
+
+def _check_vf_token(ctx: Context, args: argparse.Namespace) -> uuid.UUID | None:
+    """``bind --vf-token [UUID]``: the token to set on the PF (vfio-pci made one nobody can read).
+
+    Raises:
+        ValueError: not vfio-pci, not an SR-IOV PF, ``--group``, or a malformed UUID.
+    """
+    if args.vf_token is None:
+        return None
+    if args.driver != "vfio-pci" or args.group:
+        raise ValueError("--vf-token needs --driver vfio-pci and one device (not --group)")
+    bdf = validate.bdf(args.bdf)
+    if not ctx.kernel.sysfs_exists(f"bus/pci/devices/{bdf}/sriov_totalvfs"):
+        raise ValueError(f"--vf-token: {bdf} is not an SR-IOV physical function")
+    return vftoken.parse(None if args.vf_token == "auto" else args.vf_token)
 
 
 def cmd_unbind(ctx: Context, args: argparse.Namespace) -> Output:

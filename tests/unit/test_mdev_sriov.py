@@ -93,3 +93,29 @@ def test_sriov_hints_per_errno(err: int, words: str) -> None:
 
     exc = OSError(err, "x", f"/sys/bus/pci/devices/{PF}/sriov_numvfs")
     assert words in (cli._hint(exc) or "")
+
+
+@pytest.mark.parametrize("extra", [["--vf-token", "not-a-uuid"], ["--vf-token", "--driver", "nvme"],
+                                   ["--vf-token", "--group"]])
+def test_bind_vf_token_refused_before_binding(env: Env, extra: list[str]) -> None:
+    """A bad --vf-token request is a usage error and binds nothing."""
+    from pyvfio import cli  # noqa: PLC0415
+
+    before = env.kernel.sysfs_readlink(f"bus/pci/devices/{PF}/driver")
+    assert cli.main(["bind", PF, *extra], kernel=env.kernel, host=env.host) == 2
+    assert env.kernel.sysfs_readlink(f"bus/pci/devices/{PF}/driver") == before
+
+
+def test_bind_vf_token_not_a_pf(env: Env) -> None:
+    from pyvfio import cli  # noqa: PLC0415
+
+    assert cli.main(["bind", "0000:00:01.0", "--vf-token"], kernel=env.kernel, host=env.host) == 2
+
+
+def test_bind_vf_token_dry_run_names_the_token(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    from pyvfio import cli  # noqa: PLC0415
+
+    token = "8e3c35d0-9f15-4bb4-9d3f-1ab1a1b2c3d4"
+    assert cli.main(["bind", PF, "--vf-token", token, "--dry-run", "--force"],
+                    kernel=env.kernel, host=env.host) == 0
+    assert f"would set VF token {token} on {PF}" in capsys.readouterr().out
