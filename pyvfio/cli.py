@@ -129,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _sub(subs, "bench", bench.cmd_bench, "benchmarks on this host (--device BDF: a device)",
              common)
     bench.add_arguments(p)
+    subs.add_parser("vm", help="run your tests on real Linux kernels in QEMU (pyvfio vm run "
+                    "[--profile P] [--qemu-device ARG] [--drive ID[:SIZE]] -- PYTEST ARGS)",
+                    add_help=False)
     return parser
 
 
@@ -222,6 +225,11 @@ def main(argv: Sequence[str] | None = None, *, kernel: Kernel | None = None,
     ``kernel``, ``host``, ``root`` and ``state_dir`` are where the command acts (the real host by
     default); tests pass a fake kernel and temporary directories.
     """
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list[:1] == ["vm"]:  # the VM lane has its own parser (pytest args after --)
+        from pyvfio.vm.cli import main as vm_main  # noqa: PLC0415 - host tooling, on demand
+
+        return vm_main(args_list[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

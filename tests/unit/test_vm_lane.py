@@ -1,4 +1,4 @@
-"""The VM lane's host side (tools/vm): profiles, drives, guest command, QEMU command line.
+"""The VM lane's host side (pyvfio.vm): profiles, drives, guest command, QEMU command line.
 
 Nothing here boots a guest; the lane's guests run in CI (tools/test -> tools/vm/run).
 """
@@ -6,19 +6,11 @@ Nothing here boots a guest; the lane's guests run in CI (tools/test -> tools/vm/
 from __future__ import annotations
 
 import hashlib
-import sys
 from pathlib import Path
 
 import pytest
 
-VM = Path(__file__).resolve().parents[2] / "tools" / "vm"
-sys.path.insert(0, str(VM))
-
-import drives  # noqa: E402
-import kernels  # noqa: E402
-import lane  # noqa: E402
-import profiles  # noqa: E402
-import qemu  # noqa: E402
+from pyvfio.vm import drives, kernels, lane, profiles, pytest_plugin, qemu
 
 
 def test_all_names_known_profiles() -> None:
@@ -84,7 +76,7 @@ def test_env_passthrough(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _script(profile: str, kernel: kernels.Kernel, opts: lane.Options) -> str:
     return lane.guest_script(profiles.PROFILES[profile], kernel, Path("/r"), ["-k", "x y"],
-                             False, opts)
+                             False, opts, Path("/work/proj"))
 
 
 def test_guest_script_env_modules_and_version() -> None:
@@ -130,3 +122,36 @@ def test_qemu_command_without_viommu(tmp_path: Path) -> None:
     cmd = qemu.command(Path("/k"), Path("/i"), "", tmp_path, viommu=None)
     assert not any("intel-iommu" in a for a in cmd)
     assert cmd[cmd.index("-machine") + 1] == "q35"
+
+
+def test_guest_script_runs_in_the_work_directory(monkeypatch: pytest.MonkeyPatch,
+                                                 tmp_path: Path) -> None:
+    """pyvfio vm run: cwd is the user's project, python its .venv (or PYVFIO_VM_PYTHON)."""
+    monkeypatch.delenv("PYVFIO_VM_PYTHON", raising=False)
+    (tmp_path / ".venv/bin").mkdir(parents=True)
+    (tmp_path / ".venv/bin/python").touch()
+    k = kernels.Kernel("iommufd", Path("/k/bzImage"))
+    text = lane.guest_script(profiles.PROFILES["iommufd"], k, Path("/r"), [], False,
+                             lane.Options(), tmp_path)
+    assert f"cd {tmp_path} || exit 125" in text
+    assert f"exec {tmp_path}/.venv/bin/python -m pytest" in text
+    monkeypatch.setenv("PYVFIO_VM_PYTHON", "/opt/py/bin/python3")
+    assert lane.guest_python(tmp_path) == "/opt/py/bin/python3"
+
+
+@pytest.mark.parametrize(("args", "kept"), [
+    (["--pyvfio-kernel=vm:iommufd", "-k", "x"], ["-k", "x"]),
+    (["--pyvfio-kernel", "vm:all", "tests", "--pyvfio-vm", "--drive=d0"], ["tests"]),
+    (["--pyvfio-vm=--env=A=1", "-q"], ["-q"]),
+])
+def test_pytest_option_is_not_passed_to_the_guest(args: list[str], kept: list[str]) -> None:
+    assert pytest_plugin.strip_options(args) == kept
+
+
+def test_vm_cli_lists_profiles(capsys: pytest.CaptureFixture[str]) -> None:
+    from pyvfio.vm import cli  # noqa: PLC0415
+
+    assert cli.main(["profiles"]) == 0
+    out = capsys.readouterr().out
+    assert all(name in out for name in profiles.PROFILES)
+    assert cli.main(["frobnicate"]) == 2

@@ -1,8 +1,10 @@
 """One VM-lane run: pick the kernel of a profile, write the guest command, boot, collect results.
 
-In-guest test contract (what the conformance suite can rely on):
+In-guest test contract (what the tests can rely on):
 
-* cwd is the checkout (read-only, the host's own directory seen through 9p);
+* cwd is the work directory: the pyvfio checkout for ``tools/vm/run``, the user's own project
+  (the current directory) for ``pyvfio vm run`` (read-only, the host's own directory seen
+  through 9p);
 * environment: ``PYVFIO_KERNEL=real``, ``PYVFIO_VM_PROFILE=<profile>``,
   ``PYVFIO_VM_DEVICES="<BDFs bound to vfio-pci, space separated>"``, ``PYVFIO_VM_RESULTS=<dir>``
   (writable), ``PYTHONDONTWRITEBYTECODE=1``, ``PYTHONUNBUFFERED=1``,
@@ -23,15 +25,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import drives
-import initramfs
-import kernels
-import profiles
-import qemu
-from profiles import Profile
+from pyvfio.vm import drives, initramfs, kernels, profiles, qemu
+from pyvfio.vm.profiles import Profile
 
-CHECKOUT = Path(__file__).resolve().parent.parent.parent
-# the default pytest arguments, in one place
+# tools/vm/run's default pytest arguments (pyvfio's conformance suite); `pyvfio vm run` has none
 DEFAULT_PYTEST_ARGS = ["tests/conformance", "-m", "not fake_only"]
 
 # exit statuses of the lane itself (pytest's own are 0..5)
@@ -54,19 +51,23 @@ class Options:
     append: str = ""  # extra kernel command line (module parameters: vfio_pci.enable_sriov=1)
 
 
-def guest_python() -> str:
-    """The interpreter the guest runs: the checkout's .venv if present, else this one."""
-    venv = CHECKOUT / ".venv/bin/python"
+def guest_python(workdir: Path) -> str:
+    """The interpreter the guest runs pytest with (the host's own, seen through 9p):
+    ``$PYVFIO_VM_PYTHON``, else ``<workdir>/.venv/bin/python``, else the one running this
+    (a virtualenv's interpreter stays unresolved, so its site-packages come along)."""
+    override = os.environ.get("PYVFIO_VM_PYTHON")
+    if override:
+        return override
+    venv = workdir / ".venv/bin/python"
     if venv.exists():
         return str(venv)
-    override = os.environ.get("PYVFIO_VM_PYTHON")
-    return override or os.path.realpath(sys.executable)
+    return sys.executable if sys.prefix != sys.base_prefix else os.path.realpath(sys.executable)
 
 
 def guest_env(profile: Profile, kernel: kernels.Kernel, results: Path, opts: Options,
-              shell: bool) -> dict[str, str]:
+              shell: bool, workdir: Path) -> dict[str, str]:
     """The guest command's environment: the lane's contract, then the profile's, then --env."""
-    bindir = os.path.dirname(guest_python())
+    bindir = os.path.dirname(guest_python(workdir))
     env = {
         "PATH": f"{bindir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
         "HOME": "/run/tmp",
@@ -129,11 +130,12 @@ def guest_script(
     pytest_args: list[str],
     shell: bool,
     opts: Options | None = None,
-    workdir: Path = CHECKOUT,
+    workdir: Path | None = None,
 ) -> str:
     opts = opts or Options()
-    python = guest_python()
-    env = guest_env(profile, kernel, results, opts, shell)
+    workdir = workdir or Path.cwd()
+    python = guest_python(workdir)
+    env = guest_env(profile, kernel, results, opts, shell, workdir)
     q = shlex.quote
     pytest = [
         python,
@@ -172,7 +174,7 @@ def pycache_prefix() -> Path | None:
     return None if prefix.is_relative_to("/run") else prefix
 
 
-def warm_pycache(pytest_args: list[str]) -> None:
+def warm_pycache(pytest_args: list[str], workdir: Path) -> None:
     """Compile on the host, once, what the guest's pytest will import (into ``pycache_prefix``).
 
     The guest may not write bytecode, and under TCG compiling is slow: pytest's assertion
@@ -186,7 +188,7 @@ def warm_pycache(pytest_args: list[str]) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env.update(PYTHONPYCACHEPREFIX=str(prefix), PYVFIO_VM_WARMUP="1")
     cmd = [
-        guest_python(),
+        guest_python(workdir),
         "-m",
         "pytest",
         "-p",
@@ -198,7 +200,7 @@ def warm_pycache(pytest_args: list[str]) -> None:
     try:
         subprocess.run(
             cmd,
-            cwd=CHECKOUT,
+            cwd=workdir,
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -208,7 +210,8 @@ def warm_pycache(pytest_args: list[str]) -> None:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         print(
-            f"tools/vm: note: host-side bytecode warm-up failed ({exc}); the guest compiles instead"
+            f"pyvfio vm: note: host-side bytecode warm-up failed ({exc}); "
+            "the guest compiles instead"
         )
 
 
@@ -253,20 +256,21 @@ def run_profile(
     timeout: float,
     keep: bool,
     opts: Options | None = None,
-    workdir: Path = CHECKOUT,
+    workdir: Path | None = None,
     prefix: str = "",
 ) -> Result:
     """Boot ``profile`` once; return the guest command's exit status (or a lane failure)."""
     results.mkdir(parents=True, exist_ok=True)
     if any(c.isspace() for c in str(results)):
-        raise SystemExit(f"tools/vm: the results directory must not contain whitespace: {results}")
+        raise SystemExit(f"pyvfio vm: the results directory must not contain whitespace: {results}")
     for stale in ("junit.xml", "exit-status", "console.log"):
         (results / stale).unlink(missing_ok=True)
     opts = opts or Options()
-    for what, path in (("checkout", workdir), ("python", Path(guest_python()))):
+    workdir = workdir or Path.cwd()
+    for what, path in (("work directory", workdir), ("python", Path(guest_python(workdir)))):
         if path.is_relative_to("/run"):
             raise SystemExit(
-                f"tools/vm: the {what} {path} is under /run, which the guest "
+                f"pyvfio vm: the {what} {path} is under /run, which the guest "
                 "covers with a tmpfs; use a checkout elsewhere"
             )
     kernel = kernel_of(profile)
@@ -309,12 +313,12 @@ def run_profile(
             interactive=shell,
         )
         (work / "qemu-cmdline").write_text(shlex.join(cmd) + "\n")
-        qemu.say(f"tools/vm: profile {profile.name}: {profile.about}", prefix)
-        qemu.say(f"tools/vm: kernel {kernel.image}", prefix)
+        qemu.say(f"pyvfio vm: profile {profile.name}: {profile.about}", prefix)
+        qemu.say(f"pyvfio vm: kernel {kernel.image}", prefix)
         outcome = qemu.run(cmd, timeout, None if shell else results / "console.log", shell, prefix)
     finally:
         if keep:
-            qemu.say(f"tools/vm: kept {work} (initramfs, qemu-cmdline)", prefix)
+            qemu.say(f"pyvfio vm: kept {work} (initramfs, qemu-cmdline)", prefix)
         else:
             shutil.rmtree(work, ignore_errors=True)
     marks = outcome.marks

@@ -81,12 +81,12 @@ def ensure(groups: list[str]) -> None:
         return
     if os.geteuid() != 0 or not shutil.which("apt-get"):
         print(
-            "tools/vm: missing host packages: " + " ".join(need) + "\n"
+            "pyvfio vm: missing host packages: " + " ".join(need) + "\n"
             "  install them with:  sudo apt-get install --no-install-recommends " + " ".join(need),
             file=sys.stderr,
         )
         raise MissingDeps(2)
-    print(f"tools/vm: installing host packages: {' '.join(need)}", file=sys.stderr, flush=True)
+    print(f"pyvfio vm: installing host packages: {' '.join(need)}", file=sys.stderr, flush=True)
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     try:
         if not _apt_updated:
@@ -97,10 +97,10 @@ def ensure(groups: list[str]) -> None:
         )
     except subprocess.CalledProcessError as exc:
         print(
-            f"tools/vm: apt-get failed ({exc}); install by hand: {' '.join(need)}", file=sys.stderr
+            f"pyvfio vm: apt-get failed ({exc}); install by hand: {' '.join(need)}", file=sys.stderr
         )
         raise MissingDeps(2) from exc
     still = missing(groups)
     if still:
-        print(f"tools/vm: still missing after apt-get install: {' '.join(still)}", file=sys.stderr)
+        print(f"pyvfio vm: still missing after apt-get install: {' '.join(still)}", file=sys.stderr)
         raise MissingDeps(2)

@@ -24,7 +24,7 @@ VTD_SCALABLE = VTD + ",x-scalable-mode=on,x-pasid-mode=on"
 @dataclass(frozen=True)
 class Profile:
     name: str
-    kernel: str  # "debian" or a tools/vm/kernels.py BUILDS name ("iommufd", "iommufd73")
+    kernel: str  # "debian" or a pyvfio.vm.kernels BUILDS name ("iommufd", "iommufd73")
     viommu: str | None  # intel-iommu options, None: no vIOMMU
     append: str  # extra kernel command line
     about: str
