@@ -3,18 +3,28 @@
 For each file: passed / failed / skipped, and its skip reasons grouped by count.  For the
 conformance suite (tests/conformance): how many tests ran on the fake kernel, on each real VM
 profile, and on both.  Last line: ``total: N passed, N failed, N skipped``.  Exits 1 when any test
-failed or errored, or when no file was found.
+failed or errored, when no file was found, or when a run skipped more than its budget.
+
+Skip budgets (``tests/skip_budgets.json``): a skip hides whatever the test would have found, so
+each run's expected skips are written down with their reasons.  A run's rules are tried in order;
+a skip counts against the first rule whose ``reason`` pattern (and ``ids`` pattern, when given)
+matches it.  A skip no rule matches, or more skips under a rule than its ``max``, fails the run.
+``max: null`` is for structural skips bounded by ``ids`` instead (the real-kernel half of a
+conformance test on the host: one per ``[real]`` test id, whatever their number).
 """
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import re
 import sys
 import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
-
+BUDGETS = Path(__file__).resolve().parents[1] / "tests" / "skip_budgets.json"
 
 def run_name(path: Path) -> str:
     """Name a run after its file: ``host`` or the VM profile directory (``vm-iommufd``)."""
@@ -65,7 +75,45 @@ def conformance_picture(runs: dict[str, list[tuple[str, str, str]]]) -> list[str
     return lines
 
 
+def rules_for(run: str, budgets: dict[str, Any]) -> list[dict[str, Any]] | None:
+    """Return the budget rules of ``run`` (keys may be fnmatch patterns such as ``vm-*``)."""
+    for key, rules in budgets["runs"].items():
+        if fnmatch.fnmatchcase(run, key):
+            return list(rules)
+    return None
+
+
+def over_budget(run: str, cases: list[tuple[str, str, str]],
+                budgets: dict[str, Any]) -> list[str]:
+    """Return one line per broken budget of ``run``: unbudgeted skips, rules over their max."""
+    skips = [(test_id, reason) for test_id, outcome, reason in cases if outcome == "skipped"]
+    rules = rules_for(run, budgets)
+    if rules is None:
+        return [f"{run}: no skip budget in {BUDGETS.name} ({len(skips)} skips)"] if skips else []
+    used: Counter[int] = Counter()
+    problems: list[str] = []
+    stray: Counter[str] = Counter()
+    for test_id, reason in skips:
+        for i, rule in enumerate(rules):
+            if re.search(rule["reason"], reason) and re.search(rule.get("ids", ""), test_id):
+                used[i] += 1
+                break
+        else:
+            stray[reason] += 1
+    for reason, n in stray.most_common():
+        problems.append(f"{run}: {n} skip(s) with no budget: {reason[:160]}")
+    for i, rule in enumerate(rules):
+        if rule["max"] is not None and used[i] > rule["max"]:
+            problems.append(f"{run}: {used[i]} skips over the budget of {rule['max']} for "
+                            f"{rule['reason']!r} ({rule['why']})")
+    return problems
+
+
 def main(argv: list[str]) -> int:
+    budget_file = BUDGETS
+    if argv[:1] == ["--budgets"] and len(argv) > 1:
+        budget_file, argv = Path(argv[1]), argv[2:]
+    budgets = json.loads(budget_file.read_text())
     paths = sorted({Path(a) for a in argv if Path(a).is_file()})
     if not paths:
         print("no junit results found")
@@ -82,8 +130,11 @@ def main(argv: list[str]) -> int:
             print(f"    skipped x{n}: {reason[:160]}")
     for line in conformance_picture(runs):
         print(line)
+    problems = [line for run, cases in runs.items() for line in over_budget(run, cases, budgets)]
+    for line in problems:
+        print(f"SKIP BUDGET: {line}")
     print(f"total: {total['passed']} passed, {total['failed']} failed, {total['skipped']} skipped")
-    return 1 if total["failed"] else 0
+    return 1 if total["failed"] or problems else 0
 
 
 if __name__ == "__main__":
