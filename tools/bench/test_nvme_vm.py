@@ -4,10 +4,12 @@
 
 Two identical QEMU nvme controllers: ``$PYVFIO_VM_NVME_VFIO`` on vfio-pci (pyvfio's driver) and
 ``$PYVFIO_VM_NVME_KERNEL`` on the kernel's nvme driver (fio, else a Python O_DIRECT reader: the
-JSON names the engine).  4 KiB random reads at QD1 and QD32, ``$PYVFIO_BENCH_SECONDS`` (default
-5) each, pyvfio polled and with MSI-X, in every IOMMU mode the kernel offers.  Prints a table
-with the ratios and writes bench-nvme.json next to the lane's junit.xml.  Nothing is asserted
-about the numbers (not a timed test).
+JSON names the engine).  4 KiB random reads at QD1 and QD32.  The two sides take turns,
+``$PYVFIO_BENCH_ROUNDS`` (default 3) rounds of ``$PYVFIO_BENCH_SECONDS`` (default 3) each, and
+each keeps its best round: on a shared, loaded machine under TCG a single long run measures the
+neighbours as much as the driver.  pyvfio polls (its fastest mode); one extra MSI-X round is
+reported too.  Every IOMMU mode the kernel offers.  Prints a table with the ratios and writes
+bench-nvme.json next to the lane's junit.xml.  Nothing is asserted about the numbers.
 """
 
 from __future__ import annotations
@@ -24,51 +26,62 @@ from pyvfio.errors import DriverError, ModeUnavailableError
 from pyvfio.nvme import NvmeController
 
 VFIO, KERNEL = os.environ.get("PYVFIO_VM_NVME_VFIO"), os.environ.get("PYVFIO_VM_NVME_KERNEL")
-pytestmark = pytest.mark.skipif(not (VFIO and KERNEL), reason="needs the lane's nvme pair")
-SECONDS = float(os.environ.get("PYVFIO_BENCH_SECONDS", "5"))
-RESULTS: dict[str, Any] = {"schema": "pyvfio.bench-nvme/1", "seconds_each": SECONDS, "runs": []}
+pytestmark = pytest.mark.skipif(not VFIO, reason="needs the lane's nvme on vfio-pci")
+SECONDS = float(os.environ.get("PYVFIO_BENCH_SECONDS", "3"))
+ROUNDS = int(os.environ.get("PYVFIO_BENCH_ROUNDS", "3"))
+RESULTS: dict[str, Any] = {"schema": "pyvfio.bench-nvme/1", "seconds_each": SECONDS,
+                           "rounds": ROUNDS, "best": {}, "all": []}
 
 
-def _row(side: str, qd: int, r: dict[str, Any]) -> None:
-    RESULTS["runs"].append({"side": side, "qd": qd, **r})
-    print(f"  {side:34} QD{qd:<3} {r['iops']:>7} IOPS  mean {r['lat_mean_us']:>8} us  "
-          f"p99 {r['lat_p99_us']:>8} us  ({r['engine']})", flush=True)
+def _keep(side: str, qd: int, r: dict[str, Any]) -> None:
+    RESULTS["all"].append({"side": side, "qd": qd, **r})
+    best = RESULTS["best"].get(f"{side} QD{qd}")
+    if best is None or r["iops"] > best["iops"]:
+        RESULTS["best"][f"{side} QD{qd}"] = {"side": side, "qd": qd, **r}
 
 
-def test_kernel_driver() -> None:
-    assert KERNEL is not None
-    dev = block_device_of(KERNEL)
-    print(f"\nkernel nvme driver on {KERNEL} ({dev}):")
-    for qd in (1, 32):
-        _row("kernel", qd, kernel_randread(dev, qd, SECONDS))
+def _open(mode: str, irq: str) -> NvmeController:
+    assert VFIO is not None
+    try:
+        return NvmeController.open(VFIO, mode, irq=irq, depth=64)
+    except DriverError as exc:
+        if isinstance(exc.cause, ModeUnavailableError):
+            pytest.skip(f"{mode}: {exc.cause}")
+        raise
 
 
 @pytest.mark.parametrize("mode", ["legacy", "iommufd"])
-def test_pyvfio_driver(mode: str) -> None:
-    assert VFIO is not None
-    print(f"\npyvfio nvme driver on {VFIO}, {mode}:")
-    for irq in ("poll", "msix"):
+def test_pyvfio_vs_kernel(mode: str) -> None:
+    dev = None
+    if KERNEL:
         try:
-            ctrl = NvmeController.open(VFIO, mode, irq=irq, depth=64)
-        except DriverError as exc:
-            if isinstance(exc.cause, ModeUnavailableError):
-                pytest.skip(f"{mode}: {exc.cause}")
-            raise
-        with ctrl:
+            dev = block_device_of(KERNEL)
+        except FileNotFoundError:
+            print(f"\n{KERNEL}: no nvme block device (kernel without the nvme driver)")
+    with _open(mode, "poll") as ctrl:
+        for _ in range(ROUNDS):
             for qd in (1, 32):
-                _row(f"pyvfio {mode} {irq}", qd, pyvfio_randread(ctrl, qd, SECONDS))
+                if dev is not None:
+                    _keep("kernel", qd, kernel_randread(dev, qd, SECONDS))
+                _keep(f"pyvfio {mode} poll", qd, pyvfio_randread(ctrl, qd, SECONDS))
+    with _open(mode, "msix") as ctrl:
+        for qd in (1, 32):
+            _keep(f"pyvfio {mode} msix", qd, pyvfio_randread(ctrl, qd, SECONDS))
 
 
-def test_zz_ratios() -> None:
-    kernel = {r["qd"]: r for r in RESULTS["runs"] if r["side"] == "kernel"}
+def test_zz_report() -> None:
+    best = RESULTS["best"]
+    print(f"\nbest of {ROUNDS} rounds x {SECONDS} s, 4 KiB random reads:")
+    for key, r in sorted(best.items()):
+        print(f"  {key:30} {r['iops']:>7} IOPS  mean {r['lat_mean_us']:>9} us  "
+              f"p99 {r['lat_p99_us']:>9} us  ({r['engine']})")
     ratios = {}
-    for r in RESULTS["runs"]:
-        k = kernel.get(r["qd"])
+    for key, r in sorted(best.items()):
+        k = best.get(f"kernel QD{r['qd']}")
         if r["side"] != "kernel" and k and k["iops"]:
-            key = f"{r['side']} QD{r['qd']}"
             ratios[key] = {"iops": round(r["iops"] / k["iops"], 2),
                            "latency": round(r["lat_mean_us"] / k["lat_mean_us"], 2)}
-            print(f"  {key:38} IOPS x{ratios[key]['iops']}  mean latency "
+            print(f"  {key:30} IOPS x{ratios[key]['iops']}, mean latency "
                   f"x{ratios[key]['latency']} (pyvfio / kernel)")
     RESULTS["ratios_vs_kernel"] = ratios
     out = Path(os.environ.get("PYVFIO_VM_RESULTS", ".")) / "bench-nvme.json"
