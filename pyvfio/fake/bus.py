@@ -35,7 +35,8 @@ class Driver:
 class PCIBus:
     """Devices, drivers, groups and their sysfs files; ``listeners`` hear bind/unbind."""
 
-    def __init__(self, sysfs: SysfsTree, *, noiommu: bool = False) -> None:
+    def __init__(self, sysfs: SysfsTree, *, noiommu: bool = False,
+                 busy: Callable[[str], bool] = frozenset().__contains__) -> None:
         self.sysfs = sysfs
         self.noiommu = noiommu
         self.devices: dict[str, PCIDevice] = {}
@@ -45,7 +46,7 @@ class PCIBus:
         self.drivers: dict[str, Driver] = {}
         self.vfio_dev: dict[str, int] = {}
         self.claimed: set[int] = set()  # groups whose DMA ownership VFIO holds
-        self.busy: Callable[[str], bool] = lambda bdf: False  # a VFIO device fd is open
+        self.busy = busy  # a VFIO device fd of this BDF is open
         self._vfio_index = 0
         sysfs.mkdir("bus/pci/devices")
         sysfs.add_attr("bus/pci/drivers_probe", "", self._drivers_probe)

@@ -10,6 +10,7 @@ is bound (group.c:vfio_device_block_group).  After BIND the device answers like 
 from __future__ import annotations
 
 import errno
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -329,7 +330,7 @@ class IommuNodes:
         self.model = IOMMUModel.from_ranges(
             knobs.iova_ranges, pgsize_bitmap=knobs.pgsize_bitmap,
             max_iova_alignment=HPAGE_SIZE if knobs.transparent_hugepage else PAGE_SIZE)
-        self.gate = GroupGate(group_open=lambda number: number in kernel.open_groups)
+        self.gate = GroupGate(group_open=kernel.open_groups.__contains__)
         self.cdevs: dict[str, CdevFile] = {}  # bdf -> the bound cdev file
 
     def handles(self, path: str) -> bool:
@@ -362,7 +363,8 @@ class IommuNodes:
             raise kerr(errno.ENOENT, path)
         dev = k.open_devices.get(bdf)
         if dev is None:
-            dev = VFIOPCIDevice(k.bus.devices[bdf], lambda: k._reset_peers(bdf), k._group_of_fd)
+            dev = VFIOPCIDevice(k.bus.devices[bdf], functools.partial(k._reset_peers, bdf),
+                                k._group_of_fd)
             dev.install_fd = k._new_fd  # dma-buf export (fake/dmabuf.py)
             k.open_devices[bdf] = dev
         cdev = CdevFile(dev, k.bus.group_of[bdf], self.gate, k.file)

@@ -1,15 +1,15 @@
 """/dev/vfio and the files behind it: opening groups and devices, device I/O, and DMA routing.
 
-A mixin of :class:`pyvfio.fake.kernel.FakeKernel`, kept apart so each module stays one noun:
-this one is the device nodes and what the fds opened from them reach.
+A part of :class:`pyvfio.fake.kernel.FakeKernel` (which holds one and delegates to it): the
+device nodes and what the fds opened from them reach, over the kernel's fd table, bus and memory.
 """
 
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import threading
-from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING
 
 from pyvfio.fake.cdev import IommuNodes
@@ -23,6 +23,8 @@ from pyvfio.fake.vfio_pci import NUM_REGIONS, VFIOPCIDevice
 
 if TYPE_CHECKING:
     from pyvfio.fake.bus import PCIBus
+    from pyvfio.fake.faults import FaultInjector
+    from pyvfio.fake.fdtable import FdTable
     from pyvfio.fake.memory import UserMemory
     from pyvfio.fake.sysfs import SysfsTree
     from pyvfio.fake.type1 import Knobs
@@ -31,36 +33,39 @@ if TYPE_CHECKING:
 _OFFSET_MASK = (1 << OFFSET_SHIFT) - 1
 
 
-class DevNodes(ABC):
+class DevNodes:
     """/dev/vfio/vfio, /dev/vfio/<N> (or noiommu-<N>), device fds, and the DMA port.
 
-    A mixin of :class:`pyvfio.fake.kernel.FakeKernel`, which owns the fd table and provides
-    the three abstract methods below.
+    Args:
+        knobs, bus, mem, sysfs: the kernel's tunables, PCI bus, user memory and sysfs tree.
+        fds: the kernel's fd table (files are installed there).
+        faults: the kernel's fault injector (every open counts as an operation).
+        lock: the kernel's lock (device models doing DMA from threads take it).
+        open_devices: the devices with an open fd, by BDF (shared with the bus, which refuses
+            to unbind them).
     """
 
-    knobs: Knobs
-    bus: PCIBus
-    mem: UserMemory
-    sysfs: SysfsTree
-    lock: threading.RLock
-
-    def __init__(self) -> None:
+    def __init__(self, knobs: Knobs, bus: PCIBus, mem: UserMemory, sysfs: SysfsTree,
+                 fds: FdTable, faults: FaultInjector, lock: threading.RLock,
+                 open_devices: dict[str, VFIOPCIDevice]) -> None:
+        self.knobs, self.bus, self.mem, self.sysfs = knobs, bus, mem, sysfs
+        self.fds, self.faults, self.lock = fds, faults, lock
         self.open_groups: dict[int, GroupFile] = {}
-        self.open_devices: dict[str, VFIOPCIDevice] = {}
+        self.open_devices = open_devices
         self.iommu = IommuNodes(self)  # /dev/iommu and the device cdevs (fake/cdev.py)
-        self.vf_tokens = VFTokens(self.sysfs, self.bus.driver_of.get, self.open_devices.keys)
+        self.vf_tokens = VFTokens(sysfs, bus.driver_of.get, open_devices.keys)
 
-    @abstractmethod
     def _new_fd(self, f: FakeFile) -> int:
         """Install ``f`` in the fd table and return its fd."""
+        return self.fds.install(f)
 
-    @abstractmethod
-    def _operation(self, name: str) -> None:
-        """Count an operation for fault injection (may raise the injected OSError)."""
-
-    @abstractmethod
     def file(self, fd: int) -> FakeFile | None:
         """Return the open file behind fake ``fd``, or None."""
+        return self.fds.get(fd)
+
+    @property
+    def _files(self) -> dict[int, FakeFile]:
+        return self.fds.files
 
     def _group_path(self, group: int) -> str:
         return f"/dev/vfio/noiommu-{group}" if self.knobs.noiommu else f"/dev/vfio/{group}"
@@ -81,7 +86,7 @@ class DevNodes(ABC):
 
     def open(self, path: str, flags: int = os.O_RDWR) -> int:
         """Open /dev/vfio/vfio (a new container) or a group node (exclusive: EBUSY)."""
-        self._operation(path)
+        self.faults.operation(path)
         if path == "/dev/vfio/vfio":
             return self._new_fd(Container(self.knobs, self.mem, self.iommu))
         if self.iommu.handles(path):
@@ -100,7 +105,7 @@ class DevNodes(ABC):
     def _open_device(self, group: GroupFile, bdf: str) -> int:
         dev = self.open_devices.get(bdf)
         if dev is None:
-            dev = VFIOPCIDevice(self.bus.devices[bdf], lambda: self._reset_peers(bdf),
+            dev = VFIOPCIDevice(self.bus.devices[bdf], functools.partial(self._reset_peers, bdf),
                                 self._group_of_fd)
             dev.install_fd = self._new_fd  # dma-buf export (fake/dmabuf.py)
             self.open_devices[bdf] = dev
@@ -144,7 +149,8 @@ class DevNodes(ABC):
 
     # -- device I/O ------------------------------------------------------------------------
 
-    def _device(self, fd: int, err: int) -> VFIOPCIDevice:
+    def device_of(self, fd: int, err: int) -> VFIOPCIDevice:
+        """The device file behind ``fd`` (a cdev's once bound). Raises EBADF, ``err``."""
         f = self.file(fd)
         if f is None:
             raise kerr(errno.EBADF)

@@ -17,15 +17,18 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 from pyvfio._ffi import CData, ffi
 from pyvfio.fake import ioctls
 from pyvfio.fake.bus import PCIBus
+from pyvfio.fake.cdev import IommuNodes
 from pyvfio.fake.container import Container
 from pyvfio.fake.dev import DevNodes
 from pyvfio.fake.dispatch import Op
+from pyvfio.fake.faults import FaultInjector
+from pyvfio.fake.fdtable import FdTable
+from pyvfio.fake.group import GroupFile
 from pyvfio.fake.iommufd import IommufdFile
 from pyvfio.fake.linux import Linux, resolve
 from pyvfio.fake.memory import UserMemory, address, kerr
@@ -34,10 +37,9 @@ from pyvfio.fake.region import FakeMMIO
 from pyvfio.fake.sysfs import SysfsTree
 from pyvfio.fake.type1 import Knobs
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
+from pyvfio.fake.vfio_pci import VFIOPCIDevice
 from pyvfio.fake.viommu import PageMMIO, iommufd_mmap
 from pyvfio.kernel import PROT_RW
-
-FIRST_FD = 10001
 
 
 class Call:
@@ -77,15 +79,7 @@ class Call:
         return self._args
 
 
-@dataclass
-class _Injection:
-    key: str | int
-    err: int
-    nth: int
-    seen: int = 0
-
-
-class FakeKernel(DevNodes):
+class FakeKernel:
     """A fake Linux host with VFIO: sysfs, /dev/vfio, containers, groups and vfio-pci devices.
 
     Args:
@@ -110,29 +104,51 @@ class FakeKernel(DevNodes):
         self.lock = threading.RLock()
         self.sysfs_root = "/sys"
         self.sysfs = SysfsTree()
-        self.bus = PCIBus(self.sysfs, noiommu=self.knobs.noiommu)
+        open_devices: dict[str, VFIOPCIDevice] = {}
+        self.bus = PCIBus(self.sysfs, noiommu=self.knobs.noiommu, busy=open_devices.__contains__)
         if self.knobs.transparent_hugepage:
             thp = "always [madvise] never\n"
             self.sysfs.add_attr("kernel/mm/transparent_hugepage/enabled", thp)
         self.mem = UserMemory()
         self.calls: list[Call] = []
         self.labels: dict[str, Any] = {}
-        self._files: dict[int, FakeFile] = {}
-        self._next_fd = FIRST_FD
-        self._eventfds: set[int] = set()
+        self.fds = FdTable()
+        self.faults = FaultInjector()
         self._mmaps: list[FakeMMIO] = []
-        self._injections: list[_Injection] = []
-        self._fail_nth: tuple[int, int] | None = None
         self._baseline: dict[str, Any] = {}
-        self.bus.busy = lambda bdf: bdf in self.open_devices
-        super().__init__()
+        self.nodes = DevNodes(self.knobs, self.bus, self.mem, self.sysfs, self.fds, self.faults,
+                              self.lock, open_devices)
 
     def __repr__(self) -> str:
-        return f"<FakeKernel devices={len(self.bus.devices)} fds={len(self._files)}>"
+        return f"<FakeKernel devices={len(self.bus.devices)} fds={len(self.fds)}>"
+
+    # -- the parts, by the names tests and device models use -----------------------------------
+
+    @property
+    def iommu(self) -> IommuNodes:
+        """/dev/iommu, the device cdevs and the IOMMU model (``kernel.iommu.model``)."""
+        return self.nodes.iommu
+
+    @property
+    def open_groups(self) -> dict[int, GroupFile]:
+        """The open groups by number."""
+        return self.nodes.open_groups
+
+    @property
+    def open_devices(self) -> dict[str, VFIOPCIDevice]:
+        """The devices with an open fd, by BDF."""
+        return self.nodes.open_devices
+
+    @property
+    def _files(self) -> dict[int, FakeFile]:
+        return self.fds.files
+
+    def _new_fd(self, f: FakeFile) -> int:
+        return self.fds.install(f)
 
     def add_device(self, dev: PCIDevice, group: int | None, driver: str | None = None) -> None:
         """Plug a device model in (see :class:`pyvfio.fake.bus.PCIBus.add_device`)."""
-        dev.dma = self
+        dev.dma = self.nodes  # its DMA goes through the IOMMU model
         self.bus.add_device(dev, group, driver)
 
     def mark_clean(self) -> None:
@@ -144,36 +160,19 @@ class FakeKernel(DevNodes):
     def inject(self, request: int | str, err: int, nth: int = 1) -> None:
         """Fail the ``nth`` next call of ioctl ``request`` (an Ioctl, a number or a kernel name)
         with ``err``, before the handler runs (nothing changes)."""
-        key: str | int = request if isinstance(request, str) else getattr(request, "name", None) \
-            or int(request)
-        self._injections.append(_Injection(key, err, nth))
+        self.faults.inject(request, err, nth)
 
     def fail_nth(self, nth: int | None, err: int = errno.ENOMEM) -> None:
         """Fail the ``nth`` next operation (open, ioctl or mmap) with ``err``; None disarms.
 
         A sweep arms 1, 2, ... until :attr:`fail_nth_pending` stays true after the sequence.
         """
-        self._fail_nth = None if nth is None else (nth, err)
+        self.faults.fail_nth(nth, err)
 
     @property
     def fail_nth_pending(self) -> bool:
         """True while an armed :meth:`fail_nth` has not fired yet."""
-        return self._fail_nth is not None
-
-    def _operation(self, name: str) -> None:
-        if self._fail_nth is not None:
-            nth, err = self._fail_nth
-            self._fail_nth = (nth - 1, err) if nth > 1 else None
-            if nth == 1:
-                raise kerr(err, name)
-
-    def _injected(self, name: str, request: int) -> None:
-        for rule in self._injections:
-            if rule.key in (name, int(request)):
-                rule.seen += 1
-                if rule.seen == rule.nth:
-                    self._injections.remove(rule)
-                    raise kerr(rule.err)
+        return self.faults.pending
 
     # -- ioctl -----------------------------------------------------------------------------
 
@@ -184,9 +183,9 @@ class FakeKernel(DevNodes):
             raise OverflowError(f"ioctl request {req} out of range")
         req &= 0xFFFFFFFF  # sys_ioctl takes an unsigned int
         with self.lock:
-            f = self._files.get(fd)
+            f = self.fds.get(fd)
             if f is None:
-                raise kerr(errno.EBADF if fd not in self._eventfds else errno.ENOTTY,
+                raise kerr(errno.EBADF if fd not in self.fds.eventfds else errno.ENOTTY,
                            getattr(request, "name", None) or f"ioctl {req:#x}")
             label = getattr(request, "name", None) or f"ioctl {req:#x}"
             call = Call(label, fd, f.kind)
@@ -194,11 +193,11 @@ class FakeKernel(DevNodes):
             io = IoctlArg(self.mem, address(arg), self.linux)
             call._io = io
             try:
-                self._operation(label)
+                self.faults.operation(label)
                 op = self.ioctls.resolve(f, req, io)
                 call.name = label = op.name
                 call._op = op
-                self._injected(label, req)
+                self.faults.ioctl(label, req)
                 call.result = self.ioctls.execute(op, f, io)
             except OSError as exc:
                 call.errno = exc.errno
@@ -207,20 +206,30 @@ class FakeKernel(DevNodes):
 
     # -- fds -------------------------------------------------------------------------------
 
-    def _new_fd(self, f: FakeFile) -> int:
-        fd = self._next_fd
-        self._next_fd += 1
-        self._files[fd] = f
-        return fd
-
     def file(self, fd: int) -> FakeFile | None:
         """Return the fake file behind ``fd`` (None if not a fake fd)."""
-        return self._files.get(fd)
+        return self.fds.get(fd)
 
     def open(self, path: str, flags: int = os.O_RDWR) -> int:
         """Open a /dev node (see :meth:`pyvfio.fake.dev.DevNodes.open`)."""
         with self.lock:
-            return super().open(path, flags)
+            return self.nodes.open(path, flags)
+
+    def listdir(self, path: str) -> list[str]:
+        """List /dev/vfio (see :meth:`pyvfio.fake.dev.DevNodes.listdir`)."""
+        return self.nodes.listdir(path)
+
+    def exists(self, path: str) -> bool:
+        """Tell whether a /dev node exists (/dev/iommu only with the ``iommufd`` knob)."""
+        return self.nodes.exists(path)
+
+    def dma_read(self, dev: PCIDevice, iova: int, size: int) -> bytes | None:
+        """A device's DMA read through the IOMMU; None (fault recorded) when blocked."""
+        return self.nodes.dma_read(dev, iova, size)
+
+    def dma_write(self, dev: PCIDevice, iova: int, data: bytes) -> bool:
+        """A device's DMA write through the IOMMU; False (fault recorded, memory untouched)."""
+        return self.nodes.dma_write(dev, iova, data)
 
     def close(self, fd: int) -> None:
         """Close a fake fd (its release runs on the last reference) or a real eventfd."""
@@ -228,25 +237,25 @@ class FakeKernel(DevNodes):
             self._close(fd)
 
     def _close(self, fd: int) -> None:
-        if fd in self._eventfds:
-            self._eventfds.discard(fd)
+        if fd in self.fds.eventfds:
+            self.fds.eventfds.discard(fd)
             os.close(fd)
             return
-        f = self._files.pop(fd, None)
+        f = self.fds.pop(fd)
         if f is None:
             raise kerr(errno.EBADF)
-        self.release(f)
+        self.nodes.release(f)
 
     def eventfd(self, initval: int = 0, flags: int = 0) -> int:
         """Create a real eventfd (interrupts must work with select/poll/asyncio)."""
         fd = os.eventfd(initval, flags | os.EFD_CLOEXEC)
-        self._eventfds.add(fd)
+        self.fds.eventfds.add(fd)
         return fd
 
     def read(self, fd: int, size: int) -> bytes:
         """read(2) of an eventfd or a fake fd that reads (fault queues); else EINVAL."""
         with self.lock:
-            f = self._files.get(fd)
+            f = self.fds.get(fd)
             if f is not None:
                 if hasattr(f, "read"):
                     return bytes(f.read(size))
@@ -256,7 +265,7 @@ class FakeKernel(DevNodes):
     def write(self, fd: int, data: bytes) -> int:
         """write(2) to an eventfd or a fake fd that writes (fault queues); else EINVAL."""
         with self.lock:
-            f = self._files.get(fd)
+            f = self.fds.get(fd)
             if f is not None:
                 if hasattr(f, "write"):
                     return int(f.write(data))
@@ -268,26 +277,28 @@ class FakeKernel(DevNodes):
         """mmap a BAR of a device fd, or pages an iommufd offers. Raises EBADF, ENODEV (not a
         device), EINVAL, ENXIO (iommufd: not an offered region)."""
         with self.lock:
-            self._operation("mmap")
-            f = self._files.get(fd)
+            self.faults.operation("mmap")
+            f = self.fds.get(fd)
             if isinstance(f, IommufdFile):  # the vIOMMU pages iommufd offers (7.3)
                 return iommufd_mmap(f.ctx, length, offset)
-            mmio = self.device_mmap(self._device(fd, errno.ENODEV), length, offset)
+            nodes = self.nodes
+            mmio = nodes.device_mmap(nodes.device_of(fd, errno.ENODEV), length, offset)
             self._mmaps.append(mmio)
             return mmio
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         """pread of a device region (index = offset >> 40)."""
         with self.lock:
-            result = self.device_rw(self._device(fd, errno.EINVAL), offset, None, size)
+            result = self.nodes.device_rw(self.nodes.device_of(fd, errno.EINVAL), offset, None,
+                                          size)
         assert isinstance(result, bytes)
         return result
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
         """pwrite of a device region; returns the count written."""
         with self.lock:
-            result = self.device_rw(self._device(fd, errno.EINVAL), offset, bytes(data),
-                                    len(data))
+            result = self.nodes.device_rw(self.nodes.device_of(fd, errno.EINVAL), offset,
+                                          bytes(data), len(data))
         assert isinstance(result, int)
         return result
 
@@ -315,7 +326,7 @@ class FakeKernel(DevNodes):
     def leaks(self) -> list[str]:
         """Return what a test left behind: fds, eventfds, mmaps, mappings, changed bindings."""
         out = [f"fd {fd} ({f.kind}) still open" for fd, f in sorted(self._files.items())]
-        out += [f"eventfd {fd} still open" for fd in sorted(self._eventfds)]
+        out += [f"eventfd {fd} still open" for fd in sorted(self.fds.eventfds)]
         out += [f"mmap of BAR {m.index} of {m.regions.dev.bdf} not closed"
                 for m in self._mmaps if m.regions is not None]
         live = {id(f): f for f in self._files.values() if isinstance(f, Container)}

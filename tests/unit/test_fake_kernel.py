@@ -11,7 +11,7 @@ from pytest_mock import MockerFixture
 from pyvfio import uapi
 from pyvfio._ffi import C, ffi
 from pyvfio.fake import FakeKernel, nonviable_host, standard_host
-from pyvfio.fake.kernel import FIRST_FD
+from pyvfio.fake.fdtable import FIRST_FD
 from pyvfio.testing import fake_kernel, fake_kernel_nonviable  # noqa: F401 - fixtures
 from tests.helpers import expect_errno
 
