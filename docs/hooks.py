@@ -26,22 +26,21 @@ PACKAGE = TOP / "pyvfio"
 # The command's internals are documented as the command (cli.md), not as an API.
 INTERNAL = {"pyvfio.cli", "pyvfio.commands"}
 SUBPACKAGES = {"pyvfio.host": "Host tooling", "pyvfio.fake": "The fake kernel",
-               "pyvfio.bench": "Benchmarks"}
+               "pyvfio.nvme": "The NVMe driver", "pyvfio.bench": "Benchmarks"}
 
 
 def public_modules() -> dict[str, list[str]]:
     """Module names by section: ``pyvfio`` and each subpackage, private modules left out."""
     out: dict[str, list[str]] = {"pyvfio": ["pyvfio"]}
     for path in sorted(PACKAGE.rglob("*.py")):
-        rel = path.relative_to(TOP).with_suffix("")
-        parts = list(rel.parts)
+        parts = list(path.relative_to(TOP).with_suffix("").parts)
         if parts[-1] == "__init__":
             parts.pop()
         name = ".".join(parts)
         if any(p.startswith("_") for p in parts) or name in INTERNAL or name == "pyvfio":
             continue
-        section = ".".join(parts[:2]) if len(parts) > 2 or name in SUBPACKAGES else "pyvfio"
-        out.setdefault(section, []).append(name)
+        in_subpackage = (PACKAGE / parts[1]).is_dir()
+        out.setdefault(".".join(parts[:2]) if in_subpackage else "pyvfio", []).append(name)
     return out
 
 
