@@ -50,15 +50,17 @@ def test_python_blocks_run(page: Path) -> None:
             exec(compiled, namespace)  # running the docs is the point
 
 
-@pytest.mark.parametrize("page", [p for p in PAGES if any(
-    TEST_FUNC.search(code) for _, code in blocks(p, "python"))], ids=_id)
-def test_test_blocks_pass_under_pytest(page: Path, tmp_path: Path) -> None:
+def test_test_blocks_pass_under_pytest(tmp_path: Path) -> None:
+    """All pages' test blocks in one pytest run (a run costs seconds of start-up); each block is
+    a file named after its page and line, so a failure points at the block."""
     expected = []
-    for line, code in blocks(page, "python"):
-        if TEST_FUNC.search(code):
-            name = f"test_{page.stem.replace('-', '_')}_{line}.py"
-            (tmp_path / name).write_text(code, encoding="utf-8")
-            expected += TEST_FUNC.findall(code)
+    for page in PAGES:
+        for line, code in blocks(page, "python"):
+            if TEST_FUNC.search(code):
+                name = f"test_{page.stem.replace('-', '_')}_line{line}.py"
+                (tmp_path / name).write_text(code, encoding="utf-8")
+                expected += TEST_FUNC.findall(code)
+    assert expected, "no test blocks in docs/"
     res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                           str(tmp_path)], cwd=DOCS.parent, capture_output=True, text=True,
                          check=False, timeout=600)
