@@ -95,15 +95,31 @@ def test_device_reset_with_reset_method() -> None:
     kernel.assert_clean()
 
 
-def test_device_hot_reset_info(edu: Opened) -> None:
-    try:
-        flags, devices = edu.device.hot_reset_info()
-    except OSError as exc:
-        assert exc.errno == errno.ENODEV  # no slot or bus reset for this device
-        return
-    assert edu.host.edu in [d.bdf for d in devices]
-    assert not flags & uapi.PCIHotResetFlag.DEV_ID
-    edu.device.hot_reset([edu.group])
+def test_device_hot_reset_on_a_root_bus_enodev(edu: Opened) -> None:
+    """The edu sits on bus 00, a root bus: no slot or bus to reset (vfio_pci_core.c:
+    vfio_pci_ioctl_get_pci_hot_reset_info via pci_probe_reset_slot/bus answers ENODEV)."""
+    expect_errno(errno.ENODEV, edu.device.hot_reset_info)
+    expect_errno(errno.ENODEV, edu.device.hot_reset, [edu.group])
+
+
+def test_device_hot_reset_behind_a_bridge() -> None:
+    """On bus 05 the whole bus resets: the info lists the bus's devices with their groups, and
+    VFIO_DEVICE_PCI_HOT_RESET with every affected group's fd resets the device once."""
+    kernel = standard_host()
+    model = PCIDevice("0000:05:00.0", DeviceConfig(reset=True))
+    kernel.add_device(model, group=20, driver="vfio-pci")
+    kernel.mark_clean()
+    with Container(kernel) as container, Group(20, kernel=kernel) as group:
+        group.set_container(container)
+        container.set_iommu()
+        with group.open_device("0000:05:00.0") as device:
+            flags, devices = device.hot_reset_info()
+            assert [(d.bdf, d.id) for d in devices] == [("0000:05:00.0", 20)]
+            assert not flags & uapi.PCIHotResetFlag.DEV_ID
+            before = model.resets
+            device.hot_reset([group])
+            assert model.resets == before + 1
+    kernel.assert_clean()
 
 
 def test_device_hot_reset_needs_groups(edu: Opened) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from pyvfio.irq import EventFD
 from pyvfio.kernel import LinuxKernel
-from pyvfio.uapi import IrqInfoFlag, PCIIrq
+from pyvfio.uapi import IrqInfoFlag, PCIIrq, PCIRegion
 from tests.helpers import expect_errno
 from tests.unit.vfio_env import Opened
 
@@ -55,18 +55,54 @@ def test_msi_trigger_loopback_and_disable(edu: Opened) -> None:
         expect_errno(errno.EINVAL, edu.device.trigger_irq, PCIIrq.MSI)
 
 
-def test_intx_mask_unmask(edu: Opened) -> None:
+EDU_IRQ_RAISE, EDU_IRQ_ACK = 0x60, 0x64  # QEMU edu: write bits to raise / acknowledge
+
+
+def _edu_irq(edu: Opened, register: int) -> None:
+    edu.device.write(PCIRegion.BAR0, register, (1).to_bytes(4, "little"))
+
+
+def test_intx_is_automasked_until_unmask(edu: Opened) -> None:
+    """vfio_pci_intrs.c: each assertion signals once and masks; UNMASK of a line still asserted
+    signals again (vfio_pci_intx_unmask_handler)."""
     with EventFD(edu.host.kernel) as efd:
         edu.device.enable_irq(PCIIrq.INTX, [efd])
-        edu.device.mask_irq(PCIIrq.INTX)
+        _edu_irq(edu, EDU_IRQ_RAISE)
+        assert efd.wait(1) == 1
+        _edu_irq(edu, EDU_IRQ_ACK)
+        _edu_irq(edu, EDU_IRQ_RAISE)  # asserted again, but the line is still masked
+        assert efd.read() is None
         edu.device.unmask_irq(PCIIrq.INTX)
+        assert efd.wait(1) == 1
+        _edu_irq(edu, EDU_IRQ_ACK)
+        edu.device.unmask_irq(PCIIrq.INTX)  # deasserted now: nothing to signal
+        assert efd.read() is None
         edu.device.disable_irq(PCIIrq.INTX)
 
 
+def test_intx_mask_holds_an_interrupt_back(edu: Opened) -> None:
+    with EventFD(edu.host.kernel) as efd:
+        edu.device.enable_irq(PCIIrq.INTX, [efd])
+        edu.device.mask_irq(PCIIrq.INTX)
+        _edu_irq(edu, EDU_IRQ_RAISE)
+        assert efd.read() is None
+        edu.device.unmask_irq(PCIIrq.INTX)
+        assert efd.wait(1) == 1
+        _edu_irq(edu, EDU_IRQ_ACK)
+        edu.device.disable_irq(PCIIrq.INTX)
+        expect_errno(errno.EINVAL, edu.device.mask_irq, PCIIrq.INTX)  # INTx is off
+
+
 def test_req_trigger_set_and_clear(edu: Opened) -> None:
+    """vfio_pci_set_ctx_trigger_single: DATA_NONE signals the eventfd that is set, EINVAL with
+    none; fd -1 clears it."""
     with EventFD(edu.host.kernel) as efd:
         edu.device.enable_irq(PCIIrq.REQ, [efd])
+        edu.device.trigger_irq(PCIIrq.REQ)
+        assert efd.wait(1) == 1
         edu.device.enable_irq(PCIIrq.REQ, [None])  # fd -1: clear
+        expect_errno(errno.EINVAL, edu.device.trigger_irq, PCIIrq.REQ)
+        assert efd.read() is None
 
 
 def test_enable_irq_bad_args_before_syscall(edu: Opened) -> None:

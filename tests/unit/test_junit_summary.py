@@ -70,6 +70,7 @@ def test_run_without_budget_fails_only_if_it_skips(tmp_path: Path,
 
 def test_the_repository_budgets_parse_and_name_every_rule() -> None:
     budgets = json.loads(junit_summary.BUDGETS.read_text())
+    assert {"host*", "vm-*"} <= set(budgets["runs"])
     for run, rules in budgets["runs"].items():
         for rule in rules:
             assert rule["why"] and "reason" in rule, (run, rule)
