@@ -16,6 +16,7 @@ from pyvfio._ffi import CData, ffi, set_field, sizeof
 from pyvfio.kernel import Kernel
 
 log = logging.getLogger("pyvfio")
+_debug, _DEBUG = log.isEnabledFor, logging.DEBUG
 
 MAX_INFO_SIZE = 1 << 20
 """The largest info buffer pyvfio will allocate on the kernel's request."""
@@ -37,7 +38,7 @@ def call(kernel: Kernel, fd: int, request: int, arg: CData | int = 0) -> int:
     Raises:
         OSError: the kernel's errno, unchanged, with the ioctl's name as filename.
     """
-    if not log.isEnabledFor(logging.DEBUG):  # the hot path: no name lookup, no log record
+    if not _debug(_DEBUG):  # the hot path: no name lookup, no log record
         return kernel.ioctl(fd, request, arg)
     try:
         rc = kernel.ioctl(fd, request, arg)

@@ -200,7 +200,8 @@ class Container(FdOwner, DMASpace):
 
     def _raw_map(self, vaddr: int, size: int, iova: int | None, readable: bool,
                  writable: bool) -> int:
-        self._check_open()
+        if self._fd < 0:
+            self._check_open()
         assert iova is not None  # type1 has no kernel-chosen IOVA: DMASpace allocates one
         arg = self._map_arg  # reused: DMASpace holds its lock around every raw call
         arg.flags = (C.VFIO_DMA_MAP_FLAG_READ if readable else 0) | (
@@ -210,7 +211,12 @@ class Container(FdOwner, DMASpace):
         return iova
 
     def _raw_unmap(self, iova: int, size: int) -> int:
-        return self._unmap_dma(0, iova, size)
+        if self._fd < 0:
+            self._check_open()
+        arg = self._unmap_arg  # DMASpace holds its lock
+        arg.flags, arg.iova, arg.size = 0, iova, size
+        _ioctl.call(self._kernel, self._fd, uapi.VFIO_IOMMU_UNMAP_DMA, arg)
+        return int(arg.size)
 
     def _space_alive(self) -> bool:
         return self._fd >= 0
@@ -251,7 +257,8 @@ class Container(FdOwner, DMASpace):
         return done
 
     def _unmap_dma(self, flags: int, iova: int, size: int) -> int:
-        self._check_open()
+        if self._fd < 0:
+            self._check_open()
         with self._lock:
             arg = self._unmap_arg
             arg.flags, arg.iova, arg.size = flags, iova, size
@@ -283,9 +290,11 @@ class Container(FdOwner, DMASpace):
             )
         with self._lock:
             self._map_dma(C.VFIO_DMA_MAP_FLAG_VADDR, vaddr, mapping.iova, size)
-            self._vaddrs.remove((mapping.vaddr, mapping.iova))
+            if self._vaddrs is not None:
+                self._vaddrs.remove((mapping.vaddr, mapping.iova))
             mapping._replace(buffer, cdata)
-            self._vaddrs.add((mapping.vaddr, mapping.iova))
+            if self._vaddrs is not None:
+                self._vaddrs.add((mapping.vaddr, mapping.iova))
 
     def _check_mapping(self, mapping: Mapping) -> None:
         if not isinstance(mapping, Mapping):

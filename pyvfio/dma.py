@@ -61,12 +61,12 @@ def buffer_address(buffer: Any, *, writable: bool = True) -> tuple[Any, int, int
         TypeError: ``buffer`` does not export a buffer, or a read-only one while ``writable``.
         ValueError: ``buffer`` is empty, or its address or size is not page aligned.
     """
-    export = getattr(type(buffer), "_dma_export", None)
+    export = _hooks(type(buffer))[0]
     target = export(buffer) if export is not None else buffer
     if isinstance(target, str):
         raise TypeError(f"buffer must support the buffer protocol, not {type(buffer).__name__}")
     try:
-        cdata = ffi.from_buffer(target, require_writable=writable)
+        cdata = _from_buffer(target, require_writable=writable)
     except TypeError as exc:
         if not _is_buffer(target):
             raise TypeError(
@@ -74,8 +74,8 @@ def buffer_address(buffer: Any, *, writable: bool = True) -> tuple[Any, int, int
         raise TypeError(f"buffer: {exc} (DMA the device writes needs a writable buffer)") from exc
     except BufferError as exc:
         raise TypeError(f"buffer: {exc} (DMA the device writes needs a writable buffer)") from exc
-    size = len(ffi.buffer(cdata))
-    address = int(ffi.cast("uintptr_t", cdata))
+    size = len(cdata)  # from_buffer gives a char[] of the buffer's length
+    address = int(_cast(_UINTPTR, cdata))
     if size == 0:
         raise ValueError("buffer must not be empty")
     if address % PAGE_SIZE or size % PAGE_SIZE:
@@ -84,6 +84,18 @@ def buffer_address(buffer: Any, *, writable: bool = True) -> tuple[Any, int, int
             f"{address:#x}+{size:#x} (allocate it with pyvfio.dma.allocate)"
         )
     return cdata, address, size
+
+
+_from_buffer, _cast, _UINTPTR = ffi.from_buffer, ffi.cast, ffi.typeof("uintptr_t")
+_HOOKS: dict[type, tuple[Any, Any]] = {}
+
+
+def _hooks(kind: type) -> tuple[Any, Any]:
+    """``(_dma_export, _track)`` of a buffer type (a DMABuffer has both), cached per type."""
+    hooks = _HOOKS.get(kind)
+    if hooks is None:
+        hooks = _HOOKS[kind] = (getattr(kind, "_dma_export", None), getattr(kind, "_track", None))
+    return hooks
 
 
 def _is_buffer(obj: object) -> bool:

@@ -201,6 +201,7 @@ class LinuxMMIO:
 
 
 _OWNING = type(ffi.new("char[]", 1))  # ffi.new: ffi.buffer spans the whole allocation
+_fcntl_ioctl, _ffi_buffer = fcntl.ioctl, ffi.buffer  # bound once: the hot path skips lookups
 _SIZE_FIELDS: dict[object, str | None] = {}
 
 
@@ -233,11 +234,11 @@ class LinuxKernel:
     def __init__(self, sysfs_root: str = "/sys") -> None:
         self.sysfs_root = sysfs_root
 
-
     @property
     def is_host_sysfs(self) -> bool:
         """True when :attr:`sysfs_root` is this host's /sys (so libudev sees the same tree)."""
         return os.path.normpath(self.sysfs_root) == "/sys"
+
     def __repr__(self) -> str:
         return f"LinuxKernel(sysfs_root={self.sysfs_root!r})"
 
@@ -253,6 +254,9 @@ class LinuxKernel:
         # fcntl copies buffers <= 1024 bytes in and out around the call, so the buffer must
         # cover every byte the kernel touches: see _arg_buffer.
         try:
+            if type(arg) is _OWNING:  # the hot path: an ffi.new struct, all of it is the arg
+                rc: int = _fcntl_ioctl(fd, request, _ffi_buffer(arg))
+                return rc
             if isinstance(arg, int):
                 if not 0 <= arg <= 0x7FFFFFFF:  # fcntl takes a C int; larger ones go via cffi
                     return self._ioctl_cffi(fd, request, ffi.cast("unsigned long", arg))

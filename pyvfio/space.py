@@ -20,7 +20,15 @@ import threading
 from typing import Any
 
 from pyvfio._sorted import SortedKeys
-from pyvfio.dma import PAGE_SIZE, IOVARange, Mapping, allocate, buffer_address, check_int
+from pyvfio.dma import (
+    PAGE_SIZE,
+    IOVARange,
+    Mapping,
+    _hooks,
+    allocate,
+    buffer_address,
+    check_int,
+)
 from pyvfio.errors import NotMappedError
 from pyvfio.iova import IOVAAllocator
 
@@ -44,7 +52,9 @@ class DMASpace:
         self._lock = threading.RLock()
         self._table: dict[int, Mapping] = {}
         self._iovas = SortedKeys()
-        self._vaddrs = SortedKeys()  # (vaddr, iova): one buffer may be mapped twice
+        # (vaddr, iova) keys, one buffer may be mapped twice; built on the first iova(vaddr) call
+        # and kept from then on, so a driver that never translates that way never pays for it
+        self._vaddrs: SortedKeys | None = None
         self._allocator: IOVAAllocator | None = None
 
     # -- what each IOMMU mode supplies -----------------------------------------------------
@@ -123,9 +133,9 @@ class DMASpace:
             mapping = Mapping(self, buffer, cdata, at, rw=(readable, writable), vaddr=vaddr,
                               size=size)
             self._insert(mapping)
-        track = getattr(buffer, "_track", None)
+        track = _hooks(type(buffer))[1]
         if track is not None:
-            track(mapping)  # a DMABuffer refuses to close while mapped
+            track(buffer, mapping)  # a DMABuffer refuses to close while mapped
         return mapping
 
     def _place(self, vaddr: int, size: int, iova: int | None, readable: bool, writable: bool,
@@ -158,13 +168,15 @@ class DMASpace:
     def _insert(self, mapping: Mapping) -> None:
         self._table[mapping.iova] = mapping
         self._iovas.add(mapping.iova)
-        self._vaddrs.add((mapping.vaddr, mapping.iova))
+        if self._vaddrs is not None:
+            self._vaddrs.add((mapping.vaddr, mapping.iova))
 
     def _remove(self, mapping: Mapping) -> None:
         """Forget ``mapping`` (the kernel no longer has it) and give its IOVAs back."""
         del self._table[mapping.iova]
         self._iovas.remove(mapping.iova)
-        self._vaddrs.remove((mapping.vaddr, mapping.iova))
+        if self._vaddrs is not None:
+            self._vaddrs.remove((mapping.vaddr, mapping.iova))
         if self._allocator is not None:
             self._allocator.release(mapping.iova, mapping.size)
         mapping._release()
@@ -181,18 +193,18 @@ class DMASpace:
                 mapping._release()
             self._table.clear()
             self._iovas.clear()
-            self._vaddrs.clear()
+            self._vaddrs = None
             self._allocator = None  # the IOVA ranges may differ next time
 
     def _unmap_mapping(self, mapping: Mapping) -> None:
         with self._lock:
             if self._table.get(mapping.iova) is not mapping:
                 mapping._release()  # forgotten already (an unmap of its range)
-            elif not self._space_alive():
-                self._release_all()
-            else:
+            elif self._space_alive():
                 self._raw_unmap(mapping.iova, mapping.size)  # raises: stays mapped, indexed
                 self._remove(mapping)
+            else:
+                self._release_all()
 
     def unmap(self, iova: int, size: int) -> int:
         """Unmap the mappings starting inside ``[iova, iova + size)``; return the bytes unmapped.
@@ -251,6 +263,10 @@ class DMASpace:
             NotMappedError: no mapping covers ``vaddr``.
         """
         with self._lock:
+            if self._vaddrs is None:
+                self._vaddrs = SortedKeys()
+                for m in self._table.values():
+                    self._vaddrs.add((m.vaddr, m.iova))
             key = self._vaddrs.floor((vaddr, U64_MAX))
             if key is not None:
                 m = self._table[key[1]]

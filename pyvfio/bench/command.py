@@ -3,7 +3,7 @@
 JSON (``--json`` on stdout, ``--output FILE`` to a file; schema ``pyvfio.bench/1``): where
 (host|device), machine: {cpu, cpus, kernel, python, time}, device (BDF or null), parts: [key],
 seconds: {key: s}, and one object per part under its key (``ioctl``, ``map_unmap_fake``,
-``registers``, ``fake_scaling``, ``fake_dma``; with ``--device``: ``device_ioctl``,
+``registers``, ``fake_scaling``, ``fake_dma``, ``dma_space``; with ``--device``: ``device_ioctl``,
 ``device_map_unmap``, and on QEMU's edu ``device_registers``, ``fake_vs_real``).
 """
 
@@ -17,7 +17,7 @@ from typing import Any
 
 from pyvfio.commands import EXIT_OK, Context, Output
 
-HOST_PARTS = ("ioctl", "map_unmap_fake", "registers", "fake_scaling", "fake_dma")
+HOST_PARTS = ("ioctl", "map_unmap_fake", "registers", "fake_scaling", "fake_dma", "dma_space")
 DEVICE_PARTS = ("device_ioctl", "device_map_unmap", "device_registers", "fake_vs_real")
 SCALING_SIZES = (1_000, 10_000, 100_000, 1_000_000)
 

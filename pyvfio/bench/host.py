@@ -9,6 +9,8 @@ Parts (fastest of 5 loops, per operation; each returns ``(table text, JSON data)
                   the JSON's top-level ``register_vs_cffi_pointer`` is the read32 ratio (<= 1.5)
   fake_scaling    the fake's IOVA structures at 10^3 .. 10^6 mappings: per-op cost, bytes/mapping
   fake_dma        the fake edu's DMA throughput through the edu driver
+  dma_space       the DMA space's Python over the bare ioctls, and its cost at 10^5 mappings
+                  against 10^2, both IOMMU modes (issue 11's targets; pyvfio.bench.space)
 The same calls on a real device are :mod:`pyvfio.bench.device`.
 """
 
@@ -18,7 +20,7 @@ import os
 import time
 from typing import Any
 
-from pyvfio.bench import cases, cloop, ioctls, scaling
+from pyvfio.bench import cases, cloop, ioctls, scaling, space
 from pyvfio.bench.timing import best_ns, ratio, render
 from pyvfio.cdev import open_device
 from pyvfio.container import Container
@@ -125,4 +127,6 @@ def parts(number: int, sizes: list[int]) -> dict[str, Any]:
             "map_unmap_fake": lambda: map_unmap_fake(max(number // 400, 1)),
             "registers": lambda: registers(max(number // 2, 1)),
             "fake_scaling": lambda: fake_scaling(sizes),
-            "fake_dma": lambda: fake_dma(max(number // 400, 1))}
+            "fake_dma": lambda: fake_dma(max(number // 400, 1)),
+            "dma_space": lambda: space.run(max(number // 100, 100),
+                                           100_000 if max(sizes) >= 100_000 else max(sizes))}

@@ -159,3 +159,14 @@ def test_tools_bench_run_wrapper_keeps_json_file(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert "3. register access" in res.stdout
     assert json.loads(out.read_text())["registers"]["fake edu"]["read32"] > 0
+
+
+def test_dma_space_part_prints_both_modes_and_the_targets() -> None:
+    from pyvfio.bench import space
+
+    text, data = space.run(100, population=1000)
+    assert "python us <= 3" in text and "scaling <= 1.5" in text
+    for mode in ("legacy", "iommufd"):
+        row = data[mode]
+        assert row["_ioctl.call"] > 0 and row["object API, given IOVA"] > row["_ioctl.call"]
+        assert row["scaling"] is not None and row["scaling"] > 0
