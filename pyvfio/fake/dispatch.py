@@ -85,6 +85,7 @@ class Op:
     before_copy: Callable[[Any, IoctlArg], None] | None = None
     minsz: int = field(default=0, init=False)
     sizeof: int = field(default=0, init=False)
+    ptype: Any = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.ctype is None) != (self.conv not in (Conv.ARGSZ, Conv.SIZE)):
@@ -95,6 +96,7 @@ class Op:
             f = dict(t.fields)[last]
             object.__setattr__(self, "minsz", f.offset + ffi.sizeof(f.type))
             object.__setattr__(self, "sizeof", ffi.sizeof(t))
+            object.__setattr__(self, "ptype", ffi.typeof(self.ctype + " *"))
 
     @property
     def name(self) -> str:
@@ -199,7 +201,7 @@ def _copy_argsz(op: Op, io: IoctlArg) -> None:
     argsz = int.from_bytes(raw[:4], "little")
     if argsz < op.minsz:
         raise kerr(errno.EINVAL)
-    cmd = ffi.new(op.ctype + " *")  # type: ignore[operator]
+    cmd = ffi.new(op.ptype)
     ffi.memmove(cmd, raw, op.minsz)
     io.cmd, io.size, io.raw = cmd, argsz, raw
 
@@ -213,7 +215,7 @@ def _copy_size(op: Op, io: IoctlArg) -> None:
     if size > op.sizeof and not io.mem.check_zeroed(io.value + op.sizeof, size - op.sizeof):
         raise kerr(errno.E2BIG)
     n = min(size, op.sizeof)
-    cmd = ffi.new(op.ctype + " *")  # type: ignore[operator]
+    cmd = ffi.new(op.ptype)
     raw = io.mem.read(io.value, n)
     ffi.memmove(cmd, raw, n)
     io.cmd, io.raw = cmd, raw

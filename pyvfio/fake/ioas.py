@@ -178,6 +178,7 @@ class IOPageTable:
         self.max_alignment = max_alignment
         self.areas: IntervalMap[Area] = IntervalMap()
         self.reserved: IntervalMap[object] = IntervalMap()
+        self._ranges: list[tuple[int, int]] | None = None  # iova_ranges() until reserved changes
         self.allowed: IntervalMap[None] = IntervalMap()
         self.iova_alignment = 1  # iopt_init_table
         self.disable_large_pages = False
@@ -187,7 +188,9 @@ class IOPageTable:
 
     def iova_ranges(self) -> list[tuple[int, int]]:
         """Return the holes of the reserved ranges (ioas.c:iommufd_ioas_iova_ranges)."""
-        return list(holes(0, ULONG_MAX, self.reserved))
+        if self._ranges is None:  # recomputed only after reserve/unreserve
+            self._ranges = list(holes(0, ULONG_MAX, self.reserved))
+        return list(self._ranges)
 
     def mapped_bytes(self) -> int:
         """Return the total length of all areas."""
@@ -336,6 +339,7 @@ class IOPageTable:
             raise kerr(errno.EADDRINUSE)
         if self.allowed.first_overlap(start, last) is not None:
             raise kerr(errno.EADDRINUSE)
+        self._ranges = None
         if self.reserved.first_overlap(start, last) is None:
             self.reserved.insert(start, last, owner)
             return
@@ -348,6 +352,7 @@ class IOPageTable:
         """Drop every reservation of ``owner``."""
         keep = [(s, last, o) for s, last, o in self.reserved.items() if o is not owner]
         self.reserved.clear()
+        self._ranges = None
         for s, last, o in keep:
             self.reserved.insert(s, last, o)
 

@@ -11,6 +11,7 @@ handed out again.  The HWPT ioctls live in :mod:`pyvfio.fake.hwpt`.
 from __future__ import annotations
 
 import errno
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -177,9 +178,9 @@ def IOMMU_IOAS_IOVA_RANGES(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
     ioas = ctx.get_ioas(cmd.ioas_id)
     ranges = ioas.iopt.iova_ranges()
     room = cmd.num_iovas
-    for i, (start, last) in enumerate(ranges[:room]):
-        data = start.to_bytes(8, "little") + last.to_bytes(8, "little")
-        ctx.memory.write(cmd.allowed_iovas + 16 * i, data)
+    if room and ranges:  # one copy_to_user of the entries that fit
+        data = b"".join(struct.pack("<QQ", start, last) for start, last in ranges[:room])
+        ctx.memory.write(cmd.allowed_iovas, data)
     cmd.num_iovas = len(ranges)
     cmd.out_iova_alignment = ioas.iopt.iova_alignment
     if len(ranges) > room:

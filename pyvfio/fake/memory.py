@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import errno
 import os
+import threading
 from typing import Any
 
 import cffi
@@ -42,11 +43,15 @@ def kerr(err: int, name: str | None = None) -> OSError:
     return OSError(err, os.strerror(err), name) if name else OSError(err, os.strerror(err))
 
 
+_UINTPTR = uapi_ffi.typeof("uintptr_t")
+_SCRATCH = 4096  # reads and writes up to this size reuse one buffer (no allocation per call)
+
+
 def address(arg: Any) -> int:
     """Return the user address of an ioctl argument: a cdata pointer or buffer, or an int."""
     if isinstance(arg, int):
         return arg
-    return int(uapi_ffi.cast("uintptr_t", arg))
+    return int(uapi_ffi.cast(_UINTPTR, arg))
 
 
 def buffer_address(buf: Any) -> int:
@@ -60,20 +65,46 @@ class UserMemory:
     def __init__(self) -> None:
         self._pid = os.getpid()
         self._maps: list[tuple[int, int, bool]] = []  # (start, end, writable), sorted
+        # small copies (every ioctl struct) reuse one buffer and one pair of iovecs; the lock
+        # keeps two threads from sharing them (the fake kernel's lock usually covers it already)
+        self._lock = threading.Lock()
+        self._buf = _ffi.new("char[]", _SCRATCH)
+        self._local = _ffi.new("struct iovec *", {"iov_base": self._buf})
+        self._remote = _ffi.new("struct iovec *")
 
     def read(self, addr: int, size: int) -> bytes:
         """copy_from_user: return ``size`` bytes at ``addr``. Raises OSError(EFAULT)."""
         if size == 0:
             return b""
+        if size <= _SCRATCH:
+            with self._lock:
+                self._small(_libc.process_vm_readv, addr, size)
+                return bytes(_ffi.buffer(self._buf, size))
         buf = _ffi.new("char[]", size)
         self._xfer(_libc.process_vm_readv, buf, addr, size)
         return bytes(_ffi.buffer(buf, size))
 
     def write(self, addr: int, data: bytes) -> None:
         """copy_to_user: store ``data`` at ``addr``. Raises OSError(EFAULT)."""
-        if data:
-            buf = _ffi.new("char[]", bytes(data))
-            self._xfer(_libc.process_vm_writev, buf, addr, len(data))
+        size = len(data)
+        if not size:
+            return
+        if size <= _SCRATCH:
+            with self._lock:
+                _ffi.memmove(self._buf, data, size)
+                self._small(_libc.process_vm_writev, addr, size)
+            return
+        buf = _ffi.new("char[]", bytes(data))
+        self._xfer(_libc.process_vm_writev, buf, addr, size)
+
+    def _small(self, call: Any, addr: int, size: int) -> None:
+        if addr < 0 or addr + size > 1 << 64:
+            raise kerr(errno.EFAULT)
+        self._local.iov_len = size
+        self._remote.iov_base = _ffi.cast("void *", addr)
+        self._remote.iov_len = size
+        if call(self._pid, self._local, 1, self._remote, 1, 0) != size:
+            raise kerr(errno.EFAULT)
 
     def _xfer(self, call: Any, buf: Any, addr: int, size: int) -> None:
         if addr < 0 or addr + size > 1 << 64:
