@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import errno
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 
 from pyvfio import uapi
 from pyvfio.container import Container
+from pyvfio.device import Device
 from pyvfio.fake import standard_host
 from pyvfio.fake.pci import DeviceConfig, PCIDevice
 from pyvfio.group import Group
@@ -79,20 +82,27 @@ def test_device_reset_unsupported_einval(edu: Opened) -> None:
     assert err.filename == "VFIO_DEVICE_RESET"
 
 
-def test_device_reset_with_reset_method() -> None:
+@contextmanager
+def resettable(bdf: str, group_id: int) -> Iterator[tuple[PCIDevice, Group, Device]]:
+    """A device with a reset method on vfio-pci, opened; the kernel is checked clean after."""
     kernel = standard_host()
-    model = PCIDevice("0000:00:07.0", DeviceConfig(reset=True))
-    kernel.add_device(model, group=9, driver="vfio-pci")
+    model = PCIDevice(bdf, DeviceConfig(reset=True))
+    kernel.add_device(model, group=group_id, driver="vfio-pci")
     kernel.mark_clean()
-    with Container(kernel) as container, Group(9, kernel=kernel) as group:
+    with Container(kernel) as container, Group(group_id, kernel=kernel) as group:
         group.set_container(container)
         container.set_iommu()
-        with group.open_device("0000:00:07.0") as device:
-            assert device.info().reset_supported
-            before = model.resets  # vfio-pci also resets on open and on release
-            device.reset()
-            assert model.resets == before + 1
+        with group.open_device(bdf) as device:
+            yield model, group, device
     kernel.assert_clean()
+
+
+def test_device_reset_with_reset_method() -> None:
+    with resettable("0000:00:07.0", 9) as (model, _, device):
+        assert device.info().reset_supported
+        before = model.resets  # vfio-pci also resets on open and on release
+        device.reset()
+        assert model.resets == before + 1
 
 
 def test_device_hot_reset_on_a_root_bus_enodev(edu: Opened) -> None:
@@ -105,21 +115,13 @@ def test_device_hot_reset_on_a_root_bus_enodev(edu: Opened) -> None:
 def test_device_hot_reset_behind_a_bridge() -> None:
     """On bus 05 the whole bus resets: the info lists the bus's devices with their groups, and
     VFIO_DEVICE_PCI_HOT_RESET with every affected group's fd resets the device once."""
-    kernel = standard_host()
-    model = PCIDevice("0000:05:00.0", DeviceConfig(reset=True))
-    kernel.add_device(model, group=20, driver="vfio-pci")
-    kernel.mark_clean()
-    with Container(kernel) as container, Group(20, kernel=kernel) as group:
-        group.set_container(container)
-        container.set_iommu()
-        with group.open_device("0000:05:00.0") as device:
-            flags, devices = device.hot_reset_info()
-            assert [(d.bdf, d.id) for d in devices] == [("0000:05:00.0", 20)]
-            assert not flags & uapi.PCIHotResetFlag.DEV_ID
-            before = model.resets
-            device.hot_reset([group])
-            assert model.resets == before + 1
-    kernel.assert_clean()
+    with resettable("0000:05:00.0", 20) as (model, group, device):
+        flags, devices = device.hot_reset_info()
+        assert [(d.bdf, d.id) for d in devices] == [("0000:05:00.0", 20)]
+        assert not flags & uapi.PCIHotResetFlag.DEV_ID
+        before = model.resets
+        device.hot_reset([group])
+        assert model.resets == before + 1
 
 
 def test_device_hot_reset_needs_groups(edu: Opened) -> None:
