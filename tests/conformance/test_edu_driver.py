@@ -88,7 +88,8 @@ def test_edu_registers_ignore_wrong_widths(edu: EduDriver) -> None:
     """Below 0x80 only 4-byte accesses count (edu_mmio_read/write): a 2-byte read does not see
     the register (QEMU answers it as an invalid access) and a 2-byte write is dropped."""
     mmio, live = edu.regs.mmio, REGISTERS["liveness"].offset
-    assert mmio.read(REGISTERS["ident"].offset, 2) in (0, 0xFFFF)
+    assert mmio.read(REGISTERS["ident"].offset, 2) == 0  # memory_region_access_valid fails:
+    # QEMU's unassigned_mem_read answers 0 (edu's .valid.min_access_size is 4)
     assert mmio.read(REGISTERS["ident"].offset, 4) & 0xFF == 0xED
     edu.regs.write("liveness", 0x0F0F0F0F)
     mmio.write(live, 2, 0x1234)
