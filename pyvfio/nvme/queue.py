@@ -11,6 +11,8 @@ from pyvfio.nvme import spec
 from pyvfio.registers import BoundRegister
 from pyvfio.ring import CompletionQueue, QueuePair, SubmissionQueue, Waiter
 
+_CDW = ("cdw10", "cdw11", "cdw12", "cdw13", "cdw14", "cdw15")
+
 
 class NvmeQueue:
     """Queue pair ``qid`` (0: admin) of ``depth`` entries; ``irq`` is its vector's eventfd or
@@ -56,8 +58,8 @@ class NvmeQueue:
                 cmd.prp1, cmd.prp2 = spec.prp(data[0], data[1], self.prp_lists.iova + page,
                                               self.prp_lists.mem.sub(page, spec.PAGE)
                                               if data[1] > 2 * spec.PAGE else None)
-            for i, value in enumerate(cdw):
-                setattr(cmd, f"cdw{10 + i}", value)
+            for name, value in zip(_CDW, cdw):  # noqa: B905 - at most six dwords
+                setattr(cmd, name, value)
 
         return self.pair.submit(fill, tag, ring=ring)
 
