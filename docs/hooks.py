@@ -118,7 +118,7 @@ def _fidelity() -> str:
     conf = [["the fake kernel", c["fake"], ""]]
     conf += [[f"real Linux, `{run}`", r["passed"], r["also_on_fake"]]
              for run, r in c["real"].items()]
-    text = [f"Recorded {doc['recorded']} at commit `{doc['commit']}` with `{doc['command']}`.\n",
+    text = [f"Recorded {doc['recorded']} at commit `{doc['commit']}`: {doc['command']}.\n",
             "Every test run:\n", _table(["run", "passed", "failed", "skipped"], rows),
             "\nThe conformance suite, test by test (the fake/real parameter aside):\n",
             _table(["passed on", "tests", "of them also on the fake"], conf)]

@@ -2,6 +2,7 @@
 """Record the fidelity figures the docs show (docs/fidelity.json) from a run's junit XML files.
 
     tools/test && python3 tools/fidelity.py results/host-junit.xml results/vm-*/junit.xml
+    python3 tools/fidelity.py --source "what ran, where" FILE...
 
 Per run (host, vm-<profile>): passed, failed, skipped; for the conformance suite: how many tests
 passed on the fake kernel, on each real profile, on both, and on the fake and every profile.
@@ -28,7 +29,8 @@ OUT = TOP / "docs" / "fidelity.json"
 
 def figures(paths: list[Path]) -> dict[str, Any]:
     """The fidelity document of the junit files ``paths``."""
-    runs = {run_name(p): outcomes(p) for p in sorted(paths)}
+    runs = {run_name(p): outcomes(p)
+            for p in sorted(paths, key=lambda p: (run_name(p) != "host", run_name(p)))}
     table = []
     passed: dict[str, set[str]] = {}
     for run, cases in runs.items():
@@ -48,6 +50,9 @@ def figures(paths: list[Path]) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
+    source = None
+    if argv[:1] == ["--source"] and len(argv) > 1:
+        source, argv = argv[1], argv[2:]
     paths = [Path(a) for a in argv if Path(a).is_file()]
     if not paths:
         print("tools/fidelity.py: no junit files given (run tools/test first)", file=sys.stderr)
@@ -58,7 +63,7 @@ def main(argv: list[str]) -> int:
                             capture_output=True, text=True, check=False).stdout.strip()
     doc = {"recorded": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
            "commit": commit or "unknown",
-           "command": "python3 tools/fidelity.py " + " ".join(str(p) for p in paths),
+           "command": source or "python3 tools/fidelity.py " + " ".join(map(str, paths)),
            **figures(paths)}
     OUT.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {OUT.relative_to(TOP)}: " + ", ".join(
