@@ -177,3 +177,25 @@ def test_iommufd_ioctls_newer_than_kernel_enotty(host: Host) -> None:
         for request, since in newer.items():
             if not linux.at_least(since):
                 expect_errno(errno.ENOTTY, s.k.ioctl, fd, request, size)
+
+
+# -- unknown flag bits of the cdev ioctls (device_cdev.c) ----------------------------------------
+
+
+@pytest.mark.parametrize(("name", "size"), [("VFIO_DEVICE_ATTACH_IOMMUFD_PT", 12),
+                                            ("VFIO_DEVICE_DETACH_IOMMUFD_PT", 8)])
+def test_cdev_attach_detach_unknown_flag_einval(host: Host, name: str, size: int) -> None:
+    """vfio_df_ioctl_attach_pt / detach_pt: a flag bit the kernel does not know -> EINVAL."""
+    with iommufd_session(host) as s:
+        _, ioas, cdev, _ = s.bound_edu()
+        arg = ffi.new("uint32_t[4]", [size, 1 << 31, ioas])
+        expect_errno(errno.EINVAL, s.k.ioctl, cdev, uapi.IOCTLS[name], arg)
+
+
+def test_cdev_bind_unknown_flag_einval(host: Host) -> None:
+    """vfio_df_ioctl_bind_iommufd: a flag bit the kernel does not know -> EINVAL, not bound."""
+    with iommufd_session(host) as s:
+        fd, cdev = s.iommufd(), s.cdev(host.edu)
+        arg = new("struct vfio_device_bind_iommufd *", argsz=16, flags=1 << 31, iommufd=fd)
+        expect_errno(errno.EINVAL, s.k.ioctl, cdev, uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
+        s.bind(cdev, fd)  # still unbound: binding now works
