@@ -155,3 +155,17 @@ def test_vm_cli_lists_profiles(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert all(name in out for name in profiles.PROFILES)
     assert cli.main(["frobnicate"]) == 2
+
+
+def test_check_config_tolerates_symbols_the_kernel_dropped(tmp_path: Path) -> None:
+    """The common fragment serves 6.12 and 7.3; 7.3 has no VFIO_PCI_MMAP any more."""
+    frag = tmp_path / "f.fragment"
+    frag.write_text("CONFIG_A=y\nCONFIG_GONE=y\n# CONFIG_C is not set\n")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src/Kconfig").write_text("config A\n\tbool\nconfig GONE_NOT\n\tbool\n")
+    config = tmp_path / ".config"
+    config.write_text("CONFIG_A=y\n")
+    kernels._check_config(config, (frag,), tmp_path / "src")  # GONE: a note only
+    config.write_text("# CONFIG_A is not set\n")
+    with pytest.raises(kernels.KernelError, match="CONFIG_A=y"):
+        kernels._check_config(config, (frag,), tmp_path / "src")
