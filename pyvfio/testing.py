@@ -14,15 +14,22 @@ the fake host's edu opened in that mode::
         ...
 
 To narrow the modes of one test: ``@pytest.mark.parametrize("iommu_mode", ["iommufd"])``.
+
+:func:`fail_nth_sweep` runs a flow (open, map, start a driver, close, ...) once per system call
+it makes, failing that one call (the kernel selftests' fail-nth), and reports every injection
+point where the error that came out was not the injected one, or something leaked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import errno
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 
 import pytest
 
 from pyvfio.device import Device
+from pyvfio.errors import CloseError, DriverError
 from pyvfio.fake import FakeKernel, nonviable_host, standard_host
 from pyvfio.opener import IOMMU_MODES, open_device
 
@@ -80,3 +87,63 @@ def fake_device(fake_kernel: FakeKernel, iommu_mode: str) -> Iterator[Device]:
         yield device
     finally:
         device.close()
+
+
+@dataclass
+class SweepReport:
+    """What :func:`fail_nth_sweep` saw.
+
+    Attributes:
+        points: the injection points (system calls of the flow that were failed in turn).
+        leaks: ``(nth, leak)`` for each leak the fake's check found after a failed run.
+        wrong: ``(nth, exception)`` for each run that raised something other than the injected
+            errno (an ``OSError``, or a ``DriverError``/``CloseError`` caused by one).
+    """
+
+    points: int = 0
+    leaks: list[tuple[int, str]] = field(default_factory=list)
+    wrong: list[tuple[int, BaseException]] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        """True when every injection point gave the injected errno and leaked nothing."""
+        return not self.leaks and not self.wrong
+
+
+def _carries(exc: BaseException, err: int) -> bool:
+    if isinstance(exc, CloseError):
+        return any(_carries(e, err) for _, e in exc.failures)
+    if isinstance(exc, DriverError):
+        return exc.cause is not None and _carries(exc.cause, err)
+    return isinstance(exc, OSError) and exc.errno == err
+
+
+def fail_nth_sweep(make_kernel: Callable[[], FakeKernel], flow: Callable[[FakeKernel], object],
+                   *, err: int = errno.ENOMEM, limit: int = 1000) -> SweepReport:
+    """Run ``flow`` on a fresh kernel once per system call it makes, failing the n-th one.
+
+    Args:
+        make_kernel: returns a fresh fake host (e.g. ``lambda: standard_host(iommufd=True)``).
+        flow: what to sweep; it must close what it opens (its ``with`` blocks do).
+        err: the errno injected (``ENOMEM``: what a kernel allocation failure answers).
+        limit: stop after this many points (a flow that never ends).
+
+    Returns:
+        The report: injection points, leaks and unexpected errors.
+    """
+    report = SweepReport()
+    for nth in range(1, limit + 1):
+        kernel = make_kernel()
+        kernel.fail_nth(nth, err)
+        try:
+            flow(kernel)
+        except Exception as exc:  # judged: the injected errno, or reported
+            if not _carries(exc, err):
+                report.wrong.append((nth, exc))
+        fired = not kernel.fail_nth_pending
+        kernel.fail_nth(None)
+        if not fired:
+            break  # the flow made fewer than nth calls: every point was swept
+        report.points += 1
+        report.leaks += [(nth, leak) for leak in kernel.leaks()]
+    return report
