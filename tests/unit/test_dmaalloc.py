@@ -14,15 +14,19 @@ from pyvfio.fake import FakeKernel, standard_host
 from pyvfio.iova import DMAMapper
 
 
-@pytest.fixture(params=["legacy", "iommufd"])
+@pytest.fixture(params=["legacy", "iommufd", "legacy-space", "iommufd-space"])
 def alloc(request: pytest.FixtureRequest) -> Iterator[tuple[DMAAllocator, FakeKernel]]:
+    """An allocator on a DMAMapper, or straight on the device handle's DMA space."""
+    mode, _, direct = request.param.partition("-")
     k = standard_host(iommufd=True)
-    with open_device(str(k.labels["edu"]), request.param, kernel=k) as opened:
-        mapper = DMAMapper(opened.dma)
-        a = DMAAllocator(mapper, chunk_size=64 << 10, max_bytes=1 << 20)
+    with open_device(str(k.labels["edu"]), mode, kernel=k) as opened:
+        mapper = opened.dma if direct else DMAMapper(opened.dma)
+        a = DMAAllocator(mapper, chunk_size=64 << 10, max_bytes=1 << 20)  # type: ignore[arg-type]
         yield a, k
         a.close()
-        mapper.close()
+        if not direct:
+            mapper.close()
+        assert not opened.dma.mappings()  # every chunk unmapped
     k.assert_clean()
 
 
