@@ -1,0 +1,117 @@
+"""pyvfio.open_device and the DMA space on the fake kernel and, in the VM lane, on real Linux.
+
+What the one handle relies on from the kernel, in each of the five IOMMU modes: the mode can be
+opened as named, a chosen IOVA lies in the reported IOVA ranges and below the device's DMA mask,
+IOMMU_IOAS_MAP without FIXED_IOVA returns a free IOVA, a fixed IOVA that overlaps is EEXIST,
+the BAR maps, MSI comes on an eventfd once Bus Master is on, two threads can share one space,
+and closing the device releases every fd (the real host's fixture counts them).
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+import pyvfio
+from tests.conftest import Host
+from tests.helpers import expect_errno
+
+EDU_MASK = (1 << 28) - 1
+
+
+@pytest.fixture(params=pyvfio.IOMMU_MODES)
+def dev(host: Host, request: pytest.FixtureRequest) -> Iterator[pyvfio.Device]:
+    """The lone edu opened in each mode (skipped where the kernel lacks that mode)."""
+    if host.noiommu:
+        pytest.skip("noiommu: no IOMMU, no DMA space")
+    try:
+        device = pyvfio.open_device(host.edu, mode=request.param, kernel=host.kernel)
+    except pyvfio.ModeUnavailableError as exc:
+        pytest.skip(f"{host.profile}: {exc}")
+    except OSError as exc:
+        if request.param.endswith("type1") and exc.errno in (errno.ENODEV, errno.EINVAL):
+            pytest.skip(f"{host.profile}: {request.param} refused by this kernel ({exc})")
+        raise
+    with device:
+        yield device
+
+
+def test_the_mode_is_what_was_asked(dev: pyvfio.Device, request: pytest.FixtureRequest) -> None:
+    mode = request.node.callspec.params["dev"]
+    assert dev.iommu_mode == mode and dev.dma is not None
+    assert dev.mode == ("iommufd" if mode == "iommufd" else
+                        "compat" if mode.startswith("compat") else "legacy")
+
+
+def test_chosen_iovas_lie_in_the_ranges_and_below_the_mask(dev: pyvfio.Device) -> None:
+    assert dev.dma is not None
+    ranges = dev.dma.iova_ranges()
+    dev.dma.dma_mask = EDU_MASK
+    maps = [dev.dma.allocate(4096 << i) for i in range(4)]
+    for m in maps:
+        assert m.iova + m.size - 1 <= EDU_MASK
+        assert any(r.start <= m.iova and m.iova + m.size - 1 <= r.last for r in ranges)
+        assert dev.dma.vaddr(m.iova + 10) == m.vaddr + 10
+        assert dev.dma.iova(m.vaddr + 10) == m.iova + 10
+    spans = sorted((m.iova, m.iova + m.size) for m in maps)
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+
+
+def test_a_given_iova_that_overlaps_is_eexist(dev: pyvfio.Device) -> None:
+    assert dev.dma is not None
+    m = dev.dma.allocate(8192)
+    expect_errno(errno.EEXIST, dev.dma.map, pyvfio.allocate(4096), m.iova + 4096)
+    assert dev.dma.lookup(m.iova) is m and len(dev.dma) == 1
+
+
+def test_bar_interrupt_and_dma_through_the_handle(dev: pyvfio.Device) -> None:
+    assert dev.dma is not None
+    bar = dev.bar(0)
+    assert bar.read(0, 4) & 0xFF == 0xED  # edu's identification register
+    dev.enable_bus_master()
+    (irq,) = dev.enable_interrupts("msi")
+    bar.write(0x60, 4, 0x20)  # raise interrupt bit 5
+    assert irq.wait(5.0) == 1
+    bar.write(0x64, 4, 0x20)  # acknowledge
+
+
+def test_two_threads_share_one_space(dev: pyvfio.Device) -> None:
+    space = dev.dma
+    assert space is not None
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            for _ in range(20):
+                a = space.allocate(4096)
+                assert space.lookup(a.iova) is a
+                a.close()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(space) == 0
+
+
+def test_close_releases_everything_and_twice_is_nothing(host: Host) -> None:
+    if host.noiommu:
+        pytest.skip("noiommu: no IOMMU, no DMA space")
+    dev = pyvfio.open_device(host.edu, kernel=host.kernel)
+    dev.enable_bus_master()
+    irq = dev.enable_interrupts("msi")[0]
+    mapping = dev.dma.allocate(4096) if dev.dma is not None else None
+    dev.bar(0)
+    dev.close()
+    dev.close()
+    assert dev.closed and irq.closed and mapping is not None and mapping.closed
+    # the group (or the cdev) is free again: it opens once more
+    with pyvfio.open_device(host.edu, kernel=host.kernel) as again:
+        assert again.mode == dev.mode
