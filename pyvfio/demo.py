@@ -18,6 +18,7 @@ from pyvfio.commands import EXIT_FAILED, EXIT_OK, Context, Output
 from pyvfio.errors import DriverError, NotBoundError
 from pyvfio.host import discover, validate, viability
 from pyvfio.kernel import Kernel
+from pyvfio.opener import IOMMU_MODES, MODES
 
 if TYPE_CHECKING:
     from pyvfio.edu import EduDriver
@@ -32,8 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "nvme model, or --device)")
     parser.add_argument("--device", metavar="BDF",
                         help="a real edu bound to vfio-pci (default: the embedded fake kernel)")
-    parser.add_argument("--mode", choices=["auto", "legacy", "iommufd"], default="auto",
-                        help="IOMMU mode (default auto: iommufd if available)")
+    parser.add_argument("--mode", choices=MODES, default="auto",
+                        help="IOMMU mode (default auto: iommufd if available); "
+                        "legacy, compat or exactly " + ", ".join(IOMMU_MODES))
     parser.add_argument("--timeout", type=seconds_arg, default=5.0,
                         help="seconds to wait for each interrupt (default 5; at most a week)")
 
