@@ -17,7 +17,7 @@ from pyvfio.fake.container import Container
 from pyvfio.fake.group import GroupFile
 from pyvfio.fake.memory import PAGE_SIZE, kerr
 from pyvfio.fake.pci import Fault, PCIDevice
-from pyvfio.fake.region import CONFIG_INDEX, OFFSET_SHIFT, FakeMMIO
+from pyvfio.fake.region import CONFIG_INDEX, NUM_BARS, OFFSET_SHIFT, FakeMMIO
 from pyvfio.fake.vf_token import VFTokens
 from pyvfio.fake.vfio_pci import NUM_REGIONS, VFIOPCIDevice
 
@@ -170,14 +170,15 @@ class DevNodes:
         if index == CONFIG_INDEX:
             out = dev.regions.config_rw(pos, data, count)
             return out if data is None else count
-        if index >= 6:
+        if index >= NUM_BARS:
             raise kerr(errno.EINVAL)  # no ROM, not VGA
         return dev.regions.bar_rw(index, pos, data, count)
 
     def device_mmap(self, dev: VFIOPCIDevice, length: int, offset: int) -> FakeMMIO:
         """vfio_pci_core_mmap: BARs 0-5 with MMAP only, within the page-rounded BAR."""
         index, pos = offset >> OFFSET_SHIFT, offset & _OFFSET_MASK
-        if length <= 0 or offset % PAGE_SIZE or index >= 6 or not dev.regions.mmappable(index):
+        if length <= 0 or offset % PAGE_SIZE or index >= NUM_BARS \
+                or not dev.regions.mmappable(index):
             raise kerr(errno.EINVAL)
         size = -(-dev.dev.bars[index].size // PAGE_SIZE) * PAGE_SIZE
         if pos + length > size:

@@ -16,7 +16,9 @@ from pyvfio._ffi import C
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.pci import PCI_CAP_ID_EXP, PCI_CAP_ID_MSI, PCI_CAP_ID_MSIX, PCIDevice
 
-INTX, MSI, MSIX, ERR, REQ = range(5)
+INTX, MSI, MSIX, ERR, REQ = (C.VFIO_PCI_INTX_IRQ_INDEX, C.VFIO_PCI_MSI_IRQ_INDEX,
+                              C.VFIO_PCI_MSIX_IRQ_INDEX, C.VFIO_PCI_ERR_IRQ_INDEX,
+                              C.VFIO_PCI_REQ_IRQ_INDEX)
 _DATA = C.VFIO_IRQ_SET_DATA_NONE | C.VFIO_IRQ_SET_DATA_BOOL | C.VFIO_IRQ_SET_DATA_EVENTFD
 _ACTION = C.VFIO_IRQ_SET_ACTION_MASK | C.VFIO_IRQ_SET_ACTION_UNMASK | C.VFIO_IRQ_SET_ACTION_TRIGGER
 
@@ -81,8 +83,9 @@ class Interrupts:
             signal(self.intx_fd)
 
     def msi(self, dev: PCIDevice, vector: int) -> None:
-        if self.irq_type in (MSI, MSIX) and self.vectors.get(vector) is not None:
-            self.signals.append((self.irq_type, vector))
+        irq = self.irq_type
+        if irq is not None and irq in (MSI, MSIX) and self.vectors.get(vector) is not None:
+            self.signals.append((irq, vector))
             signal(self.vectors[vector])
 
     # -- SET_IRQS --------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import struct
 
+from pyvfio._ffi import C
 from pyvfio.fake.memory import PAGE_SIZE, kerr
 from pyvfio.fake.pci import (
     PCI_CAP_ID_MSI,
@@ -21,7 +22,8 @@ from pyvfio.fake.pci import (
 from pyvfio.kernel import check_access
 
 OFFSET_SHIFT = 40
-CONFIG_INDEX = 7
+CONFIG_INDEX = C.VFIO_PCI_CONFIG_REGION_INDEX
+NUM_BARS = C.VFIO_PCI_BAR5_REGION_INDEX + 1  # BAR0..BAR5 are regions 0..5
 _WRITABLE_HEADER = {0x04, 0x05, 0x0C, 0x0D, 0x0F, 0x3C}
 _BAR_REGS = range(0x10, 0x28)
 
@@ -137,7 +139,7 @@ class Regions:
 
     def mmappable(self, index: int) -> bool:
         """Memory BARs of a page or more can be mmapped."""
-        bar = self.dev.bars[index] if 0 <= index < 6 else None
+        bar = self.dev.bars[index] if 0 <= index < NUM_BARS else None
         return bar is not None and bar.size >= PAGE_SIZE and not bar.io
 
 

@@ -19,10 +19,10 @@ from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.irq import ERR, INTX, MSIX, Interrupts, eventfd_get, put
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.pci import PCI_CAP_ID_EXP, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCIDevice
-from pyvfio.fake.region import CONFIG_INDEX, OFFSET_SHIFT, Regions
+from pyvfio.fake.region import CONFIG_INDEX, NUM_BARS, OFFSET_SHIFT, Regions
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 
-NUM_REGIONS, NUM_IRQS = 9, 5
+NUM_REGIONS, NUM_IRQS = C.VFIO_PCI_NUM_REGIONS, C.VFIO_PCI_NUM_IRQS
 _IRQ_SET_MASK = (C.VFIO_IRQ_SET_DATA_NONE | C.VFIO_IRQ_SET_DATA_BOOL | C.VFIO_IRQ_SET_DATA_EVENTFD
                  | C.VFIO_IRQ_SET_ACTION_MASK | C.VFIO_IRQ_SET_ACTION_UNMASK
                  | C.VFIO_IRQ_SET_ACTION_TRIGGER)
@@ -96,13 +96,13 @@ class VFIOPCIDevice(FakeFile):
         info.offset = index << OFFSET_SHIFT
         info.cap_offset = 0
         caps: list[tuple[int, int, bytes]] = []
-        if index < 6:
+        if index < NUM_BARS:
             info.size = self.dev.bars[index].size
             info.flags = _RW if info.size else 0
             if self.regions.mmappable(index):
                 info.flags |= C.VFIO_REGION_INFO_FLAG_MMAP
                 caps = self._region_caps(index)
-        elif index == 6:
+        elif index == C.VFIO_PCI_ROM_REGION_INDEX:
             info.size, info.flags = 0, 0  # no ROM
         elif index == CONFIG_INDEX:
             info.size = len(self.dev.config)
@@ -206,7 +206,7 @@ class VFIOPCIDevice(FakeFile):
             raise kerr(errno.EINVAL)
         width = {1: 1, 2: 2, 4: 4, 8: 8}[size]
         index, pos = io.offset >> OFFSET_SHIFT, io.offset & ((1 << OFFSET_SHIFT) - 1)
-        if index > 5 or pos + width > self.dev.bars[index].size:
+        if index >= NUM_BARS or pos + width > self.dev.bars[index].size:
             raise kerr(errno.EINVAL)
         key = (index, pos, io.data, width)
         if key in self.ioeventfds:
