@@ -199,3 +199,14 @@ def test_cdev_bind_unknown_flag_einval(host: Host) -> None:
         arg = new("struct vfio_device_bind_iommufd *", argsz=16, flags=1 << 31, iommufd=fd)
         expect_errno(errno.EINVAL, s.k.ioctl, cdev, uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
         s.bind(cdev, fd)  # still unbound: binding now works
+
+
+def test_device_name_longer_than_a_page_einval(host: Host) -> None:
+    """strndup_user(arg, PAGE_SIZE): no NUL within the first 4096 bytes -> EINVAL; a name of
+    4095 characters and its NUL is read (and matches nothing: ENODEV)."""
+    with session(host) as s:
+        _, g = s.ready(host.edu_group)
+        expect_errno(errno.EINVAL, s.k.ioctl, g, uapi.VFIO_GROUP_GET_DEVICE_FD,
+                     ffi.new("char[]", b"a" * PAGE))
+        expect_errno(errno.ENODEV, s.k.ioctl, g, uapi.VFIO_GROUP_GET_DEVICE_FD,
+                     ffi.new("char[]", b"a" * (PAGE - 1)))
