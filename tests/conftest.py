@@ -105,12 +105,6 @@ def _open_fds() -> set[int]:
     return {int(fd) for fd in os.listdir("/proc/self/fd")}
 
 
-def _fake_host() -> Iterator[Host]:
-    from pyvfio.fake import standard_host
-
-    kernel = standard_host(iommufd=True)
-    yield discover(kernel, "fake")
-    kernel.assert_clean()
 
 
 def _real_host() -> Iterator[Host]:
@@ -131,7 +125,10 @@ def host(request: pytest.FixtureRequest) -> Iterator[Host]:
         pytest.skip("fake kernel: runs on the host; this is the VM lane's real-kernel run")
     if request.node.get_closest_marker("fake_only") and request.param == "real":
         pytest.skip("fake_only: " + str(request.node.get_closest_marker("fake_only").args[0]))
-    yield from (_real_host() if request.param == "real" else _fake_host())
+    if request.param == "real":
+        yield from _real_host()
+    else:  # the pytest plugin's fake host (pyvfio.testing): iommufd on, leak check at teardown
+        yield discover(request.getfixturevalue("fake_kernel"), "fake")
 
 
 @pytest.fixture

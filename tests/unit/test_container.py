@@ -13,10 +13,12 @@ from pyvfio import uapi
 from pyvfio.container import Container
 from pyvfio.dma import PAGE_SIZE, Mapping, allocate
 from pyvfio.errors import UnsupportedAPIError
+from pyvfio.fake import FakeKernel, standard_host
 from pyvfio.group import Group
+from pyvfio.testing import fail_nth_sweep
 from tests.conftest import Host
 from tests.helpers import expect_errno
-from tests.unit.vfio_env import Opened, fake_host
+from tests.unit.vfio_env import Opened
 
 IOVA = 0x100000
 
@@ -176,21 +178,13 @@ def _driver_flow(kernel: object, bdf: str, group: int) -> None:
 
 
 def test_fail_nth_sweep_leaks_nothing() -> None:
-    """Fail each open/ioctl/mmap of a driver's set-up in turn: the error surfaces, nothing leaks."""
-    nth = 1
-    while True:
-        with fake_host() as h:  # its exit asserts that no fd, mapping or mmap was left behind
-            h.kernel.fail_nth(nth, errno.ENOMEM)  # type: ignore[attr-defined]
-            try:
-                _driver_flow(h.kernel, h.edu, h.edu_group)
-            except OSError as exc:
-                assert exc.errno == errno.ENOMEM
-            pending = h.kernel.fail_nth_pending  # type: ignore[attr-defined]
-            h.kernel.fail_nth(None)  # type: ignore[attr-defined]
-        if pending:
-            break
-        nth += 1
-    assert nth > 8
+    """Fail each open/ioctl/mmap of the explicit legacy path in turn: the error surfaces, nothing
+    leaks (the same sweep as tests/unit/test_fail_nth.py, over Container + Group by hand)."""
+    def flow(k: FakeKernel) -> None:
+        _driver_flow(k, k.labels["edu"], k.labels["edu_group"])
+
+    report = fail_nth_sweep(standard_host, flow)
+    assert report.points > 8 and report.clean, report
 
 
 def test_iommu_info_requeries_with_kernel_argsz(edu: Opened) -> None:

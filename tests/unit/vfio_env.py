@@ -1,4 +1,5 @@
-"""Shared set-up for the object-API unit tests: the fake standard host and an opened edu."""
+"""Shared set-up for the object-API unit tests: an opened edu and the example loader (the fake
+host itself is the pytest plugin's ``fake_kernel``, pyvfio.testing)."""
 
 from __future__ import annotations
 
@@ -11,17 +12,8 @@ from typing import Any
 
 from pyvfio.container import Container
 from pyvfio.device import Device
-from pyvfio.fake import standard_host
 from pyvfio.group import Group
-from tests.conftest import Host, discover
-
-
-@contextmanager
-def fake_host() -> Iterator[Host]:
-    """Yield the fake standard host; on exit, check that nothing leaked."""
-    kernel = standard_host()
-    yield discover(kernel, "fake")
-    kernel.assert_clean()  # type: ignore[attr-defined]
+from tests.conftest import Host
 
 
 @dataclass
