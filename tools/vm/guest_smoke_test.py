@@ -14,6 +14,13 @@ from pathlib import Path
 import pytest
 
 PROFILE = os.environ.get("PYVFIO_VM_PROFILE", "")
+# what the profile's IOMMU set-up is like (pyvfio/vm/profiles.py): the 7.3 twins, sm-7.3 (an
+# intel vIOMMU in scalable mode) and nvme (intel vIOMMU plus nvme controllers) as their kind
+_BASE = PROFILE.split("-")[0]
+KIND = _BASE if _BASE in ("debian", "iommufd", "mock", "noiommu") else "iommufd"
+NVME_VFIO = os.environ.get("PYVFIO_VM_NVME_VFIO")
+NVME_KERNEL = os.environ.get("PYVFIO_VM_NVME_KERNEL")
+SRIOV_PF = os.environ.get("PYVFIO_VM_SRIOV_PF")
 DEVICES = os.environ.get("PYVFIO_VM_DEVICES", "").split()
 PCI = Path("/sys/bus/pci/devices")
 EDU = ("0x1234", "0x11e8")
@@ -43,7 +50,8 @@ def edu_devices() -> list[str]:
 
 def test_environment() -> None:
     assert os.environ["PYVFIO_KERNEL"] == "real"
-    assert PROFILE in ("debian", "iommufd", "mock", "noiommu")
+    assert PROFILE and KIND in ("debian", "iommufd", "mock", "noiommu")
+    assert os.uname().release.startswith(os.environ["PYVFIO_VM_LINUX"] + ".")
     assert os.environ["HOME"] == os.environ["TMPDIR"] == "/run/tmp"
     assert os.environ["PYTHONDONTWRITEBYTECODE"] == "1"
     assert Path.cwd() == Path(__file__).resolve().parent.parent.parent  # the checkout
@@ -56,20 +64,20 @@ def test_edu_layout() -> None:
 
 
 def test_devices_bound_to_vfio_pci() -> None:
-    if PROFILE == "mock":  # no IOMMU and no no-IOMMU mode: vfio-pci must refuse the devices
+    if KIND == "mock":  # no IOMMU and no no-IOMMU mode: vfio-pci must refuse the devices
         assert DEVICES == []
         return
-    assert sorted(DEVICES) == edu_devices()
+    assert sorted(DEVICES) == sorted(edu_devices() + ([NVME_VFIO] if NVME_VFIO else []))
     for bdf in DEVICES:
         assert driver_of(bdf) == "vfio-pci", bdf
 
 
 def test_iommu_groups() -> None:
-    if PROFILE == "mock":
+    if KIND == "mock":
         assert not any((PCI / bdf / "iommu_group").exists() for bdf in edu_devices())
         return
     groups = {bdf: group_of(bdf) for bdf in DEVICES}
-    if PROFILE == "noiommu":  # vfio makes one fake group per device
+    if KIND == "noiommu":  # vfio makes one fake group per device
         assert len(set(groups.values())) == 3
         for bdf, group in groups.items():
             assert Path(f"/dev/vfio/noiommu-{group}").exists(), bdf
@@ -86,13 +94,13 @@ def test_dev_nodes() -> None:
     assert Path("/dev/vfio/vfio").exists()
     has_iommu = Path("/dev/iommu").exists()
     cdevs = sorted(p.name for p in Path("/dev/vfio/devices").glob("vfio*"))
-    if PROFILE == "debian":
+    if KIND == "debian":
         assert not has_iommu and cdevs == []
     else:
         assert has_iommu
-    if PROFILE == "iommufd":
+    if KIND == "iommufd":
         assert len(cdevs) == len(DEVICES)
-    if PROFILE == "noiommu":
+    if KIND == "noiommu":
         assert sorted(p.name for p in Path("/dev/vfio").glob("noiommu-*"))
     else:
         assert not list(Path("/dev/vfio").glob("noiommu-*"))
@@ -104,3 +112,27 @@ def test_vfio_get_api_version() -> None:
         assert fcntl.ioctl(fd, VFIO_GET_API_VERSION) == 0
     finally:
         os.close(fd)
+
+
+@pytest.mark.skipif(not NVME_KERNEL, reason="profile without the nvme pair")
+def test_nvme_pair() -> None:
+    """nvme: one controller on vfio-pci, its twin on the guest's nvme driver with a 64 MiB disk."""
+    assert driver_of(str(NVME_VFIO)) == "vfio-pci"
+    assert driver_of(str(NVME_KERNEL)) == "nvme"
+    [disk] = [b for b in Path("/sys/block").glob("nvme*") if NVME_KERNEL in str(b.resolve())]
+    assert int((disk / "size").read_text()) * 512 == 64 << 20
+
+
+@pytest.mark.skipif(not SRIOV_PF, reason="profile without the SR-IOV nvme")
+def test_sriov_pf() -> None:
+    pf = PCI / str(SRIOV_PF)
+    assert (pf / "sriov_totalvfs").read_text().strip() == "2"
+    assert (pf / "sriov_numvfs").read_text().strip() == "0"
+    assert Path("/sys/module/vfio_pci/parameters/enable_sriov").read_text().strip() == "Y"
+
+
+@pytest.mark.skipif(PROFILE not in ("iommufd-7.3", "mock-7.3", "sm-7.3"),
+                    reason="profile without mtty")
+def test_mtty_loaded() -> None:
+    types = Path("/sys/class/mdev_bus/mtty/mdev_supported_types")
+    assert sorted(p.name for p in types.iterdir()) == ["mtty-1", "mtty-2"]
