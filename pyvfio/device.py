@@ -1,16 +1,20 @@
-"""A VFIO device fd: info, regions (pread/pwrite/mmap), interrupts, resets, ioeventfds, features."""
+"""A VFIO device fd: info, regions (pread/pwrite/mmap), interrupts, resets, ioeventfds, features.
+
+Opened by :func:`pyvfio.open_device` it is also the driver's one handle: it owns its DMA space,
+BARs, eventfds and the group/container or iommufd behind it, and releases them all on close.
+"""
 
 from __future__ import annotations
 
 import errno
 import mmap
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pyvfio import _ioctl, irq, region, uapi
 from pyvfio._ffi import C, CData, ffi, new, sizeof
 from pyvfio._resource import FdOwner
+from pyvfio.devinfo import DependentDevice, DeviceCap, DeviceInfo, decode_cap
 from pyvfio.dma import check_int
 from pyvfio.errors import CloseError
 from pyvfio.irq import EventFD, IrqInfo
@@ -22,13 +26,6 @@ if TYPE_CHECKING:
     from pyvfio.group import Group
     from pyvfio.space import DMASpace
 
-_DEVICE_CAPS = {
-    C.VFIO_DEVICE_INFO_CAP_ZPCI_BASE: "struct vfio_device_info_cap_zpci_base *",
-    C.VFIO_DEVICE_INFO_CAP_ZPCI_GROUP: "struct vfio_device_info_cap_zpci_group *",
-    C.VFIO_DEVICE_INFO_CAP_ZPCI_UTIL: "struct vfio_device_info_cap_zpci_util *",
-    C.VFIO_DEVICE_INFO_CAP_ZPCI_PFIP: "struct vfio_device_info_cap_zpci_pfip *",
-    C.VFIO_DEVICE_INFO_CAP_PCI_ATOMIC_COMP: "struct vfio_device_info_cap_pci_atomic_comp *",
-}
 _IRQ_NAMES = {"intx": C.VFIO_PCI_INTX_IRQ_INDEX, "msi": C.VFIO_PCI_MSI_IRQ_INDEX,
               "msix": C.VFIO_PCI_MSIX_IRQ_INDEX}
 _FEATURE_FLAGS = C.VFIO_DEVICE_FEATURE_GET | C.VFIO_DEVICE_FEATURE_SET | C.VFIO_DEVICE_FEATURE_PROBE
@@ -38,64 +35,6 @@ _IOEVENTFD_WIDTH = {
     4: C.VFIO_DEVICE_IOEVENTFD_32,
     8: C.VFIO_DEVICE_IOEVENTFD_64,
 }
-
-
-@dataclass(frozen=True)
-class DeviceCap:
-    """A device-info capability: ``fields`` holds its integer fields by kernel name, ``payload``
-    the variable part (zPCI ``util_str``/``pfip``), ``data`` the raw bytes."""
-
-    id: int
-    version: int
-    fields: dict[str, int] = field(hash=False)
-    payload: bytes
-    data: bytes
-
-
-@dataclass(frozen=True)
-class DeviceInfo:
-    """``VFIO_DEVICE_GET_INFO`` decoded; ``flags`` are ``VFIO_DEVICE_FLAGS_*`` bits."""
-
-    flags: uapi.DeviceFlag
-    num_regions: int
-    num_irqs: int
-    caps: tuple[DeviceCap, ...] = ()
-
-    @property
-    def reset_supported(self) -> bool:
-        """:meth:`Device.reset` can work (``VFIO_DEVICE_FLAGS_RESET``)."""
-        return bool(self.flags & C.VFIO_DEVICE_FLAGS_RESET)
-
-    @property
-    def pci(self) -> bool:
-        """The device is a vfio-pci device."""
-        return bool(self.flags & C.VFIO_DEVICE_FLAGS_PCI)
-
-
-@dataclass(frozen=True)
-class DependentDevice:
-    """A device a hot reset affects: ``id`` is its group id (or devid with iommufd)."""
-
-    id: int
-    segment: int
-    bus: int
-    devfn: int
-
-    @property
-    def bdf(self) -> str:
-        """The PCI address, ``ssss:bb:dd.f``."""
-        return f"{self.segment:04x}:{self.bus:02x}:{self.devfn >> 3:02x}.{self.devfn & 7:x}"
-
-
-def _decode_cap(cap: _ioctl.Capability) -> DeviceCap:
-    ctype = _DEVICE_CAPS.get(cap.id)
-    if ctype is None:
-        return DeviceCap(cap.id, cap.version, {}, b"", cap.data)
-    fields = _ioctl.int_fields(_ioctl.cap_struct(ctype, cap))
-    payload = b""
-    if cap.id in (C.VFIO_DEVICE_INFO_CAP_ZPCI_UTIL, C.VFIO_DEVICE_INFO_CAP_ZPCI_PFIP):
-        payload = cap.data[12 : 12 + fields["size"]]
-    return DeviceCap(cap.id, cap.version, fields, payload, cap.data)
 
 
 class Device(FdOwner):
@@ -199,7 +138,7 @@ class Device(FdOwner):
             uapi.DeviceFlag(int(info.flags)),
             int(info.num_regions),
             int(info.num_irqs),
-            tuple(_decode_cap(c) for c in caps),
+            tuple(decode_cap(c) for c in caps),
         )
 
     def region_info(self, index: int) -> RegionInfo:
@@ -507,3 +446,6 @@ def _attempt(failures: list[tuple[str, BaseException]], step: str, fn: Any, *arg
         fn(*args)
     except Exception as exc:
         failures.append((step, exc))
+
+
+__all__ = ["DependentDevice", "Device", "DeviceCap", "DeviceInfo"]

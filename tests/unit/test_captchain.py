@@ -9,7 +9,7 @@ import pytest
 from pyvfio._ffi import ffi
 from pyvfio._ioctl import Capability, walk_caps
 from pyvfio.container import _decode_info
-from pyvfio.device import _decode_cap
+from pyvfio.devinfo import decode_cap as _decode_cap
 from pyvfio.region import decode_region_info
 
 HDR = 32  # sizeof(struct vfio_region_info)
