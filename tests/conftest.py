@@ -76,9 +76,11 @@ class Host:
 def linux_version(kernel: Kernel) -> tuple[int, int]:
     """``(major, minor)`` of the kernel under test: the fake's ``linux`` model, else ``uname -r``."""
     model = getattr(kernel, "linux", None)
-    text = model if isinstance(model, str) else os.uname().release
+    if hasattr(model, "major") and hasattr(model, "minor"):  # pyvfio.fake.linux.Linux
+        return int(model.major), int(model.minor)
     if isinstance(model, tuple):
         return int(model[0]), int(model[1])
+    text = model if isinstance(model, str) else os.uname().release
     major, minor = text.split(".")[:2]
     return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
