@@ -31,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 # module -> the tests that speak for it (fake side); kept small: CPU is shared
 TESTS = {
     "fake/container.py": ["tests/conformance/test_type1.py", "tests/conformance/test_container.py",
-                          "tests/conformance/test_bad_input.py", "tests/conformance/test_minsz.py"],
+                          "tests/conformance/test_bad_input.py", "tests/conformance/test_minsz.py",
+                          "tests/conformance/test_rule_edges.py"],
     "fake/type1.py": ["tests/conformance/test_type1.py", "tests/unit/test_container.py"],
     "fake/vfio_pci.py": ["tests/conformance/test_device.py", "tests/conformance/test_region.py",
                          "tests/conformance/test_irq.py", "tests/conformance/test_bad_input.py",
