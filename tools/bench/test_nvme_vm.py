@@ -10,6 +10,7 @@ each keeps its best round: on a shared, loaded machine under TCG a single long r
 neighbours as much as the driver.  pyvfio polls (its fastest mode); one extra MSI-X round is
 reported too.  Every IOMMU mode the kernel offers.  Prints a table with the ratios and writes
 bench-nvme.json next to the lane's junit.xml.  Nothing is asserted about the numbers.
+The last runs' results: tools/bench/latest-nvme-vm.json.
 """
 
 from __future__ import annotations
