@@ -1,0 +1,36 @@
+"""The FakeKernel a recording is replayed on: laid out like the guest that recorded it."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+from pyvfio.fake import FakeKernel, standard_host
+from tests.differential.harness import edu_devices
+from tests.differential.runner import Env
+
+
+def linux_version(release: str) -> str:
+    """"6.12.117-amd64" -> "6.12"."""
+    return ".".join(release.split(".")[:2])
+
+
+def fake_for(header: dict[str, Any]) -> tuple[FakeKernel, Env]:
+    """A fake host like the recording's guest, and its Env (checked equal to the guest's).
+
+    Raises:
+        AssertionError: the fake's layout (edu BDFs, IOMMU groups, cdev names) is not the
+            guest's; the recording cannot be replayed on it.
+    """
+    knobs: dict[str, Any] = {"iommufd": bool(header.get("iommufd", True)),
+                             "noiommu": bool(header.get("noiommu")),
+                             "transparent_hugepage": bool(header.get("thp", True))}
+    if "linux" in inspect.signature(FakeKernel.__init__).parameters:  # fake with kernel versions
+        knobs["linux"] = linux_version(header["kernel"])
+    kernel = standard_host(**knobs)
+    bdfs = edu_devices(kernel)
+    env = Env.discover(kernel, bdfs, noiommu=knobs["noiommu"])
+    assert env.devices == header["devices"], (
+        f"the fake host is not laid out like the recording's guest: {env.devices} != "
+        f"{header['devices']}")
+    return kernel, env
