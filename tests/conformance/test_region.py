@@ -74,9 +74,10 @@ def test_region_info_config(host: Host) -> None:
     [
         ({"index": 8}, "the VGA index on a non-VGA device"),
         ({"index": 9}, "index >= num_regions"),
+        ({"index": 0xFFFFFFFF}, "index >= num_regions, index << 40 past 64 bits"),
         ({"argsz": 16}, "argsz < 32"),
     ],
-    ids=["vga", "index", "argsz"],
+    ids=["vga", "index", "index-u32-max", "argsz"],
 )
 def test_region_info_einval(host: Host, fields: dict[str, int], rule: str) -> None:
     """vfio_pci_ioctl_get_region_info: VGA index on a non-VGA device, index >= num_regions,
