@@ -152,6 +152,7 @@ class Runner:
         self.kernel = kernel
         self.env = env
         self.arena = arena.Arena()
+        self._dirty = arena.ARGS_SIZE
 
     def close(self) -> None:
         self.arena.close()
@@ -271,8 +272,12 @@ class Runner:
             ar.zero(woff, wsize)
             ar.put(woff, init)
         size = len(data)
-        span = min(max(size, 4096), arena.ARGS_SIZE)
-        ar.zero(arena.ARGS, span)
+        # what the kernel may write: the struct and its caps (at most argsz/size bytes, the
+        # first u32, when that is plausible); the rest of ARGS stays zero for what it reads
+        claimed = struct.unpack_from("<I", data)[0] if size >= 4 else 0
+        span = min(max(size, claimed if claimed <= 8192 else 0) + 512, arena.ARGS_SIZE)
+        ar.zero(arena.ARGS, max(span, self._dirty))
+        self._dirty = span
         ar.put(arena.ARGS, bytes(data))
         addr = {"args": ar.base + arena.ARGS, "null": 0, "none": ar.base + arena.NONE}[arg.at]
         err = None
