@@ -8,6 +8,7 @@ the ioctl's kernel name or the path, exactly as ``fcntl.ioctl`` or ``open`` woul
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import mmap as _mmap
 import os
@@ -254,6 +255,8 @@ class LinuxKernel:
         # fcntl copies buffers <= 1024 bytes in and out around the call, so the buffer must
         # cover every byte the kernel touches: see _arg_buffer.
         try:
+            if fd < 0:  # fcntl refuses a negative fd with ValueError; ioctl(2) says EBADF
+                raise OSError(errno.EBADF, os.strerror(errno.EBADF))
             if type(arg) is _OWNING:  # the hot path: an ffi.new struct, all of it is the arg
                 rc: int = _fcntl_ioctl(fd, request, _ffi_buffer(arg))
                 return rc
@@ -274,6 +277,8 @@ class LinuxKernel:
         return int(rc)
 
     def mmap(self, fd: int, length: int, offset: int, prot: int = PROT_RW) -> LinuxMMIO:
+        if fd < 0:  # Python's mmap takes fd -1 for an anonymous mapping; mmap(2) says EBADF
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
         return LinuxMMIO(fd, length, offset, prot)
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
