@@ -9,6 +9,10 @@ from pyvfio.fake import FakeKernel, standard_host
 from tests.differential.harness import edu_devices
 from tests.differential.runner import Env
 
+# The lane's QEMU 7.2 intel-iommu has aw-bits=39: its IOVA space ends at 2^39 - 1 (Linux shows
+# it in VFIO_IOMMU_GET_INFO's IOVA_RANGE cap and IOMMU_IOAS_IOVA_RANGES), minus the MSI window.
+LANE_IOVA_RANGES = ((0, 0xFEDFFFFF), (0xFEF00000, (1 << 39) - 1))
+
 
 def linux_version(release: str) -> str:
     """"6.12.117-amd64" -> "6.12"."""
@@ -24,7 +28,8 @@ def fake_for(header: dict[str, Any]) -> tuple[FakeKernel, Env]:
     """
     knobs: dict[str, Any] = {"iommufd": bool(header.get("iommufd", True)),
                              "noiommu": bool(header.get("noiommu")),
-                             "transparent_hugepage": bool(header.get("thp", True))}
+                             "transparent_hugepage": bool(header.get("thp", True)),
+                             "iova_ranges": LANE_IOVA_RANGES}
     if "linux" in inspect.signature(FakeKernel.__init__).parameters:  # fake with kernel versions
         knobs["linux"] = linux_version(header["kernel"])
     kernel = standard_host(**knobs)
