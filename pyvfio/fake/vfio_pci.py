@@ -55,6 +55,10 @@ class VFIOPCIDevice(FakeFile):
         dev.irq = self.irqs
         self._reset()  # vfio_pci_core_enable: pci_enable_device (MEMORY on), try FLR; master off
         dev.config[4] = (dev.config[4] | PCI_COMMAND_MEMORY) & ~PCI_COMMAND_MASTER
+        # vfio_pci_core_enable: pci_save_state; vfio_pci_core_disable restores it (via
+        # pci_load_and_free_saved_state + pci_restore_state), so config writes do not outlive
+        # the last close (the VM lane's recordings show the next open reading the saved values)
+        self._saved_config = bytes(dev.config)
 
     def release(self) -> None:
         self.opens -= 1
@@ -65,6 +69,7 @@ class VFIOPCIDevice(FakeFile):
             self.ioeventfds.clear()
             self.dev.irq = None
             self._reset()
+            self.dev.config[: len(self._saved_config)] = self._saved_config
             self.dev.config[4] &= ~PCI_COMMAND_MASTER  # vfio_pci_core_disable: pci_clear_master
 
     def held_fds(self) -> list[int]:
@@ -94,7 +99,6 @@ class VFIOPCIDevice(FakeFile):
         if index >= NUM_REGIONS:
             raise kerr(errno.EINVAL)  # default case: no device-specific regions
         info.offset = index << OFFSET_SHIFT
-        info.cap_offset = 0
         caps: list[tuple[int, int, bytes]] = []
         if index < NUM_BARS:
             info.size = self.dev.bars[index].size
@@ -131,7 +135,8 @@ class VFIOPCIDevice(FakeFile):
         info.flags = C.VFIO_IRQ_INFO_EVENTFD
         if index == INTX:
             info.flags |= C.VFIO_IRQ_INFO_MASKABLE | C.VFIO_IRQ_INFO_AUTOMASKED
-        elif index != MSIX:  # dynamic MSI-X allocation: no NORESIZE
+        elif index != MSIX or not self.dev.cfg.msix_vectors:
+            # has_dyn_msix = pci_msix_can_alloc_dyn(): false without an MSI-X capability
             info.flags |= C.VFIO_IRQ_INFO_NORESIZE
         info.count = self.irqs.count(index)
         arg.copy_out(info, 16)

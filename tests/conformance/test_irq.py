@@ -170,3 +170,14 @@ def test_req_none_without_eventfd_einval(host: Host) -> None:
     with session(host) as s:
         _, _, d = s.edu()
         expect_errno(errno.EINVAL, set_irqs, host, d, REQ, NONE | TRIGGER, count=1)
+
+
+def test_irq_info_msix_absent_noresize(host: Host) -> None:
+    """vfio_pci_ioctl_get_irq_info: MSI-X without dynamic allocation (edu has no MSI-X
+    capability, so pci_msix_can_alloc_dyn() is false) -> EVENTFD|NORESIZE, count 0."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        info = new("struct vfio_irq_info *", argsz=16, index=C.VFIO_PCI_MSIX_IRQ_INDEX)
+        expect_ok(s.k.ioctl, d, uapi.VFIO_DEVICE_GET_IRQ_INFO, info)
+        assert info.flags == C.VFIO_IRQ_INFO_EVENTFD | C.VFIO_IRQ_INFO_NORESIZE
+        assert info.count == 0

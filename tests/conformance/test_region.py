@@ -226,3 +226,27 @@ def test_fake_mmio_records_widths(host: Host) -> None:
         bar.read(0x80, 8)
         dev = s.k.bus.devices[host.edu]  # type: ignore[attr-defined]
         assert dev.accesses[-1] == ("r", 0x80, 8)
+
+
+def test_region_info_without_caps_keeps_cap_offset(host: Host) -> None:
+    """vfio_pci_ioctl_get_region_info: cap_offset is written only when there are caps; a
+    region without caps gives back what the caller passed (found by tests/differential)."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        info = new("struct vfio_region_info *", argsz=32, index=CONFIG, cap_offset=0x20)
+        s.k.ioctl(d, uapi.VFIO_DEVICE_GET_REGION_INFO, info)
+        assert info.flags & C.VFIO_REGION_INFO_FLAG_CAPS == 0
+        assert info.cap_offset == 0x20
+
+
+def test_config_writes_do_not_outlive_the_last_close(host: Host) -> None:
+    """vfio_pci_core_enable saves the config state and vfio_pci_core_disable restores it:
+    the cache line size written through one open reads back as before at the next open."""
+    with session(host) as s:
+        _, g, d = s.edu()
+        before = cfg_read(host, d, 0x0C, 1)
+        cfg_write(host, d, 0x0C, 1, before ^ 0x10)
+        assert cfg_read(host, d, 0x0C, 1) == before ^ 0x10
+        s.close(d)
+        d = s.device(g, host.edu)
+        assert cfg_read(host, d, 0x0C, 1) == before
