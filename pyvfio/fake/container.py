@@ -100,6 +100,8 @@ class Container(FakeFile):
         if self.iommu is not None:
             if self.iommu == C.VFIO_NOIOMMU_IOMMU:
                 return int(ext == C.VFIO_NOIOMMU_IOMMU)
+            if ext == C.VFIO_DMA_CC_IOMMU:  # vfio_domains_have_enforce_cache_coherency
+                return int(self.knobs.cache_coherency)
             return int(ext in _TYPE1_EXT or ext in _SET_EXT)
         if ext == C.VFIO_NOIOMMU_IOMMU:
             return int(noiommu_ok)

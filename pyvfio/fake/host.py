@@ -40,6 +40,7 @@ def standard_host(*, dma_delay: float = 0.0, **knobs: Any) -> FakeKernel:
         dma_delay: seconds before an edu DMA completes (QEMU: 0.1; default 0: at once).
         **knobs: FakeKernel knobs (dma_entry_limit, memlock_limit, iova_ranges, ...).
     """
+    knobs.setdefault("cache_coherency", False)  # QEMU's intel-iommu: no snoop control
     kernel = FakeKernel(**knobs)
     kernel.bus.add_driver(Driver("e1000e", {(0x8086, 0x10D3)}))
     kernel.bus.add_driver(Driver("pcieport", {(0x1B36, 0x000C)}))

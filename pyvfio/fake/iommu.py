@@ -48,6 +48,7 @@ class IOMMUModel:
     pgsize_bitmap: int = INTEL_PGSIZES
     dirty_tracking: bool = False
     nesting: bool = False
+    enforce_cache_coherency: bool = True  # VT-d snoop control; QEMU's intel-iommu: False
     iommufd_test: bool = True  # CONFIG_IOMMUFD_TEST: IOMMU_TEST_CMD (fake/selftest.py)
     max_iova_alignment: int = HPAGE_SIZE
 

@@ -34,6 +34,9 @@ class Knobs:
         noiommu: vfio's no-IOMMU mode: groups are /dev/vfio/noiommu-N, no type1.
         transparent_hugepage: CONFIG_TRANSPARENT_HUGEPAGE (Debian's kernels: yes): shows
             /sys/kernel/mm/transparent_hugepage and lets automatic IOVAs align up to 2 MiB.
+        cache_coherency: the IOMMU enforces cache coherency (VT-d snoop control, AMD-Vi):
+            VFIO_CHECK_EXTENSION(VFIO_DMA_CC_IOMMU) answers it. QEMU's intel-iommu has no
+            snoop control: False there (the VM lane).
     """
 
     dma_entry_limit: int = 65535
@@ -43,6 +46,7 @@ class Knobs:
     iommufd: bool = False
     noiommu: bool = False
     transparent_hugepage: bool = True
+    cache_coherency: bool = True
 
 
 @dataclass

@@ -67,8 +67,9 @@ def VFIO_CHECK_EXTENSION(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
     if ext in (C.VFIO_TYPE1_IOMMU, C.VFIO_TYPE1v2_IOMMU, C.VFIO_UNMAP_ALL):
         return 1
     if ext == C.VFIO_DMA_CC_IOMMU:
-        compat_ioas(ctx)  # iommufd_vfio_cc_iommu: ENODEV without a compat IOAS
-        return 1  # every fake domain enforces cache coherency
+        ioas = compat_ioas(ctx)  # iommufd_vfio_cc_iommu: ENODEV without a compat IOAS
+        # 1 unless one of the IOAS's paging HWPTs does not enforce cache coherency
+        return int(not ioas.hwpts or ctx.model.enforce_cache_coherency)
     if ext == C.VFIO_NOIOMMU_IOMMU:
         return 1  # CONFIG_VFIO_NOIOMMU=y, as on Debian and the lane's kernel
     return 0  # NESTING (obsolete), UPDATE_VADDR ("hard to see how ... safely"), unknown

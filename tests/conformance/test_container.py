@@ -121,3 +121,14 @@ def test_noiommu_container_refuses_type1() -> None:
     k.close(g)
     k.close(c)
     k.assert_clean()
+
+
+def test_check_extension_dma_cc_follows_the_iommu(host: Host) -> None:
+    """vfio_iommu_type1_check_extension: DMA_CC_IOMMU after SET_IOMMU is 1 only if every domain
+    enforces cache coherency; QEMU's intel-iommu (the lane's, and the fake host laid out like
+    it) has no snoop control, so 0 (found by tests/differential)."""
+    if host.noiommu:
+        pytest.skip("noiommu: no type1")
+    with session(host) as s:
+        c, _ = s.ready(host.edu_group)
+        assert s.k.ioctl(c, uapi.VFIO_CHECK_EXTENSION, C.VFIO_DMA_CC_IOMMU) == 0
