@@ -24,7 +24,7 @@ from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.ioas import HPAGE_SIZE, PAGE_SIZE
 from pyvfio.fake.iommu import IOMMUModel
 from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IommufdFile
-from pyvfio.fake.memory import kerr
+from pyvfio.fake.memory import foreign, kerr
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 from pyvfio.fake.vfio_pci import VFIOPCIDevice
 
@@ -241,8 +241,8 @@ class CdevFile(FakeFile):
         if self.bound:
             raise kerr(errno.EINVAL)  # one device cannot be bound twice
         target = self._files(iommufd_fd)
-        if target is None:
-            raise kerr(errno.EBADF)
+        if target is None:  # an open real file is not an iommufd: EBADFD
+            raise kerr(errno.EBADFD if foreign(iommufd_fd) else errno.EBADF)
         if not isinstance(target, IommufdFile):
             raise kerr(errno.EBADFD)
         if flags & C.VFIO_DEVICE_BIND_FLAG_TOKEN:

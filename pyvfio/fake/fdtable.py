@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from pyvfio.fake.irq import FAKE_FDS
 from pyvfio.fake.uaccess import FakeFile
 
 FIRST_FD = 10001
@@ -27,6 +28,7 @@ class FdTable:
         """Give ``f`` the next fd and return it."""
         fd, self._next = self._next, self._next + 1
         self.files[fd] = f
+        FAKE_FDS.add(fd)
         return fd
 
     def get(self, fd: int) -> FakeFile | None:
@@ -35,6 +37,7 @@ class FdTable:
 
     def pop(self, fd: int) -> FakeFile | None:
         """Remove ``fd`` from the table; return its file (None if it was not a fake fd)."""
+        FAKE_FDS.discard(fd)
         return self.files.pop(fd, None)
 
     def __iter__(self) -> Iterator[FakeFile]:

@@ -21,7 +21,7 @@ from pyvfio.fake.container import Container
 from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.hwpt import DeviceObj
 from pyvfio.fake.iommufd import IommufdCtx, IommufdFile
-from pyvfio.fake.memory import kerr
+from pyvfio.fake.memory import foreign, kerr
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 from pyvfio.fake.vf_token import VFTokens, match
 
@@ -64,8 +64,8 @@ class GroupFile(FakeFile):
     def VFIO_GROUP_SET_CONTAINER(self, arg: IoctlArg) -> int:  # noqa: N802
         fd = arg.cmd
         target = self._files(fd)
-        if target is None:
-            raise kerr(errno.EBADF)
+        if target is None:  # fdget: EBADF; an open real file is neither container nor iommufd
+            raise kerr(errno.EBADFD if foreign(fd) else errno.EBADF)
         if self.container is not None or self.iommufd is not None:
             raise kerr(errno.EINVAL)
         if isinstance(target, IommufdFile):

@@ -23,8 +23,16 @@ _DATA = C.VFIO_IRQ_SET_DATA_NONE | C.VFIO_IRQ_SET_DATA_BOOL | C.VFIO_IRQ_SET_DAT
 _ACTION = C.VFIO_IRQ_SET_ACTION_MASK | C.VFIO_IRQ_SET_ACTION_UNMASK | C.VFIO_IRQ_SET_ACTION_TRIGGER
 
 
+# The fds fake kernels have open (FakeKernel adds and removes them): such an fd given where an
+# eventfd is expected is an open file of the wrong kind (EINVAL), not a closed one (EBADF).
+FAKE_FDS: set[int] = set()
+
+
 def eventfd_get(fd: int) -> int:
-    """eventfd_ctx_fdget: hold a reference (a dup). Raises EBADF, EINVAL (not an eventfd)."""
+    """eventfd_ctx_fdget: hold a reference (a dup). Raises EBADF, EINVAL (not an eventfd: a
+    real file, or one of a fake kernel's fds)."""
+    if fd in FAKE_FDS:
+        raise kerr(errno.EINVAL)
     try:
         target = os.readlink(f"/proc/self/fd/{fd}")
     except OSError:
@@ -173,6 +181,9 @@ class Interrupts:
                 put(held)
             raise
         if self.irq_type is None:
+            if start + len(data) == 0:
+                # vfio_msi_enable(nvec = start + count = 0): pci_alloc_irq_vectors(1, 0)
+                raise kerr(errno.ERANGE)
             self.irq_type = index
             self.dev.set_msi_enable(True, msix=index == MSIX)
         for vector, held in enumerate(fds, start):

@@ -31,7 +31,7 @@ from pyvfio.fake.fdtable import FdTable
 from pyvfio.fake.group import GroupFile
 from pyvfio.fake.iommufd import IommufdFile
 from pyvfio.fake.linux import Linux, resolve
-from pyvfio.fake.memory import UserMemory, address, kerr
+from pyvfio.fake.memory import PAGE_SIZE, UserMemory, address, foreign, kerr
 from pyvfio.fake.pci import PCIDevice
 from pyvfio.fake.region import FakeMMIO
 from pyvfio.fake.sysfs import SysfsTree
@@ -39,7 +39,7 @@ from pyvfio.fake.type1 import Knobs
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 from pyvfio.fake.vfio_pci import VFIOPCIDevice
 from pyvfio.fake.viommu import PageMMIO, iommufd_mmap
-from pyvfio.kernel import PROT_RW
+from pyvfio.kernel import PROT_RW, LinuxKernel
 
 
 class Call:
@@ -185,7 +185,8 @@ class FakeKernel:
         with self.lock:
             f = self.fds.get(fd)
             if f is None:
-                raise kerr(errno.EBADF if fd not in self.fds.eventfds else errno.ENOTTY,
+                # a real file the fake does not own (eventfd, /dev/null): no VFIO ioctls
+                raise kerr(errno.ENOTTY if foreign(fd) else errno.EBADF,
                            getattr(request, "name", None) or f"ioctl {req:#x}")
             label = getattr(request, "name", None) or f"ioctl {req:#x}"
             call = Call(label, fd, f.kind)
@@ -259,7 +260,7 @@ class FakeKernel:
             if f is not None:
                 if hasattr(f, "read"):
                     return bytes(f.read(size))
-                raise kerr(errno.EINVAL)
+                return self._device_stream(fd, f, None, size)  # EINVAL: not a device
         return os.read(fd, size)  # a real eventfd: may block, so outside the lock
 
     def write(self, fd: int, data: bytes) -> int:
@@ -269,13 +270,32 @@ class FakeKernel:
             if f is not None:
                 if hasattr(f, "write"):
                     return int(f.write(data))
-                raise kerr(errno.EINVAL)
+                return len(self._device_stream(fd, f, bytes(data), len(data)))
         return os.write(fd, data)
+
+    def _device_stream(self, fd: int, f: FakeFile, data: bytes | None, count: int) -> bytes:
+        """read(2)/write(2) of a device fd: vfio_device_fops_read/write at the file position,
+        which then advances (the region and offset come from the position, as for pread)."""
+        dev = self.nodes.device_of(fd, errno.EINVAL)
+        pos = getattr(f, "file_pos", 0)
+        result = self.nodes.device_rw(dev, pos, data, count)
+        done = len(result) if isinstance(result, bytes) else int(result)
+        f.file_pos = pos + done  # type: ignore[attr-defined]
+        return result if isinstance(result, bytes) else bytes(done)
 
     def mmap(self, fd: int, length: int, offset: int,
              prot: int = PROT_RW) -> FakeMMIO | PageMMIO:
         """mmap a BAR of a device fd, or pages an iommufd offers. Raises EBADF, ENODEV (not a
-        device), EINVAL, ENXIO (iommufd: not an offered region)."""
+        device), EINVAL, ENXIO (iommufd: not an offered region).
+
+        A real file the fake does not own is mapped by the real kernel (eventfd, /dev/null:
+        ENODEV)."""
+        if fd not in self._files and not foreign(fd):
+            raise kerr(errno.EBADF)  # the Kernel seam's mmap (Python's) dups the fd first
+        if offset % PAGE_SIZE:
+            raise kerr(errno.EINVAL)  # sys_mmap: off & ~PAGE_MASK, before the file's kind
+        if fd not in self._files:
+            return LinuxKernel().mmap(fd, length, offset, prot)  # type: ignore[return-value]
         with self.lock:
             self.faults.operation("mmap")
             f = self.fds.get(fd)
@@ -287,7 +307,10 @@ class FakeKernel:
             return mmio
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
-        """pread of a device region (index = offset >> 40)."""
+        """pread of a device region (index = offset >> 40); a real file the fake does not own
+        is read by the real kernel (eventfd: ESPIPE)."""
+        if fd not in self._files and foreign(fd):
+            return os.pread(fd, size, offset)
         with self.lock:
             result = self.nodes.device_rw(self.nodes.device_of(fd, errno.EINVAL), offset, None,
                                           size)
@@ -295,7 +318,10 @@ class FakeKernel:
         return result
 
     def pwrite(self, fd: int, data: bytes, offset: int) -> int:
-        """pwrite of a device region; returns the count written."""
+        """pwrite of a device region; returns the count written (a real file the fake does not
+        own is written by the real kernel)."""
+        if fd not in self._files and foreign(fd):
+            return os.pwrite(fd, data, offset)
         with self.lock:
             result = self.nodes.device_rw(self.nodes.device_of(fd, errno.EINVAL), offset,
                                           bytes(data), len(data))

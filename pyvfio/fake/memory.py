@@ -43,6 +43,15 @@ def kerr(err: int, name: str | None = None) -> OSError:
     return OSError(err, os.strerror(err), name) if name else OSError(err, os.strerror(err))
 
 
+def foreign(fd: int) -> bool:
+    """Tell whether ``fd`` is open in this process: a real file (the fake's fds are not)."""
+    try:
+        os.fstat(fd)
+    except (OSError, ValueError, OverflowError):
+        return False
+    return True
+
+
 _UINTPTR = uapi_ffi.typeof("uintptr_t")
 _SCRATCH = 4096  # reads and writes up to this size reuse one buffer (no allocation per call)
 
