@@ -111,9 +111,12 @@ class Container(FakeFile):
         kind = arg.cmd
         if not self.groups or self.iommu is not None:
             raise kerr(errno.EINVAL)
-        if not self.VFIO_CHECK_EXTENSION(arg) or kind not in (*_TYPE1_TYPES, _NESTING,
-                                                              C.VFIO_NOIOMMU_IOMMU):
+        if not self.VFIO_CHECK_EXTENSION(arg):
             raise kerr(errno.ENODEV)
+        if kind not in (*_TYPE1_TYPES, _NESTING, C.VFIO_NOIOMMU_IOMMU):
+            # vfio_ioctl_set_iommu: type1 claims the extension (UNMAP_ALL) but its open()
+            # refuses any type it cannot be: vfio_iommu_type1_open's default case
+            raise kerr(errno.EINVAL)
         if kind == _NESTING:
             raise kerr(errno.EINVAL)  # iommu.c:iommu_enable_nesting: no VT-d/AMD op
         self.iommu = kind

@@ -49,6 +49,7 @@ class VFIOPCIDevice(FakeFile):
         self.irqs = Interrupts(dev)
         self.ioeventfds: dict[tuple[int, int, int, int], int] = {}
         self.low_power = False
+        self._wakeup: int | None = None  # LOW_POWER_ENTRY_WITH_WAKEUP's eventfd reference
         self._reset_peers = reset_peers
         self._group_of_fd = group_of_fd
         self.install_fd: Callable[[Any], int] | None = None  # the kernel's, for dma-buf fds
@@ -67,6 +68,7 @@ class VFIOPCIDevice(FakeFile):
             for fd in self.ioeventfds.values():
                 put(fd)
             self.ioeventfds.clear()
+            self._low_power_exit()
             self.dev.irq = None
             self._reset()
             self.dev.config[: len(self._saved_config)] = self._saved_config
@@ -74,7 +76,8 @@ class VFIOPCIDevice(FakeFile):
 
     def held_fds(self) -> list[int]:
         """Return the eventfd references the device holds."""
-        return [*self.irqs.held(), *self.ioeventfds.values()]
+        wakeup = [self._wakeup] if self._wakeup is not None else []
+        return [*self.irqs.held(), *self.ioeventfds.values(), *wakeup]
 
     def _reset(self) -> None:
         if self.dev.cfg.reset:
@@ -248,8 +251,28 @@ class VFIOPCIDevice(FakeFile):
             return 0
         if not set_ or arg.size - 8 < payload:
             raise kerr(errno.EINVAL)
-        self.low_power = flags & C.VFIO_DEVICE_FEATURE_MASK != C.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT
+        return self._low_power(flags & C.VFIO_DEVICE_FEATURE_MASK, arg)
+
+    def _low_power(self, feature: int, arg: IoctlArg) -> int:
+        """vfio_pci_core_pm_entry(_with_wakeup) / _pm_exit, after vfio_check_feature."""
+        if feature == C.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT:
+            self._low_power_exit()
+            return 0
+        wakeup = None
+        if feature == C.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP:
+            (fd,) = struct.unpack("<i", arg.read(8, 4))
+            if fd < 0:
+                raise kerr(errno.EINVAL)  # vfio_pci_core_pm_entry_with_wakeup
+            wakeup = eventfd_get(fd)  # EBADF, EINVAL (not an eventfd)
+        if self.low_power:  # vfio_pci_runtime_pm_entry: pm_runtime_engaged already
+            put(wakeup)
+            raise kerr(errno.EINVAL)
+        self.low_power, self._wakeup = True, wakeup
         return 0
+
+    def _low_power_exit(self) -> None:
+        put(self._wakeup)
+        self.low_power, self._wakeup = False, None
 
 
 def _bus_devfn(bdf: str) -> tuple[int, int]:

@@ -132,3 +132,15 @@ def test_check_extension_dma_cc_follows_the_iommu(host: Host) -> None:
     with session(host) as s:
         c, _ = s.ready(host.edu_group)
         assert s.k.ioctl(c, uapi.VFIO_CHECK_EXTENSION, C.VFIO_DMA_CC_IOMMU) == 0
+
+
+def test_set_iommu_unmap_all_einval(host: Host) -> None:
+    """vfio_ioctl_set_iommu: type1 claims UNMAP_ALL in CHECK_EXTENSION, so it is asked to open
+    it, and vfio_iommu_type1_open refuses any other type -> EINVAL (not ENODEV)."""
+    if host.noiommu:
+        pytest.skip("noiommu: no type1")
+    with session(host) as s:
+        c, g = s.container(), s.group(host.edu_group)
+        s.attach(g, c)
+        expect_errno(errno.EINVAL, s.k.ioctl, c, uapi.VFIO_SET_IOMMU, C.VFIO_UNMAP_ALL)
+        expect_errno(errno.ENODEV, s.k.ioctl, c, uapi.VFIO_SET_IOMMU, 99)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno
+import struct
 from typing import Any
 
 from pyvfio import uapi
-from pyvfio._ffi import C, new
+from pyvfio._ffi import C, ffi, new
 from tests.conformance.vfio_helpers import Session, session
 from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
@@ -157,3 +158,29 @@ def test_device_fd_not_a_container(host: Host) -> None:
         _, _, d = s.edu()
         info = new("struct vfio_iommu_type1_info *")
         expect_errno(errno.ENODEV, s.k.ioctl, d, uapi.VFIO_IOMMU_GET_INFO, info)
+
+
+def test_feature_low_power_entry_twice_einval(host: Host) -> None:
+    """vfio_pci_runtime_pm_entry: entering low power while engaged -> EINVAL; EXIT always 0."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        entry = _feature(s, d, C.VFIO_DEVICE_FEATURE_SET)
+        expect_ok(s.k.ioctl, d, uapi.VFIO_DEVICE_FEATURE, entry)
+        expect_errno(errno.EINVAL, s.k.ioctl, d, uapi.VFIO_DEVICE_FEATURE, entry)
+        leave = new("struct vfio_device_feature *", flags=C.VFIO_DEVICE_FEATURE_SET
+                    | C.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT)
+        expect_ok(s.k.ioctl, d, uapi.VFIO_DEVICE_FEATURE, leave)
+        expect_ok(s.k.ioctl, d, uapi.VFIO_DEVICE_FEATURE, leave)
+
+
+def test_feature_low_power_wakeup_needs_an_eventfd(host: Host) -> None:
+    """vfio_pci_core_pm_entry_with_wakeup: wakeup_eventfd < 0 -> EINVAL; an fd that is not an
+    eventfd -> EINVAL (eventfd_ctx_fdget)."""
+    with session(host) as s:
+        c, _, d = s.edu()
+        for fd in (-1, c):
+            buf = ffi.new("char[]", 16)
+            flags = C.VFIO_DEVICE_FEATURE_SET | C.VFIO_DEVICE_FEATURE_LOW_POWER_ENTRY_WITH_WAKEUP
+            ffi.memmove(buf, struct.pack("<IIiI", 16, flags, fd, 0), 16)
+            expect_errno(errno.EINVAL, s.k.ioctl, d, uapi.VFIO_DEVICE_FEATURE,
+                         ffi.cast("struct vfio_device_feature *", buf))

@@ -181,3 +181,13 @@ def test_irq_info_msix_absent_noresize(host: Host) -> None:
         expect_ok(s.k.ioctl, d, uapi.VFIO_DEVICE_GET_IRQ_INFO, info)
         assert info.flags == C.VFIO_IRQ_INFO_EVENTFD | C.VFIO_IRQ_INFO_NORESIZE
         assert info.count == 0
+
+
+def test_msi_enable_zero_vectors_erange(host: Host) -> None:
+    """vfio_pci_set_msi_trigger: EVENTFD with start = count = 0 enables nvec = 0 vectors:
+    pci_alloc_irq_vectors(1, 0) -> ERANGE."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        irq = new("struct vfio_irq_set *", argsz=20, index=C.VFIO_PCI_MSI_IRQ_INDEX, count=0,
+                  flags=C.VFIO_IRQ_SET_DATA_EVENTFD | C.VFIO_IRQ_SET_ACTION_TRIGGER)
+        expect_errno(errno.ERANGE, s.k.ioctl, d, uapi.VFIO_DEVICE_SET_IRQS, irq)
