@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from pyvfio.fake.cdev import IommuNodes
 from pyvfio.fake.container import Container
 from pyvfio.fake.group import GroupFile
-from pyvfio.fake.memory import PAGE_SIZE, kerr
+from pyvfio.fake.memory import PAGE_SIZE, foreign, kerr
 from pyvfio.fake.pci import Fault, PCIDevice
 from pyvfio.fake.region import CONFIG_INDEX, NUM_BARS, OFFSET_SHIFT, FakeMMIO
 from pyvfio.fake.vf_token import VFTokens
@@ -114,8 +114,12 @@ class DevNodes:
         return self._new_fd(dev)
 
     def _group_of_fd(self, fd: int) -> int | None:
+        """The group number behind ``fd``; -1 for an open file that is not a group, None for
+        an fd that is not open."""
         f = self.file(fd)
-        return f.number if isinstance(f, GroupFile) else None
+        if f is None:
+            return -1 if foreign(fd) else None
+        return f.number if isinstance(f, GroupFile) else -1
 
     def _reset_peers(self, bdf: str) -> list[tuple[str, int]] | None:
         """The bus-reset scope: None on a root bus (no bridge to reset), else the bus's devices."""
@@ -163,10 +167,10 @@ class DevNodes:
                   count: int) -> bytes | int:
         """vfio_pci_rw: dispatch a pread/pwrite to config space or a BAR."""
         index, pos = offset >> OFFSET_SHIFT, offset & _OFFSET_MASK
+        if count == 0:  # nothing to transfer: 0 whatever the region (as Linux 6.12 answers)
+            return b"" if data is None else 0
         if index >= NUM_REGIONS:
             raise kerr(errno.EINVAL)
-        if count == 0:
-            return b"" if data is None else 0
         if index == CONFIG_INDEX:
             out = dev.regions.config_rw(pos, data, count)
             return out if data is None else count

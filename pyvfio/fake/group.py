@@ -64,10 +64,12 @@ class GroupFile(FakeFile):
     def VFIO_GROUP_SET_CONTAINER(self, arg: IoctlArg) -> int:  # noqa: N802
         fd = arg.cmd
         target = self._files(fd)
-        if target is None:  # fdget: EBADF; an open real file is neither container nor iommufd
-            raise kerr(errno.EBADFD if foreign(fd) else errno.EBADF)
+        if target is None and not foreign(fd):
+            raise kerr(errno.EBADF)  # fdget
         if self.container is not None or self.iommufd is not None:
-            raise kerr(errno.EINVAL)
+            raise kerr(errno.EINVAL)  # vfio_group_has_iommu, before the file's kind
+        if target is None:
+            raise kerr(errno.EBADFD)  # an open real file: neither container nor iommufd
         if isinstance(target, IommufdFile):
             # group.c: no viability check here, the DMA owner is claimed when a device binds
             vfio_compat.compat_ioas_create(target.ctx)

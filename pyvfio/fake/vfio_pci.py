@@ -71,7 +71,10 @@ class VFIOPCIDevice(FakeFile):
             self._low_power_exit()
             self.dev.irq = None
             self._reset()
-            self.dev.config[: len(self._saved_config)] = self._saved_config
+            # pci_restore_state rewrites the 16 header dwords (and enabled capabilities' state):
+            # device-specific bytes after the header keep what was written (QEMU's edu has them
+            # writable, the lane shows them persisting)
+            self.dev.config[:0x40] = self._saved_config[:0x40]
             self.dev.config[4] &= ~PCI_COMMAND_MASTER  # vfio_pci_core_disable: pci_clear_master
 
     def held_fds(self) -> list[int]:
@@ -199,8 +202,15 @@ class VFIOPCIDevice(FakeFile):
         if hdr.count > len(peers):
             raise kerr(errno.EINVAL)
         fds = struct.unpack(f"<{hdr.count}i", arg.read(12, 4 * hdr.count))
-        groups = {self._group_of_fd(fd) for fd in fds}
-        if None in groups or any(g not in groups for _, g in peers):
+        groups = set()
+        for fd in fds:  # vfio_pci_ioctl_pci_hot_reset_groups: fget each, in order
+            group = self._group_of_fd(fd)
+            if group is None:
+                raise kerr(errno.EBADF)
+            if group < 0:
+                raise kerr(errno.EINVAL)  # not a VFIO group
+            groups.add(group)
+        if any(g not in groups for _, g in peers):
             raise kerr(errno.EINVAL)
         self._reset()
         return 0

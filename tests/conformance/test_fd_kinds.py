@@ -91,3 +91,42 @@ def test_group_fd_read_einval(host: Host) -> None:
     with session(host) as s:
         g = s.group(host.edu_group)
         expect_errno(errno.EINVAL, s.k.read, g, 8)
+
+
+def test_set_container_already_set_before_file_kind(host: Host, devnull: int) -> None:
+    """vfio_group_ioctl_set_container: a group that has a container -> EINVAL, checked before
+    whether the fd is a container (an open /dev/null then is EINVAL, not EBADFD)."""
+    with session(host) as s:
+        _, g = s.ready(host.edu_group)
+        expect_errno(errno.EINVAL, s.k.ioctl, g, uapi.VFIO_GROUP_SET_CONTAINER,
+                     ffi.new("int32_t *", devnull))
+
+
+def test_hot_reset_group_fds_checked_in_order(host: Host) -> None:
+    """vfio_pci_ioctl_pci_hot_reset_groups: each fd is fget in order: not open -> EBADF,
+    open but not a group -> EINVAL."""
+    with session(host) as s:
+        c, g = s.ready(host.pair_group)
+        d = s.device(g, host.pair[0])
+        for fd, err in ((-1, errno.EBADF), (c, errno.EINVAL)):
+            buf = ffi.new("char[]", 16)
+            ffi.memmove(buf, struct.pack("<IIIi", 16, 0, 1, fd), 16)
+            expect_errno(err, s.k.ioctl, d, uapi.VFIO_DEVICE_PCI_HOT_RESET,
+                         ffi.cast("struct vfio_pci_hot_reset *", buf))
+
+
+def test_mmap_unaligned_offset_before_fd_kind(host: Host) -> None:
+    """sys_mmap: an offset that is not page aligned -> EINVAL before the file is looked at
+    (a container fd, which has no mmap, would be ENODEV)."""
+    with session(host) as s:
+        c = s.container()
+        expect_errno(errno.EINVAL, s.k.mmap, c, 4096, 2048)
+        expect_errno(errno.ENODEV, s.k.mmap, c, 4096, 0)
+
+
+def test_pread_nothing_of_any_region(host: Host) -> None:
+    """pread of 0 bytes returns 0, even at a region index the device does not have."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        assert s.k.pread(d, 0, region_offset(9)) == b""
+        expect_errno(errno.EINVAL, s.k.pread, d, 4, region_offset(9))

@@ -250,3 +250,17 @@ def test_config_writes_do_not_outlive_the_last_close(host: Host) -> None:
         s.close(d)
         d = s.device(g, host.edu)
         assert cfg_read(host, d, 0x0C, 1) == before
+
+
+def test_config_device_specific_bytes_outlive_the_close(host: Host) -> None:
+    """pci_restore_state restores the header, not the device-specific bytes after it: edu's
+    (writable in QEMU, passed through raw by vfio) keep a write across close and open."""
+    with session(host) as s:
+        _, g, d = s.edu()
+        cfg_write(host, d, 0x80, 1, 0x5A)
+        s.close(d)
+        d = s.device(g, host.edu)
+        try:
+            assert cfg_read(host, d, 0x80, 1) == 0x5A
+        finally:
+            cfg_write(host, d, 0x80, 1, 0)
