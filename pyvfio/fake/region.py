@@ -101,6 +101,8 @@ class Regions:
         if msix is not None and msix <= pos < msix + 12:
             return  # the MSI-X capability is read-only: SET_IRQS controls it
         msi = self.dev.caps.get(PCI_CAP_ID_MSI)
+        if msi is not None and msi <= pos < msi + 2:
+            return  # vfio_pci_config.c: the capability id and next pointer are read-only
         if msi is not None and pos <= msi + 2 < pos + width:
             bit = PCI_MSI_FLAGS_ENABLE << 8 * (msi + 2 - pos)
             value = (value & ~bit) | (self.dev.cfg_read(pos, width) & bit)

@@ -18,7 +18,13 @@ from pyvfio.fake import dmabuf, migration
 from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.irq import ERR, INTX, MSIX, Interrupts, eventfd_get, put
 from pyvfio.fake.memory import kerr
-from pyvfio.fake.pci import PCI_CAP_ID_EXP, PCI_COMMAND_MASTER, PCI_COMMAND_MEMORY, PCIDevice
+from pyvfio.fake.pci import (
+    PCI_CAP_ID_EXP,
+    PCI_CAP_ID_MSI,
+    PCI_COMMAND_MASTER,
+    PCI_COMMAND_MEMORY,
+    PCIDevice,
+)
 from pyvfio.fake.region import CONFIG_INDEX, NUM_BARS, OFFSET_SHIFT, Regions
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 
@@ -75,6 +81,12 @@ class VFIOPCIDevice(FakeFile):
             # device-specific bytes after the header keep what was written (QEMU's edu has them
             # writable, the lane shows them persisting)
             self.dev.config[:0x40] = self._saved_config[:0x40]
+            msi = self.dev.caps.get(PCI_CAP_ID_MSI)
+            if msi is not None:  # virtualized by vfio (vconfig, built again at each open)
+                flags = self._saved_config[msi + 2]
+                size = 10 + (4 if flags & 0x80 else 0) + (10 if self._saved_config[msi + 3] & 1
+                                                          else 0)
+                self.dev.config[msi : msi + size] = self._saved_config[msi : msi + size]
             self.dev.config[4] &= ~PCI_COMMAND_MASTER  # vfio_pci_core_disable: pci_clear_master
 
     def held_fds(self) -> list[int]:
