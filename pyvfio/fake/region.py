@@ -24,7 +24,11 @@ from pyvfio.kernel import check_access
 OFFSET_SHIFT = 40
 CONFIG_INDEX = C.VFIO_PCI_CONFIG_REGION_INDEX
 NUM_BARS = C.VFIO_PCI_BAR5_REGION_INDEX + 1  # BAR0..BAR5 are regions 0..5
-_WRITABLE_HEADER = {0x04, 0x05, 0x0C, 0x0D, 0x0F, 0x3C}
+# vfio passes these header bytes through; the device keeps the bits it implements: QEMU's type
+# 0 header (pci_init_wmask) has COMMAND's IO, MEMORY, MASTER and INTX_DISABLE, the cache line
+# size and the interrupt line writable, not the latency timer or BIST (the lane's edu reads
+# back only those bits after a write)
+_WRITABLE_HEADER = {0x04: 0x07, 0x05: 0x04, 0x0C: 0xFF, 0x3C: 0xFF}
 _BAR_REGS = range(0x10, 0x28)
 
 
@@ -94,8 +98,10 @@ class Regions:
             return
         if pos < 0x40:
             for b in range(width):
-                if pos + b in _WRITABLE_HEADER:
-                    self.dev.config[pos + b] = value >> 8 * b & 0xFF
+                wmask = _WRITABLE_HEADER.get(pos + b, 0)
+                if wmask:
+                    old = self.dev.config[pos + b]
+                    self.dev.config[pos + b] = (old & ~wmask) | (value >> 8 * b & wmask)
             return
         msix = self.dev.caps.get(PCI_CAP_ID_MSIX)
         if msix is not None and msix <= pos < msix + 12:
