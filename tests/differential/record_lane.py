@@ -33,6 +33,18 @@ def _thp(kernel: LinuxKernel) -> bool:
     return kernel.sysfs_exists("kernel/mm/transparent_hugepage/enabled")
 
 
+def _bar0(kernel: LinuxKernel, bdfs: list[str]) -> dict[str, int]:
+    """BAR0's address per device (config space shows it; the fake host is given the same)."""
+    return {bdf: int(kernel.sysfs_read(f"bus/pci/devices/{bdf}/resource").split()[0], 16)
+            for bdf in bdfs}
+
+
+def _config_header(bdf: str) -> str:
+    """The first 64 bytes of config space as the firmware left them (interrupt line, BARs)."""
+    with open(f"/sys/bus/pci/devices/{bdf}/config", "rb") as f:
+        return f.read(64).hex()
+
+
 @pytest.mark.skipif(os.environ.get("PYVFIO_KERNEL") != "real", reason="records in the VM lane")
 def test_record(request: pytest.FixtureRequest) -> None:
     profile = os.environ.get("PYVFIO_VM_PROFILE", "unknown")
@@ -51,7 +63,8 @@ def test_record(request: pytest.FixtureRequest) -> None:
     noiommu = profile == "noiommu"
     env = Env.discover(kernel, bdfs, noiommu=noiommu)
     header = {"profile": profile, "kernel": kernel_release(), "devices": env.devices,
-              "iommufd": os.path.exists("/dev/iommu"),
+              "iommufd": os.path.exists("/dev/iommu"), "bar0": _bar0(kernel, bdfs),
+              "config": {bdf: _config_header(bdf) for bdf in bdfs},
               "noiommu": noiommu, "thp": _thp(kernel), "seconds": {}}
     rec = Recording(header)
     runner = Runner(kernel, env)
