@@ -6,13 +6,17 @@ function is named in the docstring.
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from pyvfio import uapi
-from pyvfio._ffi import C
+from pyvfio._ffi import C, ffi, new
 from pyvfio.fake import standard_host
+from tests.conformance.iommufd_helpers import PAGE, RW, U64_MAX, addr, iommufd_session
 from tests.conformance.vfio_helpers import session
 from tests.conftest import Host, discover
+from tests.helpers import expect_errno, expect_ok
 
 
 def _noiommu_set(host: Host) -> None:
@@ -52,3 +56,41 @@ def test_type1_driver_checks_its_extensions(host: Host) -> None:
             assert s.k.ioctl(c, uapi.VFIO_CHECK_EXTENSION, ext) == 1, ext
         for ext in (C.VFIO_NOIOMMU_IOMMU, 0x7F):
             assert s.k.ioctl(c, uapi.VFIO_CHECK_EXTENSION, ext) == 0, ext
+
+
+def test_iova_ranges_exact_room_succeeds(host: Host) -> None:
+    """ioas.c:iommufd_ioas_iova_ranges: EMSGSIZE only when the ranges exceed num_iovas; with
+    exactly as many entries as ranges the call succeeds."""
+    with iommufd_session(host) as s:
+        fd, ioas, cdev, _ = s.bound_edu()
+        s.attach(cdev, ioas)
+        count = len(s.ranges(fd, ioas)[0])
+        buf = ffi.new("struct iommu_iova_range[]", count)
+        arg = new("struct iommu_ioas_iova_ranges *", ioas_id=ioas, num_iovas=count,
+                  allowed_iovas=addr(buf))
+        expect_ok(s.k.ioctl, fd, uapi.IOMMU_IOAS_IOVA_RANGES, arg)
+        arg.num_iovas = count - 1
+        expect_errno(errno.EMSGSIZE, s.k.ioctl, fd, uapi.IOMMU_IOAS_IOVA_RANGES, arg)
+        assert arg.num_iovas == count
+
+
+@pytest.mark.parametrize(("iova", "length"), [(U64_MAX, PAGE), (PAGE, U64_MAX)])
+def test_ioas_unmap_either_at_ulong_max_eoverflow(host: Host, iova: int, length: int) -> None:
+    """ioas.c:iommufd_ioas_unmap: iova or length >= ULONG_MAX -> EOVERFLOW (only (0, U64_MAX)
+    means everything)."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        ioas = s.ioas(fd)
+        arg = new("struct iommu_ioas_unmap *", ioas_id=ioas, iova=iova, length=length)
+        expect_errno(errno.EOVERFLOW, s.k.ioctl, fd, uapi.IOMMU_IOAS_UNMAP, arg)
+
+
+def test_ioas_map_length_past_size_max_minus_page_einval(host: Host) -> None:
+    """pages.c:iopt_alloc_pages: length > SIZE_MAX - PAGE_SIZE -> EINVAL (below ULONG_MAX, so
+    not ioas.c's EOVERFLOW)."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        ioas = s.ioas(fd)
+        arg = new("struct iommu_ioas_map *", ioas_id=ioas, user_va=PAGE, length=U64_MAX - 1,
+                  flags=RW)
+        expect_errno(errno.EINVAL, s.k.ioctl, fd, uapi.IOMMU_IOAS_MAP, arg)
