@@ -26,7 +26,8 @@ PACKAGE = TOP / "pyvfio"
 # The command's internals are documented as the command (cli.md), not as an API.
 INTERNAL = {"pyvfio.cli", "pyvfio.commands"}
 SUBPACKAGES = {"pyvfio.host": "Host tooling", "pyvfio.fake": "The fake kernel",
-               "pyvfio.nvme": "The NVMe driver", "pyvfio.bench": "Benchmarks"}
+               "pyvfio.nvme": "The NVMe driver", "pyvfio.vm": "The VM lane",
+               "pyvfio.bench": "Benchmarks"}
 
 
 def public_modules() -> dict[str, list[str]]:
