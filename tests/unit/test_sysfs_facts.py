@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+import pyvfio
 from pyvfio import sysfs
+from pyvfio.cdev import cdev_path
 from pyvfio.fake import FakeKernel
 from pyvfio.group import Group
 from pyvfio.host import viability
@@ -62,3 +64,14 @@ def test_group_host_tooling_and_fake_name_the_same_blockers(
         assert [m.name for m in viability.diagnose_group(k, group).blockers] == fake_says
     with Group(k.labels["edu_group"], kernel=k) as g:
         assert g.blockers() == []
+
+
+@pytest.mark.parametrize("bad", ["0000:00:01", "../../x", "0000:00:01.0/../.."])
+def test_library_entry_points_check_the_bdf(fake_kernel: FakeKernel, bad: str) -> None:
+    """Issue 15 item 12: open_device, cdev_path and Group.from_device check the BDF first."""
+    for call in (lambda: pyvfio.open_device(bad, kernel=fake_kernel),
+                 lambda: cdev_path(bad, kernel=fake_kernel),
+                 lambda: Group.from_device(bad, kernel=fake_kernel)):
+        with pytest.raises(ValueError, match="PCI address"):
+            call()
+    assert not fake_kernel.calls
