@@ -190,8 +190,10 @@ def test_viommu_cache_invalidate(host: Host) -> None:
         assert viommu.invalidate(b"", rec.size, sel) == 0  # an empty array checks the type
         expect_errno(errno.EINVAL, viommu.invalidate, rec.pack(0, 0x99, 0), rec.size,
                      C.IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST_INVALID)
-        expect_errno(errno.EINVAL, viommu.invalidate, rec.pack(0, 0x99, 0) + b"\0", rec.size + 1,
+        # entries are copied with copy_struct_from_user: a longer one needs a zero tail (E2BIG)
+        expect_errno(errno.E2BIG, viommu.invalidate, rec.pack(0, 0x99, 0) + b"\1", rec.size + 1,
                      sel)
+        expect_errno(errno.EINVAL, viommu.invalidate, rec.pack(0, 0, 0), rec.size, sel)  # vdev 0
         expect_errno(errno.EOPNOTSUPP, viommu.invalidate, rec.pack(0xFFFFFFFF, 0x99, 0),
                      rec.size, sel)
         expect_errno(errno.EINVAL, viommu.invalidate, rec.pack(0, 0x99, 4), rec.size, sel)
@@ -205,6 +207,18 @@ def test_viommu_cache_invalidate(host: Host) -> None:
         assert viommu.invalidate(rec.pack(C.IOMMU_TEST_INVALIDATE_FLAG_ALL, 0x99, 0), rec.size,
                                  sel) == 1
         _check_cache(fd, dev, [0, 0, 0, 0])
+
+
+def test_viommu_invalidate_entry_len(host: Host) -> None:
+    """A longer entry with a zero tail is taken whole; a shorter one is zero-extended."""
+    with viommu_fixture(host) as (fd, _, dev, _, viommu):
+        VDevice.alloc(viommu, dev.idev, 0x99)
+        rec = struct.Struct("<III")
+        sel = C.IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST
+        assert viommu.invalidate(rec.pack(0, 0x99, 1) + b"\0", rec.size + 1, sel) == 1
+        _check_cache(fd, dev, [CACHE_DEFAULT, 0, CACHE_DEFAULT, CACHE_DEFAULT])
+        assert viommu.invalidate(rec.pack(0, 0x99, 0)[:8], 8, sel) == 1  # cache_id 0 implied
+        _check_cache(fd, dev, [0, 0, CACHE_DEFAULT, CACHE_DEFAULT])
 
 
 def test_viommu_invalidate_array_checks(host: Host) -> None:
