@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import lzma
@@ -145,8 +146,29 @@ def _differential() -> str:
         modes = header.get("modes", {})
         rows.append([f"`{path.name}`", header.get("profile", "?"), header.get("kernel", "?"),
                      ", ".join(f"{m} {n}" for m, n in modes.items()), sum(modes.values())])
-    return _table(["recording", "profile", "kernel", "sequences per IOMMU mode", "sequences"],
+    text = _table(["recording", "profile", "kernel", "sequences per IOMMU mode", "sequences"],
                   rows) + "\n"
+    known = _known_divergences()
+    if known:
+        text += ("\nKnown divergences, the only ones the replay tolerates "
+                 "(`tests/differential/known.py`; the list only shrinks):\n\n")
+        text += "\n".join(f"- `{kind}`: {why}" for kind, why in known.items()) + "\n"
+    else:
+        text += "\nNo known divergences: every recorded sequence replays identically.\n"
+    return text
+
+
+def _known_divergences() -> dict[str, str]:
+    """``KNOWN`` of tests/differential/known.py, read without importing the test package."""
+    path = TOP / "tests" / "differential" / "known.py"
+    if not path.exists():
+        return {}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.AnnAssign | ast.Assign) and node.value is not None:
+            targets = [node.target] if isinstance(node, ast.AnnAssign) else node.targets
+            if any(isinstance(x, ast.Name) and x.id == "KNOWN" for x in targets):
+                return dict(ast.literal_eval(node.value))
+    return {}
 
 
 MARKERS = {"<!-- api-modules -->": _api_modules, "<!-- cli-reference -->": _cli_reference,

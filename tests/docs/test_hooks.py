@@ -56,3 +56,15 @@ def test_differential_without_and_with_recordings(hooks: ModuleType, tmp_path: P
     text = hooks._differential()
     assert "| `iommufd-6.12.117.rec.xz` | iommufd | 6.12.117 | type1v2 40, iommufd 60 | 100 |" \
         in text
+
+
+def test_known_divergences_are_listed(hooks: ModuleType, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hooks, "TOP", tmp_path)
+    known = tmp_path / "tests" / "differential" / "known.py"
+    known.parent.mkdir(parents=True)
+    known.write_text('KNOWN: dict[str, str] = {\n'
+                     '    "pread @0x4: bytes differ": "edu COMMAND",\n}\n')
+    assert hooks._known_divergences() == {"pread @0x4: bytes differ": "edu COMMAND"}
+    known.write_text("KNOWN: dict[str, str] = {}\n")
+    assert hooks._known_divergences() == {}
