@@ -39,7 +39,11 @@ def outcomes(path: Path) -> list[tuple[str, str, str]]:
         if case.find("failure") is not None or case.find("error") is not None:
             cases.append((test_id, "failed", ""))
         elif (skip := case.find("skipped")) is not None:
-            cases.append((test_id, "skipped", skip.get("message", "")))
+            reason = skip.get("message", "")
+            if reason == "collection skipped":  # a module skipped whole: its reason is the text
+                found = re.search(r"Skipped: (.*)'\)\s*$", skip.text or "")
+                reason = found.group(1) if found else reason
+            cases.append((test_id, "skipped", reason))
         else:
             cases.append((test_id, "passed", ""))
     return cases

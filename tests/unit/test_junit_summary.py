@@ -75,3 +75,14 @@ def test_the_repository_budgets_parse_and_name_every_rule() -> None:
         for rule in rules:
             assert rule["why"] and "reason" in rule, (run, rule)
             assert rule["max"] is not None or rule.get("ids"), (run, rule)  # bounded somehow
+
+
+def test_a_module_skipped_at_collection_counts_with_its_reason(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "host-junit.xml"
+    path.write_text('<testsuites><testsuite><testcase classname="" name="tests.docs.test_hooks">'
+                    '<skipped message="collection skipped">(\'/x/test_hooks.py\', 13, '
+                    '\'Skipped: no free hugepages: none\')</skipped></testcase></testsuite>'
+                    '</testsuites>')
+    assert junit_summary.outcomes(path) == [
+        ("::tests.docs.test_hooks", "skipped", "no free hugepages: none")]
