@@ -76,6 +76,12 @@ class IOVAAllocator:
             IOVAExhaustedError: no hole is big enough.
         """
         _check_block(size, align)
+        at = self._alloc(size, align, limit)
+        self._used[at] = size
+        return at
+
+    def _alloc(self, size: int, align: int, limit: int) -> int:
+        """:meth:`allocate` without the argument checks (the DMA space's own, checked sizes)."""
         best: tuple[int, int, int] | None = None  # (hole size, index, aligned start)
         for i, (start, end) in enumerate(self._holes):
             at = -(-start // align) * align
@@ -87,7 +93,6 @@ class IOVAAllocator:
                 f"{align:#x} at or below {limit:#x} ({self.free_bytes:#x} bytes free in "
                 f"{len(self._holes)} holes)")
         self._take(best[1], best[2], size)
-        self._used[best[2]] = size
         return best[2]
 
     def reserve(self, start: int, size: int) -> None:

@@ -149,7 +149,7 @@ class DMASpace:
             self._raw_unmap(got, size)  # above the device's mask: choose ourselves
         allocator = self._iova_allocator()
         align = min(1 << (size.bit_length() - 1), _HUGE_ALIGN)
-        at = allocator.allocate(size, align, limit)
+        at = allocator._alloc(size, align, limit)  # size and align are whole pages
         try:
             self._raw_map(vaddr, size, at, readable, writable)
         except BaseException:
