@@ -100,8 +100,13 @@ def _md_pagetable(ctx: IommufdCtx, hwpt_id: int) -> fhwpt.HWPTObj:
     return obj
 
 
-def _dirty(ctx: IommufdCtx, cmd: CData) -> None:
-    """iommufd_test_dirty: mark the mapped IOVAs whose bit is set in the user bitmap dirty."""
+def _dirty(ctx: IommufdCtx, cmd: CData, counts_unmapped: bool) -> None:
+    """iommufd_test_dirty: mark the mapped IOVAs whose bit is set in the user bitmap dirty.
+
+    ``out_nr_dirty``: 6.12 counts the IOVAs it marked (only mapped ones, an xarray lookup); 7.3's
+    mock domain is a generic page table whose ``set_dirty`` on an unmapped IOVA fails silently,
+    and it counts every bit set in the user bitmap (``counts_unmapped``).
+    """
     d = cmd.dirty
     if not d.page_size or not d.length or d.iova % d.page_size or d.length % d.page_size \
             or not d.uptr:
@@ -117,6 +122,8 @@ def _dirty(ctx: IommufdCtx, cmd: CData) -> None:
             cur = d.iova + i * d.page_size
             if hwpt.ioas.iopt.translate(cur) is not None:  # only IOVAs the domain maps
                 hwpt.dirty.add(cur)
+                marked += 1
+            elif counts_unmapped:
                 marked += 1
     d.out_nr_dirty = marked
 
@@ -149,7 +156,7 @@ def _test_cmd(ctx: IommufdCtx, io: IoctlArg, newer: dict[int, tuple[str, TestOp]
         assert sobj.idev is not None
         cmd.mock_domain_replace.pt_id = _attach(ctx, sobj.idev, cmd.mock_domain_replace.pt_id)
     elif op == C.IOMMU_TEST_OP_DIRTY:
-        _dirty(ctx, cmd)
+        _dirty(ctx, cmd, io.linux.at_least("7.3"))
     elif op == C.IOMMU_TEST_OP_MD_CHECK_MAP:
         _md_check_map(ctx, cmd)
     elif op == C.IOMMU_TEST_OP_ADD_RESERVED:

@@ -148,7 +148,9 @@ class VFIOPCIDevice(FakeFile):
     def VFIO_DEVICE_GET_IRQ_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
         info = arg.cmd
         index = info.index
-        if index >= NUM_IRQS or (index == ERR and PCI_CAP_ID_EXP not in self.dev.caps):
+        # 6.12: the ERR index of a conventional PCI device is EINVAL; 7.3 answers it (count 0)
+        pcie_only = not arg.linux.at_least("7.3") and PCI_CAP_ID_EXP not in self.dev.caps
+        if index >= NUM_IRQS or (index == ERR and pcie_only):
             raise kerr(errno.EINVAL)
         info.flags = C.VFIO_IRQ_INFO_EVENTFD
         if index == INTX:

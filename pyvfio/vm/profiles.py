@@ -86,5 +86,5 @@ _PROFILES = [
             env={"PYVFIO_VM_NVME_VFIO": NVME_VFIO, "PYVFIO_VM_NVME_KERNEL": NVME_KERNEL}),
 ]
 PROFILES = {p.name: p for p in _PROFILES}
-# `--profile all`: CI's set (the 7.3 profiles join once they pass there)
-ALL = ["debian", "iommufd", "mock", "noiommu"]
+# `--profile all`: CI's set, both kernel versions
+ALL = ["debian", "iommufd", "mock", "noiommu", "iommufd-7.3", "mock-7.3"]

@@ -88,13 +88,21 @@ def test_create_duplicate_uuid_eexist(mtty: Kernel) -> None:
     assert _available(mtty)["mtty-1"] == 23
 
 
-@pytest.mark.parametrize("value", ["not-a-uuid", U1 + "x", U1[:-1], "5e7ee1f0+0000+4000+8000+"
+@pytest.mark.parametrize("value", ["not-a-uuid", U1 + "xx", U1[:-1], "5e7ee1f0+0000+4000+8000+"
                                    "00000000a001"])
 def test_create_malformed_uuid_einval(mtty: Kernel, value: str) -> None:
     """mdev_sysfs.c:create_store: not 36/37 bytes, or guid_parse fails -> EINVAL."""
     path = "class/mdev_bus/mtty/mdev_supported_types/mtty-1/create"
     expect_errno(errno.EINVAL, mtty.sysfs_write, path, value)
     assert mdev.devices(mtty) == [] or all(d["uuid"] != value for d in mdev.devices(mtty))
+
+
+def test_create_ignores_a_37th_byte(mtty: Kernel) -> None:
+    """mdev_sysfs.c:create_store takes 36 or 37 bytes and guid_parse reads 36: any 37th byte
+    (the newline of ``echo``, or anything else) is ignored."""
+    path = "class/mdev_bus/mtty/mdev_supported_types/mtty-1/create"
+    expect_ok(mtty.sysfs_write, path, U1 + "x")
+    assert U1 in {d["uuid"] for d in mdev.devices(mtty)}
 
 
 def test_create_malformed_uuid_refused_before_the_kernel(mtty: Kernel) -> None:

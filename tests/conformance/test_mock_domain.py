@@ -229,12 +229,15 @@ def test_dirty_bitmap_read_and_clear(host: Host) -> None:
         assert _bitmap(s, fd, hwpt, iova, pages * PAGE) == []  # read and cleared
 
 
-def test_dirty_outside_mappings_is_not_counted(host: Host) -> None:
-    """DIRTY counts only IOVAs the mock domain maps."""
+def test_dirty_outside_mappings(host: Host) -> None:
+    """Unmapped IOVAs never read dirty.  selftest.c:iommufd_test_dirty's count differs: 6.12
+    counts only IOVAs the mock domain maps (0 here); 7.3 (the mock domain is a generic page table,
+    whose set_dirty on a hole fails unseen) counts every bit the caller set (3 here)."""
     with dirty_hwpt(host, 2) as (s, fd, hwpt, iova):
         _tracking(s, fd, hwpt, True)
         beyond = iova + 2 * PAGE
-        assert _mark(s, fd, hwpt, beyond, 8, [0, 1, 2]) == 0
+        counted = _mark(s, fd, hwpt, beyond, 8, [0, 1, 2])
+        assert counted == (3 if host.linux_at_least(7, 3) else 0)
         assert _bitmap(s, fd, hwpt, iova, 2 * PAGE) == []
 
 

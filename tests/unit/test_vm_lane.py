@@ -13,7 +13,8 @@ import pytest
 from pyvfio.vm import drives, kernels, lane, profiles, pytest_plugin, qemu
 
 
-def test_all_names_known_profiles() -> None:
+def test_all_runs_both_kernel_versions() -> None:
+    assert {profiles.PROFILES[n].linux for n in profiles.ALL} == {"6.12", "7.3"}
     assert all(n in profiles.PROFILES for n in profiles.ALL)
 
 
