@@ -148,8 +148,10 @@ class VFIOPCIDevice(FakeFile):
     def VFIO_DEVICE_GET_IRQ_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
         info = arg.cmd
         index = info.index
-        # 6.12: the ERR index of a conventional PCI device is EINVAL; 7.3 answers it (count 0)
-        pcie_only = not arg.linux.at_least("7.3") and PCI_CAP_ID_EXP not in self.dev.caps
+        # 6.12: the ERR index of a conventional PCI device is EINVAL; 7.3 answers it, count 1
+        # (its vfio_pci_get_irq_count returns 1 for ERR whether or not the device is PCIe)
+        err_always = arg.linux.at_least("7.3")
+        pcie_only = not err_always and PCI_CAP_ID_EXP not in self.dev.caps
         if index >= NUM_IRQS or (index == ERR and pcie_only):
             raise kerr(errno.EINVAL)
         info.flags = C.VFIO_IRQ_INFO_EVENTFD
@@ -158,7 +160,7 @@ class VFIOPCIDevice(FakeFile):
         elif index != MSIX or not self.dev.cfg.msix_vectors:
             # has_dyn_msix = pci_msix_can_alloc_dyn(): false without an MSI-X capability
             info.flags |= C.VFIO_IRQ_INFO_NORESIZE
-        info.count = self.irqs.count(index)
+        info.count = 1 if index == ERR and err_always else self.irqs.count(index)
         arg.copy_out(info, 16)
         return 0
 
