@@ -41,7 +41,7 @@ TESTS = {
                       "tests/conformance/test_minsz.py"],
     "fake/vf_token.py": ["tests/conformance/test_bad_input.py", "tests/unit/test_vf_token.py"],
     "fake/iommufd.py": ["tests/conformance/test_ioas.py", "tests/conformance/test_iommufd_abi.py",
-                        "tests/conformance/test_minsz.py"],
+                        "tests/conformance/test_minsz.py", "tests/conformance/test_rule_edges.py"],
     "fake/dispatch.py": ["tests/conformance/test_iommufd_abi.py", "tests/conformance/test_ioas.py",
                          "tests/conformance/test_bad_input.py", "tests/unit/test_fake_dispatch.py",
                          "tests/conformance/test_type1.py"],
