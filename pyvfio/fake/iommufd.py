@@ -20,6 +20,7 @@ from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake.dispatch import Conv, Op, RespondThen
 from pyvfio.fake.ioas import PAGE_SIZE, U64_MAX, ULONG_MAX, Area, IOPageTable
+from pyvfio.fake.linux import Linux
 from pyvfio.fake.iommu import IOMMUModel
 from pyvfio.fake.memory import UserMemory, kerr
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
@@ -208,11 +209,19 @@ def _check_map_flags(flags: int, reserved: int, *values: int) -> None:
         raise kerr(errno.EINVAL)
 
 
-def map_user(ctx: IommufdCtx, ioas: IOASObj, uptr: int, length: int, iova: int, flags: int) -> int:
+def map_user(
+    ctx: IommufdCtx, ioas: IOASObj, uptr: int, length: int, iova: int, flags: int, linux: Linux
+) -> int:
     """iopt_map_user_pages: check the pages, place the area, pin if a domain exists."""
+    # 6.13 (the MAP_FILE rework) moved the uptr + length overflow check into
+    # pages.c:iopt_alloc_user_pages, ahead of iopt_alloc_pages' length check: a huge length
+    # that also wraps the user address is EOVERFLOW there and EINVAL on 6.12 (both seen in the lane)
+    wraps = uptr + length > U64_MAX
+    if wraps and linux.at_least("6.13"):
+        raise kerr(errno.EOVERFLOW)
     if length == 0 or length > (1 << 64) - 1 - PAGE_SIZE:
         raise kerr(errno.EINVAL)  # pages.c:iopt_alloc_pages
-    if uptr + length > U64_MAX:
+    if wraps:
         raise kerr(errno.EOVERFLOW)
     writable = bool(flags & C.IOMMU_IOAS_MAP_WRITEABLE)
     area = Area(uptr, flags & RW, writable)
@@ -230,7 +239,7 @@ def IOMMU_IOAS_MAP(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
     cmd = io.cmd
     _check_map_flags(cmd.flags, cmd.__reserved, cmd.iova, cmd.length)
     ioas = ctx.get_ioas(cmd.ioas_id)
-    cmd.iova = map_user(ctx, ioas, cmd.user_va, cmd.length, cmd.iova, cmd.flags)
+    cmd.iova = map_user(ctx, ioas, cmd.user_va, cmd.length, cmd.iova, cmd.flags, io.linux)
 
 
 # IOMMU_IOAS_MAP_FILE and IOMMU_IOAS_CHANGE_PROCESS: pyvfio/fake/mapfile.py

@@ -118,7 +118,9 @@ def VFIO_IOMMU_MAP_DMA(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
     prot = (C.IOMMU_IOAS_MAP_READABLE if m.flags & C.VFIO_DMA_MAP_FLAG_READ else 0) | (
         C.IOMMU_IOAS_MAP_WRITEABLE if m.flags & C.VFIO_DMA_MAP_FLAG_WRITE else 0)
     # always at the given IOVA; no READ/WRITE check and no dma_entry_limit (iopt_map_user_pages)
-    fiommufd.map_user(ctx, ioas, m.vaddr, m.size, m.iova, prot | C.IOMMU_IOAS_MAP_FIXED_IOVA)
+    fiommufd.map_user(
+        ctx, ioas, m.vaddr, m.size, m.iova, prot | C.IOMMU_IOAS_MAP_FIXED_IOVA, arg.linux
+    )
     return 0
 
 
