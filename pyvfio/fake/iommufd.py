@@ -20,8 +20,8 @@ from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake.dispatch import Conv, Op, RespondThen
 from pyvfio.fake.ioas import PAGE_SIZE, U64_MAX, ULONG_MAX, Area, IOPageTable
-from pyvfio.fake.linux import Linux
 from pyvfio.fake.iommu import IOMMUModel
+from pyvfio.fake.linux import Linux
 from pyvfio.fake.memory import UserMemory, kerr
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 
