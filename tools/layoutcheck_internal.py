@@ -14,6 +14,7 @@ Usage::
 
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 import sys
@@ -49,13 +50,17 @@ def source_header(download: bool = True) -> tuple[str, Path]:
     if not header.exists():
         dest.mkdir(parents=True, exist_ok=True)
         tarball = f"./usr/src/{SOURCE_PACKAGE}.tar.xz"
+        # one temporary file per process: two runs extracting at once (parallel test runs share
+        # the cache) each rename a complete file into place, never each other's half
+        part = header.with_name(f"{header.name}.{os.getpid()}.part")
         cmd = (f"dpkg-deb --fsys-tarfile {shlex.quote(str(deb))} | tar -xO {tarball} | "
-               f"tar -xJO {SOURCE_PACKAGE}/{MEMBER} > {shlex.quote(str(header))}.part")
+               f"tar -xJO {SOURCE_PACKAGE}/{MEMBER} > {shlex.quote(str(part))}")
         proc = subprocess.run(["bash", "-o", "pipefail", "-c", cmd], capture_output=True,
                               text=True, timeout=600, check=False)
         if proc.returncode:
+            part.unlink(missing_ok=True)
             raise UnavailableError(f"cannot extract {MEMBER} from {deb.name}: {proc.stderr}")
-        Path(f"{header}.part").rename(header)
+        os.replace(part, header)
     return deb.name.split("_")[1], dest
 
 
