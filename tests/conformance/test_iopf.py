@@ -47,6 +47,16 @@ def trigger_iopf(fd: IOMMUFD, dev: MockDevice, pasid: int = 1, addr: int = 0xDEA
 IOPF_HWPT = "7.3"
 
 
+def bad_fault_id_alloc(dev: MockDevice, parent: HWPT) -> tuple[object, object]:
+    """IOMMU_HWPT_ALLOC of a nested selftest HWPT under ``parent`` with FAULT_ID_VALID and a
+    fault id that is no object; returns the argument and the data buffer it points to (keep it)."""
+    data = ffi.from_buffer(selftest_data())
+    arg = new("struct iommu_hwpt_alloc *", flags=C.IOMMU_HWPT_FAULT_ID_VALID, dev_id=dev.idev,
+              pt_id=parent.id, data_type=C.IOMMU_HWPT_DATA_SELFTEST, data_len=len(data),
+              data_uptr=int(ffi.cast("uintptr_t", data)), fault_id=0xFFFFFFFF)
+    return arg, data
+
+
 def require_linux_before(host: Host, version: str) -> None:
     """Skip on ``version`` and newer (a rule of the older kernels only)."""
     major, minor = (int(x) for x in version.split("."))
@@ -58,16 +68,12 @@ def test_iopf_hwpt_alloc_refused_before_7_3(host: Host) -> None:
     """6.12's mock: nested + FAULT_ID_VALID -> EINVAL (even for a bad fault id), paging +
     FAULT_ID_VALID -> EOPNOTSUPP."""
     if host.profile == "fake":
-        pytest.skip("real 6.12 only: the fake does not model 6.12's refusal (only 7.3's fault HWPTs)")
+        pytest.skip("real 6.12 only: the fake does not model 6.12's refusal (7.3's fault HWPTs)")
     require_linux_before(host, IOPF_HWPT)
     with mock_iommufd(host) as (fd, ioas, dev):
         parent = nest_parent(fd, ioas, dev)
         with FaultQueue(fd) as queue:
-            data = ffi.from_buffer(selftest_data())
-            arg = new("struct iommu_hwpt_alloc *", flags=C.IOMMU_HWPT_FAULT_ID_VALID,
-                      dev_id=dev.idev, pt_id=parent.id, data_type=C.IOMMU_HWPT_DATA_SELFTEST,
-                      data_len=len(data), data_uptr=int(ffi.cast("uintptr_t", data)),
-                      fault_id=0xFFFFFFFF)
+            arg, _data = bad_fault_id_alloc(dev, parent)
             expect_errno(errno.EINVAL, fd.call, uapi.IOMMU_HWPT_ALLOC, arg)
             expect_errno(errno.EINVAL, HWPT.alloc, fd, dev.idev, parent, fault=queue,
                          data_type=C.IOMMU_HWPT_DATA_SELFTEST, data=selftest_data())
@@ -80,11 +86,7 @@ def test_iopf_hwpt_alloc_checks(host: Host) -> None:
     with mock_iommufd(host) as (fd, ioas, dev):
         parent = nest_parent(fd, ioas, dev)
         with FaultQueue(fd) as queue:
-            data = ffi.from_buffer(selftest_data())
-            arg = new("struct iommu_hwpt_alloc *", flags=C.IOMMU_HWPT_FAULT_ID_VALID,
-                      dev_id=dev.idev, pt_id=parent.id, data_type=C.IOMMU_HWPT_DATA_SELFTEST,
-                      data_len=len(data), data_uptr=int(ffi.cast("uintptr_t", data)),
-                      fault_id=0xFFFFFFFF)
+            arg, _data = bad_fault_id_alloc(dev, parent)
             expect_errno(errno.ENOENT, fd.call, uapi.IOMMU_HWPT_ALLOC, arg)
             expect_errno(errno.EOPNOTSUPP, HWPT.alloc, fd, dev.idev, ioas, nest_parent=True,
                          fault=queue)
