@@ -17,6 +17,7 @@ iommufd :class:`~pyvfio.ioas.IOAS` are DMA spaces: each supplies only three raw 
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 from typing import Any
 
 from pyvfio._sorted import SortedKeys
@@ -36,7 +37,7 @@ U64_MAX = (1 << 64) - 1
 _HUGE_ALIGN = 2 << 20  # the largest alignment the allocator gives a big buffer (a 2 MiB page)
 
 
-class DMASpace:
+class DMASpace(ABC):
     """An IOMMU address space: map buffers for a device, unmap them, translate addresses.
 
     Attributes:
@@ -59,15 +60,18 @@ class DMASpace:
 
     # -- what each IOMMU mode supplies -----------------------------------------------------
 
+    @abstractmethod
     def _raw_map(self, vaddr: int, size: int, iova: int | None, readable: bool,
                  writable: bool) -> int:
         """Map ``[vaddr, +size)`` at ``iova`` (None: the kernel chooses); return the IOVA."""
         raise NotImplementedError
 
+    @abstractmethod
     def _raw_unmap(self, iova: int, size: int) -> int:
         """Unmap ``[iova, +size)``; return the bytes unmapped."""
         raise NotImplementedError
 
+    @abstractmethod
     def iova_ranges(self) -> tuple[IOVARange, ...]:
         """Return the IOVA ranges the devices may use."""
         raise NotImplementedError
