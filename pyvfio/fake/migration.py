@@ -13,6 +13,7 @@ writing a resuming one, VFIO_MIG_GET_PRECOPY_INFO in the PRE_COPY states.
 
 from __future__ import annotations
 
+import abc
 import errno
 import struct
 from typing import Any
@@ -71,8 +72,11 @@ def next_state(flags: int, cur: int, new: int) -> int:
     return nxt
 
 
-class MigrationDriver:
-    """What a device's migration driver provides (struct vfio_migration_ops + vfio_log_ops)."""
+class MigrationDriver(abc.ABC):
+    """What a device's migration driver provides (struct vfio_migration_ops + vfio_log_ops).
+
+    A driver implements :meth:`step` (migration_set_state, one arc) and :meth:`data_size`
+    (migration_get_data_size); :meth:`resume_check` is optional (accepts everything)."""
 
     flags = SC
 
@@ -82,17 +86,20 @@ class MigrationDriver:
         self.logging = False
         self.install_fd: Any = None  # the kernel's fd table: DataFile -> fd
 
+    @abc.abstractmethod
     def step(self, new: int) -> DataFile | None:
         """Take one arc from :attr:`state` to ``new``; return a new data file or None.
         Raises OSError (the state then stays where it was)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def data_size(self) -> int:
         """migration_get_data_size: the STOP_COPY payload's size."""
-        raise NotImplementedError
 
     def resume_check(self, f: DataFile, before: int) -> None:
-        """Look at a resuming stream after a write that began at ``before``; raise to fail it."""
+        """Look at a resuming stream after a write that began at ``before``; raise to fail it.
+        By default every stream is accepted: a driver without a format check (the core has
+        none, vfio_main.c leaves the resuming fops to the driver) loads what it is given."""
+        return None
 
     def set_state(self, new: int) -> DataFile | None:
         """migration_set_state: arc by arc, stopping at the first failure (no rollback)."""
