@@ -48,6 +48,10 @@ class PCIBus:
         self.claimed: set[int] = set()  # groups whose DMA ownership VFIO holds
         self.busy = busy  # a VFIO device fd of this BDF is open
         self._vfio_index = 0
+        # mdevs (pyvfio/fake/mdev.py): their drivers register VFIO devices too, each in an
+        # emulated IOMMU group that no host driver can make non-viable
+        self.vfio_drivers: set[str] = {VFIO_PCI}
+        self.emulated_groups: set[int] = set()
         sysfs.mkdir("bus/pci/devices")
         sysfs.add_attr("bus/pci/drivers_probe", "", self._drivers_probe)
         sysfs.add_attr("bus/pci/drivers_autoprobe", "1")
@@ -103,12 +107,21 @@ class PCIBus:
 
     def blockers(self, group: int) -> list[str]:
         """Return the members bound to a driver that uses the DMA API (they break viability)."""
+        if group in self.emulated_groups:
+            return []
         return [b for b in self.members(group) if not sysfs_facts.judge(self.driver_of[b])[0]]
 
     def vfio_groups(self) -> set[int]:
-        """Return the groups that have a VFIO group device (some member bound to vfio-pci)."""
+        """Return the groups that have a VFIO group device (some member bound to vfio-pci, or
+        an mdev's emulated group)."""
         return {self.group_of[b] for b, d in self.driver_of.items()
-                if d == VFIO_PCI and b in self.group_of}
+                if d in self.vfio_drivers and b in self.group_of}
+
+    def next_vfio_index(self) -> int:
+        """The next vfio-dev minor (vfio_main.c: one ida for every VFIO device's cdev)."""
+        index = self._vfio_index
+        self._vfio_index += 1
+        return index
 
     # -- driver core -----------------------------------------------------------------------
 
@@ -168,8 +181,7 @@ class PCIBus:
         self.sysfs.symlink(f"{base}/driver", f"bus/pci/drivers/{driver}")
         self.sysfs.symlink(f"bus/pci/drivers/{driver}/{bdf}", base)
         if driver == VFIO_PCI:
-            index = self._vfio_index
-            self._vfio_index += 1
+            index = self.next_vfio_index()
             self.vfio_dev[bdf] = index
             self.sysfs.add_attr(f"{base}/vfio-dev/vfio{index}/dev", f"511:{index}\n")
 

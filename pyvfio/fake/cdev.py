@@ -17,9 +17,9 @@ from typing import Any
 
 from pyvfio import uapi
 from pyvfio._ffi import C
+from pyvfio.fake import emulated, viommu
 from pyvfio.fake import hwpt as fhwpt
 from pyvfio.fake import pasid as fpasid
-from pyvfio.fake import viommu
 from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.ioas import HPAGE_SIZE, PAGE_SIZE
 from pyvfio.fake.iommu import IOMMUModel
@@ -203,7 +203,7 @@ class CdevFile(FakeFile):
         self.gate = gate
         self._files = files
         self.iommufd: IommufdFile | None = None
-        self.obj: fhwpt.DeviceObj | None = None
+        self.obj: Any = None  # a hwpt.DeviceObj, or an emulated.AccessObj for an mdev
         self.device_opened = False  # BIND counted an open of the device (vfio_df_open)
 
     @property
@@ -252,7 +252,10 @@ class CdevFile(FakeFile):
         owner = self.gate.owners.get(self.group)
         if owner is not None and owner is not target.ctx:
             raise kerr(errno.EPERM)  # iommu_device_claim_dma_owner: another owner
-        self.obj = bind_device(target.ctx, self.device, self.group)
+        if emulated.is_emulated(self.device):
+            self.obj = emulated.bind(target.ctx, self.device)
+        else:
+            self.obj = bind_device(target.ctx, self.device, self.group)
         self.iommufd = target
         target.ctx.users += 1  # a bound device holds the iommufd file (vfio_iommufd_bind)
         self.device.opens += 1
@@ -266,7 +269,11 @@ class CdevFile(FakeFile):
             raise kerr(errno.EINVAL)
         assert self.iommufd is not None and self.obj is not None
         ctx = self.iommufd.ctx
-        if s.flags & C.VFIO_DEVICE_ATTACH_PASID:  # device_cdev.c: the pasid field is then needed
+        if isinstance(self.obj, emulated.AccessObj):
+            if s.flags & C.VFIO_DEVICE_ATTACH_PASID:
+                raise kerr(errno.EOPNOTSUPP)  # device_cdev.c: no pasid_attach_ioas op
+            s.pt_id = emulated.attach(ctx, self.obj, s.pt_id)
+        elif s.flags & C.VFIO_DEVICE_ATTACH_PASID:  # device_cdev.c: the pasid field is needed
             if arg.size < 16:
                 raise kerr(errno.EINVAL)
             s.pasid = int.from_bytes(arg.read(12, 4), "little")  # copied in after minsz
@@ -285,7 +292,11 @@ class CdevFile(FakeFile):
         if s.flags & ~pasid_ok:
             raise kerr(errno.EINVAL)
         assert self.iommufd is not None and self.obj is not None
-        if s.flags & C.VFIO_DEVICE_DETACH_PASID:
+        if isinstance(self.obj, emulated.AccessObj):
+            if s.flags & C.VFIO_DEVICE_DETACH_PASID:
+                raise kerr(errno.EOPNOTSUPP)  # device_cdev.c: no pasid_detach_ioas op
+            emulated.detach(self.obj)
+        elif s.flags & C.VFIO_DEVICE_DETACH_PASID:
             if arg.size < 12:
                 raise kerr(errno.EINVAL)
             s.pasid = int.from_bytes(arg.read(8, 4), "little")  # copied in after minsz
@@ -296,15 +307,18 @@ class CdevFile(FakeFile):
 
     def dma(self, iova: int, write: bool) -> tuple[int, int] | None:
         """Translate a device access through the attached HWPT (see hwpt.dma_translate)."""
-        if self.iommufd is None or self.obj is None:
-            return None
+        if self.iommufd is None or not isinstance(self.obj, fhwpt.DeviceObj):
+            return None  # an emulated device's access does no DMA
         return dma_translate(self.iommufd.ctx, self.obj, iova, write)
 
     def release(self) -> None:
         """Close: detach, unbind, give the iommufd its reference back."""
         if self.iommufd is not None and self.obj is not None:
             ctx = self.iommufd.ctx
-            unbind_device(ctx, self.obj)
+            if isinstance(self.obj, emulated.AccessObj):
+                emulated.unbind(ctx, self.obj)
+            else:
+                unbind_device(ctx, self.obj)
             self.obj = None
             self.gate.unblock_group(self.group)
             ctx.put()
@@ -364,8 +378,9 @@ class IommuNodes:
             raise kerr(errno.ENOENT, path)
         dev = k.open_devices.get(bdf)
         if dev is None:
-            dev = VFIOPCIDevice(k.bus.devices[bdf], functools.partial(k._reset_peers, bdf),
-                                k._group_of_fd)
+            model = k.bus.devices[bdf]
+            dev = getattr(model, "vfio_file", VFIOPCIDevice)(
+                model, functools.partial(k._reset_peers, bdf), k._group_of_fd)
             dev.install_fd = k._new_fd  # dma-buf export (fake/dmabuf.py)
             k.open_devices[bdf] = dev
         cdev = CdevFile(dev, k.bus.group_of[bdf], self.gate, k.file)
@@ -392,7 +407,7 @@ class IommuNodes:
         """DMA of a cdev-bound device: ``(user address, length)`` pieces, or None (blocked)."""
         for f in self.kernel._files.values():
             if isinstance(f, CdevFile) and f.bound and f.device.dev.bdf == bdf:
-                if f.iommufd is None or f.obj is None:
+                if f.iommufd is None or not isinstance(f.obj, fhwpt.DeviceObj):
                     return None
                 return dma_pieces(f.iommufd.ctx, f.obj, iova, size, write)
         return None

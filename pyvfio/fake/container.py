@@ -54,6 +54,12 @@ class Container(FakeFile):
         self.dma = DmaMap(knobs)
 
     @property
+    def has_domain(self) -> bool:
+        """Some group brings an IOMMU domain: mdevs' emulated groups do not
+        (vfio_iommu_type1_attach_group puts them on ``emulated_iommu_groups``)."""
+        return any(not g.emulated for g in self.groups)
+
+    @property
     def noiommu(self) -> bool:
         return bool(self.groups) and self.groups[0].noiommu
 
@@ -101,7 +107,9 @@ class Container(FakeFile):
             if self.iommu == C.VFIO_NOIOMMU_IOMMU:
                 return int(ext == C.VFIO_NOIOMMU_IOMMU)
             if ext == C.VFIO_DMA_CC_IOMMU:  # vfio_domains_have_enforce_cache_coherency
-                return int(self.knobs.cache_coherency)
+                return int(self.knobs.cache_coherency or not self.has_domain)
+            if ext == C.VFIO_UPDATE_VADDR and any(g.emulated for g in self.groups):
+                return 0  # vfio_iommu_has_emulated: mdevs cannot pin while vaddrs change
             return int(ext in _TYPE1_EXT or ext in _SET_EXT)
         if ext == C.VFIO_NOIOMMU_IOMMU:
             return int(noiommu_ok)
@@ -129,15 +137,18 @@ class Container(FakeFile):
         info = arg.cmd
         info.flags = C.VFIO_IOMMU_INFO_PGSIZES
         model = self.iommu_hw.model
-        info.iova_pgsizes = model.pgsize_bitmap
-        ranges = model.iova_ranges()
+        # no domain (only mdevs): pgsize_bitmap stays vfio_iommu_type1_open's PAGE_MASK and the
+        # IOVA list is empty, so vfio_iommu_iova_build_caps adds no range capability
+        info.iova_pgsizes = model.pgsize_bitmap if self.has_domain else U64 & ~(PAGE_SIZE - 1)
+        ranges = model.iova_ranges() if self.has_domain else []
         caps = [
             (C.VFIO_IOMMU_TYPE1_INFO_CAP_MIGRATION, 1,
              struct.pack("<I4xQQ", 0, model.page_size, MAX_DIRTY_BITMAP_SIZE)),
             (C.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, struct.pack("<I", self.dma.dma_avail)),
-            (C.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1,
-             struct.pack("<II", len(ranges), 0) + b"".join(struct.pack("<QQ", *r) for r in ranges)),
         ]
+        if ranges:
+            caps.append((C.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, struct.pack(
+                "<II", len(ranges), 0) + b"".join(struct.pack("<QQ", *r) for r in ranges)))
         arg.reply_caps(caps, C.VFIO_IOMMU_INFO_CAPS)
         return 0
 
@@ -155,9 +166,12 @@ class Container(FakeFile):
         if set_vaddr:
             self.dma.update_vaddr(m.iova, m.size, m.vaddr)
             return 0
-        self.dma.check_map(m.iova, m.size, self.iommu_hw.model.iova_ranges())
         write = bool(m.flags & C.VFIO_DMA_MAP_FLAG_WRITE)
-        self._pin(m.vaddr, m.size, write)
+        if self.has_domain:
+            self.dma.check_map(m.iova, m.size, self.iommu_hw.model.iova_ranges())
+            self._pin(m.vaddr, m.size, write)
+        else:  # vfio_dma_do_map: no IOMMU domain, nothing pinned; any IOVA valid (empty list)
+            self.dma.check_map(m.iova, m.size, ((0, U64),))
         read = bool(m.flags & C.VFIO_DMA_MAP_FLAG_READ)
         self.dma.insert(Mapping(m.iova, m.size, m.vaddr, read, write))
         return 0

@@ -105,8 +105,9 @@ class DevNodes:
     def _open_device(self, group: GroupFile, bdf: str) -> int:
         dev = self.open_devices.get(bdf)
         if dev is None:
-            dev = VFIOPCIDevice(self.bus.devices[bdf], functools.partial(self._reset_peers, bdf),
-                                self._group_of_fd)
+            model = self.bus.devices[bdf]  # an mdev model brings its driver's device file
+            dev = getattr(model, "vfio_file", VFIOPCIDevice)(
+                model, functools.partial(self._reset_peers, bdf), self._group_of_fd)
             dev.install_fd = self._new_fd  # dma-buf export (fake/dmabuf.py)
             self.open_devices[bdf] = dev
         dev.opens += 1
@@ -165,7 +166,12 @@ class DevNodes:
 
     def device_rw(self, dev: VFIOPCIDevice, offset: int, data: bytes | None,
                   count: int) -> bytes | int:
-        """vfio_pci_rw: dispatch a pread/pwrite to config space or a BAR."""
+        """vfio_pci_rw: dispatch a pread/pwrite to config space or a BAR (an mdev's device
+        file has read/write ops of its own: its ``rw``)."""
+        own = getattr(dev, "rw", None)
+        if own is not None:
+            result: bytes | int = own(offset, data, count)
+            return result
         index, pos = offset >> OFFSET_SHIFT, offset & _OFFSET_MASK
         if count == 0:  # nothing to transfer: 0 whatever the region (as Linux 6.12 answers)
             return b"" if data is None else 0

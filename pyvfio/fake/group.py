@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake import cdev as fcdev
-from pyvfio.fake import vfio_compat
+from pyvfio.fake import emulated, vfio_compat
 from pyvfio.fake.bus import VFIO_PCI, PCIBus
 from pyvfio.fake.container import Container
 from pyvfio.fake.dispatch import Conv, Op
-from pyvfio.fake.hwpt import DeviceObj
 from pyvfio.fake.iommufd import IommufdCtx, IommufdFile
 from pyvfio.fake.memory import foreign, kerr
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
@@ -41,12 +40,18 @@ class GroupFile(FakeFile):
         self.noiommu = bus.noiommu
         self.container: Container | None = None
         self.iommufd: IommufdFile | None = None  # SET_CONTAINER with an iommufd (vfio_compat.c)
-        self.bound: dict[str, tuple[IommufdCtx, DeviceObj]] = {}  # bdf -> its iommufd binding
+        self.bound: dict[str, tuple[IommufdCtx, Any]] = {}  # bdf -> its binding: a DeviceObj, or
+        # an emulated.AccessObj for an mdev
         self.devices: list[VFIOPCIDevice] = []  # open device files of this group
         self.fd_closed = False  # the group fd is closed; release waits for the devices
         self._files = files
         self._open_device = open_device
         self._vf_tokens = vf_tokens
+
+    @property
+    def emulated(self) -> bool:
+        """An mdev's VFIO_EMULATED_IOMMU group (pyvfio/fake/mdev.py): no IOMMU behind it."""
+        return self.number in self.bus.emulated_groups
 
     def viable(self) -> bool:
         """Tell whether no member of the group is bound to a DMA-API driver."""
@@ -116,7 +121,10 @@ class GroupFile(FakeFile):
         """group.c:vfio_device_get_from_name: the first vfio-pci member whose match() accepts
         ``text`` (vfio_pci_core_match, then the VF token rule). Raises ENODEV, EINVAL, EACCES."""
         for bdf in self.bus.members(self.number):
-            if self.bus.driver_of.get(bdf) != VFIO_PCI:
+            driver = self.bus.driver_of.get(bdf)
+            if driver != VFIO_PCI:
+                if driver in self.bus.vfio_drivers and text == bdf:
+                    return bdf  # an mdev driver has no match op: strcmp of the name
                 continue
             found, token = match(bdf, text)
             if found:
@@ -130,6 +138,12 @@ class GroupFile(FakeFile):
         if not self.viable():
             raise kerr(errno.EPERM)  # iommu_device_claim_dma_owner
         ioas = vfio_compat.compat_ioas(ctx)
+        if self.emulated:  # vfio_iommufd_compat_attach_ioas through the emulated ops
+            access = emulated.bind(ctx, self.bus.devices[bdf])
+            emulated.attach(ctx, access, ioas.id)
+            ctx.users += 1
+            self.bound[bdf] = ctx, access
+            return
         obj = fcdev.bind_device(ctx, self.bus.devices[bdf], self.number)
         try:
             fcdev.attach_device(ctx, obj, ioas.id)
@@ -143,13 +157,16 @@ class GroupFile(FakeFile):
         """A device fd of this group closed: the last one unbinds it from the iommufd."""
         if bdf in self.bound and not any(d.dev.bdf == bdf for d in self.devices):
             ctx, obj = self.bound.pop(bdf)
-            fcdev.unbind_device(ctx, obj)
+            if isinstance(obj, emulated.AccessObj):
+                emulated.unbind(ctx, obj)
+            else:
+                fcdev.unbind_device(ctx, obj)
             ctx.put()
 
     def translate(self, bdf: str, iova: int, size: int,
                   write: bool) -> list[tuple[int, int]] | None:
         """DMA of a device opened through this group over an iommufd (None: blocked)."""
-        if bdf not in self.bound:
+        if bdf not in self.bound or isinstance(self.bound[bdf][1], emulated.AccessObj):
             return None
         ctx, obj = self.bound[bdf]
         return fcdev.dma_pieces(ctx, obj, iova, size, write)

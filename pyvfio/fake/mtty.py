@@ -13,10 +13,12 @@ tests/conformance/test_mdev.py in the lane's 7.3 guests):
   type's ports (mtty.c:mtty_init_dev, through device_driver_attach);
 * the mdev ``devices/virtual/mtty/mtty/<uuid>`` with ``mdev_type`` (link to its type) and
   ``remove`` (mdev_sysfs.c:remove_store: EINVAL unless an unsigned number; ``0`` keeps the
-  device), linked from ``bus/mdev/devices/<uuid>`` and the type's ``devices/``.
-
-Not modelled: the mdev's VFIO device (its emulated IOMMU group and ``vfio-dev`` cdev): the fake
-has no emulated-IOMMU device yet, so opening an mdev runs on real kernels only.
+  device), linked from ``bus/mdev/devices/<uuid>`` and the type's ``devices/``;
+* the mdev's VFIO device (mtty_probe -> vfio_register_emulated_iommu_dev): an emulated IOMMU
+  group of its own and a ``vfio-dev`` cdev (:mod:`pyvfio.fake.mdev`), its device file
+  :class:`pyvfio.fake.mtty_vfio.MttyVFIODevice` over the serial ports and migration driver of
+  :class:`pyvfio.fake.mtty_device.MttyDevice`.  Removing an mdev that is open is EBUSY here
+  (Linux blocks in vfio_unregister_group_dev until the user closes it).
 """
 
 from __future__ import annotations
@@ -25,8 +27,11 @@ import errno
 import functools
 import uuid as _uuid
 
+from pyvfio.fake import mdev
 from pyvfio.fake.kernel import FakeKernel
 from pyvfio.fake.memory import kerr
+from pyvfio.fake.mtty_device import MttyDevice
+from pyvfio.fake.mtty_vfio import MttyVFIODevice
 
 MAX_MTTYS = 24
 PARENT = "devices/virtual/mtty/mtty"
@@ -46,8 +51,15 @@ def _parse_uuid(value: str) -> str:
         raise kerr(errno.EINVAL) from None
 
 
+class MttyMdev(MttyDevice):
+    """The model behind one mtty mdev (named by its UUID); opens as an mtty device file."""
+
+    vfio_file = MttyVFIODevice
+
+
 class _Mtty:
     def __init__(self, kernel: FakeKernel) -> None:
+        self.kernel = kernel
         self.sysfs = kernel.sysfs
         self.ports = MAX_MTTYS
         self.mdevs: dict[str, str] = {}  # uuid -> type
@@ -72,6 +84,9 @@ class _Mtty:
         self.sysfs.add_attr(f"{dev}/remove", "", functools.partial(self.remove, uid))
         self.sysfs.symlink(f"bus/mdev/devices/{uid}", dev)
         self.sysfs.symlink(f"{tdir}/devices/{uid}", dev)
+        model = MttyMdev(uid, nr_ports)
+        model.migration.install_fd = self.kernel._new_fd
+        mdev.register(self.kernel, model, dev, "mtty")
 
     def remove(self, uid: str, value: str) -> None:
         try:
@@ -82,6 +97,7 @@ class _Mtty:
             raise kerr(errno.EINVAL)
         if not val:
             return
+        mdev.unregister(self.kernel, uid, f"{PARENT}/{uid}")
         mdev_type = self.mdevs.pop(uid)
         self.ports += TYPES[mdev_type][0]
         for path in (f"bus/mdev/devices/{uid}",

@@ -120,6 +120,8 @@ class MttyDevice(PCIDevice):
             self.bars[i].io = True
         self.ports = [SerialPort() for _ in range(nr_ports)]
         self.migration = MttyMigration(self)
+        self.vconfig = bytearray()  # an mdev's config space (pyvfio/fake/mtty_vfio.py)
+        self.dev_info_num_irqs = 0  # mdev_state->dev_info: zero until the first GET_INFO
 
     def bar_read(self, index: int, offset: int, width: int) -> int:
         return self.ports[index].read(offset) if offset < 8 else 0
@@ -158,6 +160,10 @@ class MttyMigration(MigrationDriver):
 
     def reset(self) -> None:
         super().reset()
+        self._disable()
+
+    def disable_files(self) -> None:
+        """mtty_disable_files: the open data files stop working (ENODEV)."""
         self._disable()
 
     def step(self, new: int) -> DataFile | None:

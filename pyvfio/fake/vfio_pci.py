@@ -8,6 +8,7 @@ resets it, as ``vfio_pci_core_enable``/``vfio_pci_core_disable`` do.
 from __future__ import annotations
 
 import errno
+import functools
 import struct
 from collections.abc import Callable
 from typing import Any
@@ -315,7 +316,14 @@ def _bind_on_group_fd(dev: VFIOPCIDevice, arg: IoctlArg) -> int:
 
 def _op(request: uapi.Ioctl, handler: Callable[[VFIOPCIDevice, IoctlArg], int],
         ctype: str | None = None, last: str | None = None) -> Op:
-    return Op(request, "device", handler, Conv.ARGSZ if ctype else Conv.NONE, ctype, last)
+    name = handler.__name__
+
+    @functools.wraps(handler)
+    def late(dev: VFIOPCIDevice, arg: IoctlArg) -> int:
+        result: int = getattr(dev, name)(arg)  # an mdev driver's device file overrides it
+        return result
+
+    return Op(request, "device", late, Conv.ARGSZ if ctype else Conv.NONE, ctype, last)
 
 
 OPS = (
