@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import errno
 import struct
-from typing import Any
 
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.migration import (
@@ -215,11 +214,3 @@ class MttyMigration(MigrationDriver):
         for i, port in enumerate(self.dev.ports):
             port.unpack(bytes(data[HEADER.size + i * PORT.size:][:PORT.size]))
 
-
-def add_mtty(kernel: Any, bdf: str, group: int, nr_ports: int = 2) -> MttyDevice:
-    """Put an mtty device of ``nr_ports`` ports in IOMMU ``group`` of a FakeKernel, bound to
-    vfio-pci (the fake opens it like any VFIO PCI device; on Linux it is an mdev)."""
-    dev = MttyDevice(bdf, nr_ports)
-    kernel.add_device(dev, group, "vfio-pci")
-    dev.migration.install_fd = kernel._new_fd
-    return dev

@@ -3,8 +3,9 @@
 Specification: Linux 7.3 drivers/vfio/vfio_main.c (vfio_mig_get_next_state,
 vfio_ioctl_device_feature_mig_device_state, ..._logging_start/stop/report, vfio_check_feature)
 and samples/vfio-mdev/mtty.c (mtty_set_state, mtty_step_state, the save/resume files).  On Linux
-the devices are two mtty-2 mdevs created through sysfs (the lane's 7.3 profiles load mtty); the
-fake offers two mtty devices with the same migration driver.  Kernels without mtty skip.
+the devices are two mtty-2 mdevs created through sysfs (the lane's 7.3 profiles load mtty), on the
+fake too (pyvfio.fake.mtty: the same mdevs, emulated groups, mtty's device file and migration
+driver).  Kernels without mtty skip.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pyvfio import uapi
 from pyvfio._ffi import C, new
 from pyvfio.container import Container
 from pyvfio.device import Device
-from pyvfio.fake.mtty_device import add_mtty
+from pyvfio.fake.mtty import add_mtty
 from pyvfio.group import Group
 from pyvfio.migration import DataFile, Migration
 from tests.conformance.mock_helpers import since
@@ -41,9 +42,13 @@ MTTY_TYPES = "class/mdev_bus/mtty/mdev_supported_types"
 SCR, LCR, IER, RBR = 7, 3, 1, 0
 
 
-def _real_mttys(host: Host, n: int) -> Iterator[list[tuple[int, str]]]:
+def _mttys(host: Host, n: int) -> Iterator[list[tuple[int, str]]]:
+    """``n`` fresh mtty-2 mdevs, created through sysfs (the fake: after ``modprobe mtty``,
+    pyvfio.fake.mtty.add_mtty), removed afterwards; (group, UUID) each."""
     k = host.kernel
     create = f"{MTTY_TYPES}/mtty-2/create"
+    if host.profile == "fake":
+        add_mtty(k)  # type: ignore[arg-type]
     if not k.sysfs_exists(create):
         pytest.skip(f"{host.profile}: no mtty (samples/vfio-mdev, CONFIG_SAMPLE_VFIO_MDEV_MTTY)")
     made: list[str] = []
@@ -59,21 +64,10 @@ def _real_mttys(host: Host, n: int) -> Iterator[list[tuple[int, str]]]:
             k.sysfs_write(f"bus/mdev/devices/{u}/remove", "1")
 
 
-def _fake_mttys(host: Host, n: int) -> Iterator[list[tuple[int, str]]]:
-    out = []
-    for i in range(n):
-        bdf, group = f"0000:00:{0x10 + i:02x}.0", 40 + i
-        add_mtty(host.kernel, bdf, group)
-        out.append((group, bdf))
-    host.kernel.mark_clean()  # type: ignore[attr-defined]
-    yield out
-
-
 @pytest.fixture
 def mttys(host: Host) -> Iterator[list[Device]]:
     """Two mtty-2 devices opened through their groups in one type1 container."""
-    with_devices = _real_mttys if host.profile != "fake" else _fake_mttys
-    for found in with_devices(host, 2):
+    for found in _mttys(host, 2):
         container = Container(host.kernel)
         groups, devices = [], []
         try:
