@@ -12,3 +12,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--diff-seconds", type=float, default=1800.0,
                     help="time budget for all modes of one profile (default 1800 s)")
     group.addoption("--diff-modes", default="", help="comma-separated modes to record")
+    group.addoption("--diff-ops", default="",
+                    help="directory of sequences generated ahead by the host (opsfile.py)")
+    group.addoption("--diff-profile", action="store_true",
+                    help="time kernel calls by kind and profile the Python side (timing.py)")

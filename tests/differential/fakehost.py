@@ -6,7 +6,7 @@ import inspect
 from typing import Any
 
 from pyvfio.fake import FakeKernel, standard_host
-from tests.differential.harness import edu_devices
+from tests.differential.harness import edu_devices, linux_version
 from tests.differential.runner import Env
 
 # The lane's QEMU 7.2 intel-iommu has aw-bits=39: its IOVA space ends at 2^39 - 1 (Linux shows
@@ -19,11 +19,6 @@ LANE_BAR0 = {"0000:00:01.0": 0x40000000, "0000:02:01.0": 0x40100000,
              "0000:02:02.0": 0x40200000}
 # ... and the interrupt line its firmware wrote (vfio passes PCI_INTERRUPT_LINE through)
 LANE_INTERRUPT_LINE = {"0000:00:01.0": 0x0B, "0000:02:01.0": 0x0A, "0000:02:02.0": 0x0A}
-
-
-def linux_version(release: str) -> str:
-    """"6.12.117-amd64" -> "6.12"."""
-    return ".".join(release.split(".")[:2])
 
 
 def fake_for(header: dict[str, Any]) -> tuple[FakeKernel, Env]:

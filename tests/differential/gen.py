@@ -10,7 +10,9 @@ looks at results: the same (mode, seed, devices) gives the same ops on the host 
 
 Modes: ``type1v2``, ``type1`` and ``noiommu`` (legacy container), ``iommufd`` (/dev/iommu and
 device cdevs), ``compat`` (/dev/iommu as the container of a group).  The op families live in
-``gen_vfio`` (container, group, device) and ``gen_iommufd`` (iommufd objects).
+``gen_vfio`` (container, group, device) and ``gen_iommufd`` (iommufd objects); ``gen_newer``
+has those of the uAPI newer than 6.12, drawn only when the kernel the sequence is for has them
+(``linux``, the guest's version): a 6.12 sequence is the same as before they existed.
 """
 
 from __future__ import annotations
@@ -31,16 +33,21 @@ U64 = (1 << 64) - 1
 class Gen:
     """The state of one sequence being generated: ops so far and the handles they made."""
 
-    def __init__(self, mode: str, seed: int, bdfs: list[str]) -> None:
+    def __init__(self, mode: str, seed: int, bdfs: list[str], linux: str = "6.12") -> None:
         self.r = random.Random(f"{mode}/{seed}")
         self.mode = mode
         self.bdfs = bdfs
+        self.linux = _version(linux)
         self.ops: list[tuple[Any, ...]] = []
         self.h: dict[str, list[int]] = defaultdict(list)  # fd kind -> producing ops
         self.ids: dict[str, list[tuple[int, int]]] = defaultdict(list)  # id kind -> (op, off)
         self.iovas: list[tuple[int, int]] = []
         self.risky = False  # something may have turned the BARs off: no mmap loads/stores
         self.bar_writes: set[int] = set()  # edu registers written (put back at the end)
+
+    def since(self, version: str) -> bool:
+        """Whether the kernel the sequence is for has what ``version`` ("6.15") added."""
+        return self.linux >= _version(version)
 
     # -- building blocks ---------------------------------------------------------------------
 
@@ -149,11 +156,18 @@ class Gen:
                               arena.RO, arena.NONE, arena.AUX)))
 
 
-def sequence(mode: str, seed: int, bdfs: list[str]) -> list[tuple[Any, ...]]:
-    """Return the op sequence ``seed`` of ``mode`` for the devices ``bdfs`` (sysfs order)."""
-    from tests.differential import gen_iommufd, gen_vfio
+def _version(text: str) -> tuple[int, int]:
+    """ "6.12" / "7.3.4-amd64" -> (6, 12) / (7, 3)."""
+    major, minor = text.split(".")[:2]
+    return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
 
-    g = Gen(mode, seed, bdfs)
+
+def sequence(mode: str, seed: int, bdfs: list[str], linux: str = "6.12") -> list[tuple[Any, ...]]:
+    """Return the op sequence ``seed`` of ``mode`` for the devices ``bdfs`` (sysfs order) on
+    Linux ``linux`` ("6.12", "7.3": the op families it has)."""
+    from tests.differential import gen_iommufd, gen_newer, gen_vfio
+
+    g = Gen(mode, seed, bdfs, linux)
     if mode in ("type1v2", "type1", "noiommu"):
         gen_vfio.preamble_legacy(g)
         families = gen_vfio.LEGACY
@@ -165,6 +179,7 @@ def sequence(mode: str, seed: int, bdfs: list[str]) -> list[tuple[Any, ...]]:
         families = gen_iommufd.IOMMUFD + gen_vfio.CDEV
     else:
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
+    families = families + gen_newer.families(g)  # none on 6.12: its sequences stay as they were
     weights = [w for w, _ in families]
     for _ in range(g.r.randrange(5, 13)):
         (_, family), = g.r.choices(families, weights)

@@ -8,6 +8,7 @@ order (state that outlives a sequence, such as a device register, then carries o
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,6 +17,20 @@ from tests.differential.recording import fingerprint
 from tests.differential.runner import Runner
 
 EDU_IDS = ("0x1234", "0x11e8")
+PROFILE_MODES = {
+    "iommufd": ("type1v2", "type1", "iommufd", "compat"),
+    "debian": ("type1v2", "type1"),
+    "noiommu": ("noiommu",),
+}
+
+
+def profile_modes(profile: str, iommufd: bool) -> tuple[str, ...]:
+    """The modes a lane profile records: iommufd-7.3 those of iommufd (on 7.3), a profile not
+    listed those of iommufd when it has /dev/iommu, else the legacy ones."""
+    base = profile.split("-")[0]
+    if base in PROFILE_MODES:
+        return PROFILE_MODES[base]
+    return PROFILE_MODES["iommufd"] if iommufd else PROFILE_MODES["debian"]
 
 
 def edu_devices(kernel: Any) -> list[str]:
@@ -32,18 +47,49 @@ def edu_devices(kernel: Any) -> list[str]:
     return sorted(out)
 
 
-def run_sequences(runner: Runner, mode: str, seeds: Any,
-                  bdfs: list[str]) -> Iterator[tuple[int, int, bytes, list[tuple[Any, ...]]]]:
+def generated(mode: str, seeds: Any, bdfs: list[str],
+              linux: str) -> Iterator[tuple[int, int, list[tuple[Any, ...]]]]:
+    """(seed, fingerprint, ops) of each seed's sequence, generated here."""
+    for seed in seeds:
+        ops = sequence(mode, seed, bdfs, linux)
+        yield seed, fingerprint(ops), ops
+
+
+def run_sequences(runner: Runner, mode: str, seeds: Any, bdfs: list[str], linux: str,
+                  clock: dict[str, float] | None = None, source: Any = None,
+                  ) -> Iterator[tuple[int, int, bytes, list[tuple[Any, ...]]]]:
     """Yield (seed, fingerprint, results, ops) for each seed, in order.
+
+    ``linux`` is the version of the kernel that runs them (the recording's: "6.12", "7.3"):
+    which ops exist.  ``source`` (default: generate them here) yields (seed, fingerprint, ops),
+    e.g. sequences the host generated ahead (opsfile.py).  ``clock`` (if given) adds up the
+    seconds spent getting the sequences ("generate") and running them ("run").
 
     Device registers outlive a sequence (QEMU's edu keeps them across close and bus reset);
     each sequence writes back what it wrote while it can, and whatever stays carries over to
     the next sequence alike on both kernels, because both run the same sequences in order.
     """
-    for seed in seeds:
-        ops = sequence(mode, seed, bdfs)
-        yield seed, fingerprint(ops), runner.run(ops), ops
+    items = iter(source if source is not None else generated(mode, seeds, bdfs, linux))
+    clock = {} if clock is None else clock
+    clock.setdefault("generate", 0.0)
+    clock.setdefault("run", 0.0)
+    while True:
+        t0 = time.perf_counter()
+        item = next(items, None)
+        if item is None:
+            return
+        seed, fp, ops = item
+        t1 = time.perf_counter()
+        blob = runner.run(ops)
+        clock["generate"] += t1 - t0
+        clock["run"] += time.perf_counter() - t1
+        yield seed, fp, blob, ops
 
 
 def kernel_release() -> str:
     return os.uname().release
+
+
+def linux_version(release: str) -> str:
+    """ "6.12.117+deb13-amd64" -> "6.12"."""
+    return ".".join(release.split(".")[:2])

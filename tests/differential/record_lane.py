@@ -8,25 +8,36 @@ Not collected by the host suite (no ``test_`` prefix); the lane runs it by path:
 ``tools/diff-record`` does that for every profile and copies the recordings into
 ``tests/differential/recordings/``.  Per mode, sequences 0, 1, 2, ... are recorded until
 ``--diff-count`` or the mode's share of ``--diff-seconds`` is reached, whichever comes first.
+``--diff-ops DIR``: run the sequences the host generated ahead into DIR (opsfile.py; the guest
+generates them itself when there is no matching file).  The recording is written uncompressed
+(``<profile>-<uname -r>.rec``): xz at its strongest preset is the host's job (tools/diff-record),
+it took the TCG guest longer than a minute per recording.
 """
 
 from __future__ import annotations
 
+import cProfile
+import io
 import os
+import pstats
 import time
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pyvfio.kernel import LinuxKernel
-from tests.differential.harness import edu_devices, kernel_release, run_sequences
+from tests.differential import opsfile
+from tests.differential.harness import (
+    edu_devices,
+    kernel_release,
+    linux_version,
+    profile_modes,
+    run_sequences,
+)
 from tests.differential.recording import Recording
 from tests.differential.runner import Env, Runner
-
-PROFILE_MODES = {
-    "iommufd": ("type1v2", "type1", "iommufd", "compat"),
-    "debian": ("type1v2", "type1"),
-    "noiommu": ("noiommu",),
-}
+from tests.differential.timing import TimedKernel
 
 
 def _thp(kernel: LinuxKernel) -> bool:
@@ -45,43 +56,78 @@ def _config_header(bdf: str) -> str:
         return f.read(64).hex()
 
 
+def _record_mode(runner: Runner, rec: Recording, mode: str, opts: dict[str, Any],
+                 prof: cProfile.Profile | None) -> str:
+    """Record ``mode``'s sequences until the count or the time budget is reached."""
+    header = rec.header
+    bdfs = [d["bdf"] for d in header["devices"]]
+    linux = linux_version(header["kernel"])
+    source = opsfile.read(opts["ahead"], mode, linux, bdfs) if opts["ahead"] else None
+    if opts["ahead"] and source is None:
+        print(f"diff-record: {mode}: no sequences generated ahead for Linux {linux} and {bdfs} "
+              f"in {opts['ahead']}; generating them here", flush=True)
+    start = time.monotonic()
+    clock: dict[str, float] = {}
+    seqs = rec.sequences.setdefault(mode, [])
+    if prof:
+        prof.enable()
+    for seed, fp, blob, _ in run_sequences(runner, mode, range(opts["count"]), bdfs, linux,
+                                           clock, source):
+        if seed >= opts["count"]:
+            break
+        seqs.append((seed, fp, blob))
+        if time.monotonic() - start > opts["budget"]:
+            break
+    if prof:
+        prof.disable()
+    took = time.monotonic() - start
+    header["seconds"][mode] = round(took, 1)
+    line = (f"diff-record: {header['profile']} {mode}: {len(seqs)} sequences in {took:.0f} s "
+            f"({60 * len(seqs) / took:.0f}/min; {'reading' if source else 'generating'} "
+            f"{clock['generate']:.0f} s, running {clock['run']:.0f} s)")
+    print(line, flush=True)
+    return line
+
+
+def _header(kernel: LinuxKernel, profile: str, env: Env, noiommu: bool) -> dict[str, Any]:
+    bdfs = [d["bdf"] for d in env.devices]
+    return {"profile": profile, "kernel": kernel_release(), "devices": env.devices,
+            "iommufd": os.path.exists("/dev/iommu"), "bar0": _bar0(kernel, bdfs),
+            "config": {bdf: _config_header(bdf) for bdf in bdfs},
+            "noiommu": noiommu, "thp": _thp(kernel), "seconds": {}}
+
+
 @pytest.mark.skipif(os.environ.get("PYVFIO_KERNEL") != "real", reason="records in the VM lane")
 def test_record(request: pytest.FixtureRequest) -> None:
     profile = os.environ.get("PYVFIO_VM_PROFILE", "unknown")
-    modes = PROFILE_MODES.get(profile, ("type1v2", "type1"))
-    if profile not in PROFILE_MODES and os.path.exists("/dev/iommu"):
-        modes = PROFILE_MODES["iommufd"]
+    modes = profile_modes(profile, os.path.exists("/dev/iommu"))
     only = request.config.getoption("--diff-modes")
     if only:
         modes = tuple(m for m in modes if m in only.split(","))
-    count = request.config.getoption("--diff-count")
-    budget = request.config.getoption("--diff-seconds") / max(len(modes), 1)
+    opts = {"count": request.config.getoption("--diff-count"),
+            "budget": request.config.getoption("--diff-seconds") / max(len(modes), 1),
+            "ahead": request.config.getoption("--diff-ops")}
     kernel = LinuxKernel()
     bdfs = edu_devices(kernel)
     if not bdfs:
         pytest.skip(f"{profile}: no edu bound to vfio-pci")
-    noiommu = profile == "noiommu"
+    noiommu = modes == ("noiommu",)
     env = Env.discover(kernel, bdfs, noiommu=noiommu)
-    header = {"profile": profile, "kernel": kernel_release(), "devices": env.devices,
-              "iommufd": os.path.exists("/dev/iommu"), "bar0": _bar0(kernel, bdfs),
-              "config": {bdf: _config_header(bdf) for bdf in bdfs},
-              "noiommu": noiommu, "thp": _thp(kernel), "seconds": {}}
-    rec = Recording(header)
-    runner = Runner(kernel, env)
+    rec = Recording(_header(kernel, profile, env, noiommu))
+    timed = TimedKernel(kernel) if request.config.getoption("--diff-profile") else None
+    prof = cProfile.Profile() if timed else None
+    runner = Runner(timed or kernel, env)
+    results = os.environ.get("PYVFIO_VM_RESULTS", ".")
     try:
-        for mode in modes:
-            start = time.monotonic()
-            seqs = rec.sequences.setdefault(mode, [])
-            for seed, fp, blob, _ in run_sequences(runner, mode, range(count), bdfs):
-                seqs.append((seed, fp, blob))
-                if time.monotonic() - start > budget:
-                    break
-            took = time.monotonic() - start
-            header["seconds"][mode] = round(took, 1)
-            print(f"diff-record: {profile} {mode}: {len(seqs)} sequences in {took:.0f} s "
-                  f"({60 * len(seqs) / took:.0f}/min)", flush=True)
+        report = [_record_mode(runner, rec, mode, opts, prof) for mode in modes]
     finally:
         runner.close()
-    results = os.environ.get("PYVFIO_VM_RESULTS", ".")
-    path = rec.save(results)
+    if timed is not None and prof is not None:
+        out = io.StringIO()
+        pstats.Stats(prof, stream=out).sort_stats("tottime").print_stats(40)
+        total = sum(rec.header["seconds"].values())
+        text = "\n".join(report) + "\n\n" + timed.report(total) + "\n\n" + out.getvalue()
+        Path(results, f"diff-profile-{profile}.txt").write_text(text)
+        print(text, flush=True)
+    path = rec.save(results, compress=False)
     print(f"diff-record: wrote {path} ({path.stat().st_size} bytes)", flush=True)

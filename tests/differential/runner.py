@@ -13,8 +13,10 @@ Op kinds::
     ("close", fdref)
     ("eventfd",)                        a real eventfd (both kernels)
     ("foreign",)                        /dev/null opened behind the kernel's back
+    ("memfd", size)                     a real memfd of ``size`` bytes (IOAS_MAP_FILE maps it)
     ("ioctl", fdref, request, arg, ret) arg: int (by value) or Arg; ret: None, FD_RET (returns an
-                                        fd) or the offset of an out fd field in the argument
+                                        fd), FD_OR_ZERO (an fd when > 0, e.g. a FEATURE that
+                                        may be a PROBE) or the offset of an out fd field
     ("pread", fdref, offset, size)      ("pwrite", fdref, offset, data)
     ("read", fdref, size)               ("write", fdref, data)
     ("mmap", fdref, length, offset)     ("mread", mapref, offset, width)
@@ -34,6 +36,7 @@ from tests.differential import arena
 
 FD_RET = -1
 STALE = -2
+FD_OR_ZERO = -3
 STALE_FD = 999_999  # never open: above any fd this process has (RLIMIT_NOFILE default 1024)
 FD_TOKEN = 0x7FD  # an fd the kernel returned, in a record
 ADDR_TAG = 0xA5A5 << 48  # a patched address in an argument reads back as ADDR_TAG | offset
@@ -220,6 +223,12 @@ class Runner:
                 self.fds[i] = os.open("/dev/null", os.O_RDWR | os.O_CLOEXEC)
                 self.foreign.add(i)
                 rc = FD_TOKEN
+            elif kind == "memfd":
+                fd = os.memfd_create("pyvfio-diff", os.MFD_CLOEXEC)
+                self.fds[i] = fd
+                self.foreign.add(i)
+                os.ftruncate(fd, op[1])
+                rc = FD_TOKEN
             elif kind == "pread":
                 data = k.pread(self._fd(op[1]), op[3], op[2])
                 rc = len(data)
@@ -314,6 +323,11 @@ class Runner:
         return self._ret(i, rc, ret, ref), out or None
 
     def _ret(self, i: int, rc: int, ret: Any, ref: int) -> int:
+        if ret == FD_OR_ZERO:
+            if rc <= 0:
+                return rc
+            self.fds[i] = rc
+            return FD_TOKEN
         if ret == FD_RET:
             self.fds[i] = rc
             self.devfds.append(i)

@@ -13,7 +13,7 @@ import sys
 
 from tests.differential.fakehost import fake_for
 from tests.differential.gen import sequence
-from tests.differential.harness import run_sequences
+from tests.differential.harness import linux_version, run_sequences
 from tests.differential.recording import Recording
 from tests.differential.runner import Runner, decode
 from tests.differential.test_replay import op_label, result_text
@@ -34,17 +34,18 @@ def main(argv: list[str]) -> int:
     kernel, env = fake_for(header)
     bdfs = [d["bdf"] for d in header["devices"]]
     runner = Runner(kernel, env)
+    linux = linux_version(header["kernel"])
     real: list[tuple[int, int, bytes | None]] = []
     if rec:
         for m in rec.header["order"]:
             seqs = rec.sequences[m]
             upto = [s for s, _, _ in seqs if m != mode or s < seed]
-            for _ in run_sequences(runner, m, upto, bdfs):
+            for _ in run_sequences(runner, m, upto, bdfs, linux):
                 pass
             if m == mode:
                 real = next((decode(b) for s, _, b in seqs if s == seed), [])
                 break
-    ops = sequence(mode, seed, bdfs)
+    ops = sequence(mode, seed, bdfs, linux)
     fake = decode(runner.run(ops))
     runner.close()
     for i, res in enumerate(fake):

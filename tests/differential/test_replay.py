@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.differential.fakehost import fake_for
-from tests.differential.harness import run_sequences
+from tests.differential.harness import linux_version, run_sequences
 from tests.differential.known import KNOWN
 from tests.differential.recording import Recording, all_recordings
 from tests.differential.runner import EXC_BASE, Runner, decode
@@ -117,7 +117,8 @@ def replay(path: Path) -> dict[str, Outcome]:
         for mode in rec.header["order"]:
             out = outcomes[mode] = Outcome()
             recorded = rec.sequences[mode]
-            fresh = run_sequences(runner, mode, [s for s, _, _ in recorded], bdfs)
+            fresh = run_sequences(runner, mode, [s for s, _, _ in recorded], bdfs,
+                                  linux_version(rec.header["kernel"]))
             for (seed, fp, real), (_, fp2, fake, ops) in zip(recorded, fresh, strict=True):
                 out.count += 1
                 if fp != fp2:
