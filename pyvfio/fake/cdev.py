@@ -10,7 +10,6 @@ is bound (group.c:vfio_device_block_group).  After BIND the device answers like 
 from __future__ import annotations
 
 import errno
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -259,6 +258,7 @@ class CdevFile(FakeFile):
         self.iommufd = target
         target.ctx.users += 1  # a bound device holds the iommufd file (vfio_iommufd_bind)
         self.device.opens += 1
+        self.device.cdev_ctx = target.ctx
         self.device_opened = True
         return target.ctx
 
@@ -325,6 +325,7 @@ class CdevFile(FakeFile):
             self.iommufd = None
         if self.device_opened:
             self.device_opened = False
+            self.device.cdev_ctx = None
             self.device.release()
 
 
@@ -380,7 +381,7 @@ class IommuNodes:
         if dev is None:
             model = k.bus.devices[bdf]
             dev = getattr(model, "vfio_file", VFIOPCIDevice)(
-                model, functools.partial(k._reset_peers, bdf), k._group_of_fd)
+                model, k.reset_domain)
             dev.install_fd = k._new_fd  # dma-buf export (fake/dmabuf.py)
             k.open_devices[bdf] = dev
         cdev = CdevFile(dev, k.bus.group_of[bdf], self.gate, k.file)

@@ -7,7 +7,6 @@ device nodes and what the fds opened from them reach, over the kernel's fd table
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import threading
 from typing import TYPE_CHECKING
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING
 from pyvfio.fake.cdev import IommuNodes
 from pyvfio.fake.container import Container
 from pyvfio.fake.group import GroupFile
+from pyvfio.fake.hot_reset import ResetDomain
 from pyvfio.fake.memory import PAGE_SIZE, foreign, kerr
 from pyvfio.fake.pci import Fault, PCIDevice
 from pyvfio.fake.region import CONFIG_INDEX, NUM_BARS, OFFSET_SHIFT, FakeMMIO
@@ -54,6 +54,7 @@ class DevNodes:
         self.open_devices = open_devices
         self.iommu = IommuNodes(self)  # /dev/iommu and the device cdevs (fake/cdev.py)
         self.vf_tokens = VFTokens(sysfs, bus.driver_of.get, open_devices.keys)
+        self.reset_domain = ResetDomain(bus, self._group_of_fd)
 
     def _new_fd(self, f: FakeFile) -> int:
         """Install ``f`` in the fd table and return its fd."""
@@ -107,7 +108,7 @@ class DevNodes:
         if dev is None:
             model = self.bus.devices[bdf]  # an mdev model brings its driver's device file
             dev = getattr(model, "vfio_file", VFIOPCIDevice)(
-                model, functools.partial(self._reset_peers, bdf), self._group_of_fd)
+                model, self.reset_domain)
             dev.install_fd = self._new_fd  # dma-buf export (fake/dmabuf.py)
             self.open_devices[bdf] = dev
         dev.opens += 1
@@ -121,14 +122,6 @@ class DevNodes:
         if f is None:
             return -1 if foreign(fd) else None
         return f.number if isinstance(f, GroupFile) else -1
-
-    def _reset_peers(self, bdf: str) -> list[tuple[str, int]] | None:
-        """The bus-reset scope: None on a root bus (no bridge to reset), else the bus's devices."""
-        bus = bdf[:7]
-        if bus.endswith(":00"):
-            return None
-        return [(b, self.bus.group_of.get(b, 0)) for b in sorted(self.bus.devices)
-                if b.startswith(bus)]
 
     def release(self, f: FakeFile) -> None:
         """The last fd of ``f`` closed: run its release, and the group's if it was waiting."""

@@ -26,6 +26,7 @@ class DmaBufFile(FakeFile):
     """An exported dma-buf: BAR ``index`` of ``dev`` over ``ranges`` ((offset, length), ...)."""
 
     kind = "dma-buf"
+    positional = False  # anon_inode_getfile: no FMODE_PREAD/PWRITE (pread is ESPIPE)
 
     def __init__(self, dev: Any, index: int, ranges: list[tuple[int, int]]) -> None:
         self.dev, self.index, self.ranges = dev, index, ranges

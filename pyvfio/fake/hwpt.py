@@ -52,6 +52,7 @@ class FaultFile(FakeFile):
     """
 
     kind = "iommufd-fault"
+    positional = False  # anon_inode_getfile: no FMODE_PREAD/PWRITE (pread is ESPIPE)
 
     def __init__(self, ctx: IommufdCtx, fault: FaultObj) -> None:
         self.ctx, self.fault = ctx, fault

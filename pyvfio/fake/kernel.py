@@ -306,14 +306,23 @@ class FakeKernel:
             self._mmaps.append(mmio)
             return mmio
 
+    def _positional(self, fd: int, offset: int) -> VFIOPCIDevice:
+        """fs/read_write.c:ksys_pread64/pwrite64: a negative offset EINVAL, a closed fd EBADF,
+        a file without FMODE_PREAD ESPIPE; then the file's own read (EINVAL: not a device)."""
+        if offset < 0:
+            raise kerr(errno.EINVAL)
+        f = self.fds.get(fd)
+        if f is not None and not f.positional:
+            raise kerr(errno.ESPIPE)
+        return self.nodes.device_of(fd, errno.EINVAL)
+
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         """pread of a device region (index = offset >> 40); a real file the fake does not own
         is read by the real kernel (eventfd: ESPIPE)."""
         if fd not in self._files and foreign(fd):
             return os.pread(fd, size, offset)
         with self.lock:
-            result = self.nodes.device_rw(self.nodes.device_of(fd, errno.EINVAL), offset, None,
-                                          size)
+            result = self.nodes.device_rw(self._positional(fd, offset), offset, None, size)
         assert isinstance(result, bytes)
         return result
 
@@ -323,8 +332,8 @@ class FakeKernel:
         if fd not in self._files and foreign(fd):
             return os.pwrite(fd, data, offset)
         with self.lock:
-            result = self.nodes.device_rw(self.nodes.device_of(fd, errno.EINVAL), offset,
-                                          bytes(data), len(data))
+            result = self.nodes.device_rw(self._positional(fd, offset), offset, bytes(data),
+                                          len(data))
         assert isinstance(result, int)
         return result
 

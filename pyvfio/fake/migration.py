@@ -119,6 +119,7 @@ class DataFile(FakeFile):
     """A migration data fd: a saving file is read, a resuming one written (stream, no seek)."""
 
     kind = "vfio-migration"
+    positional = False  # anon_inode_getfile: no FMODE_PREAD/PWRITE (pread is ESPIPE)
 
     def __init__(self, driver: MigrationDriver, *, saving: bool, data: bytes = b"",
                  limit: int = 0) -> None:

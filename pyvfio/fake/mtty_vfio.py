@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import errno
 import struct
-from collections.abc import Callable
 from typing import Any
 
 from pyvfio._ffi import C
@@ -69,9 +68,8 @@ class MttyVFIODevice(VFIOPCIDevice):
 
     emulated = True  # vfio_register_emulated_iommu_dev
 
-    def __init__(self, dev: Any, reset_peers: Callable[[], Any],
-                 group_of_fd: Callable[[int], int | None]) -> None:
-        super().__init__(dev, reset_peers, group_of_fd)
+    def __init__(self, dev: Any, reset_domain: Any) -> None:
+        super().__init__(dev, reset_domain)
         assert isinstance(dev, MttyDevice)
         self.mtty = dev
         self.nr_ports = len(dev.ports)

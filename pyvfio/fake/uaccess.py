@@ -97,6 +97,11 @@ class FakeFile:
     """
 
     kind = "file"
+    positional = True
+    """FMODE_PREAD | FMODE_PWRITE: pread/pwrite reach the file.  do_dentry_open sets them for
+    every opened node, anon_inode_getfile does not (fault queues, vEVENTQs, migration data,
+    dma-bufs: fs/read_write.c:ksys_pread64 answers ESPIPE); group.c:vfio_device_open_file
+    sets them by hand on the device fd."""
 
     def space(self) -> str:
         """Return the ioctl space of the file now (a key of ``pyvfio.fake.ioctls.SPACES``)."""

@@ -79,6 +79,7 @@ class VEventQFile(FakeFile):
     """The fd of a vEVENTQ: read-only (eventq.c:iommufd_veventq_fops_read); no ioctl (ENOTTY)."""
 
     kind = "iommufd-veventq"
+    positional = False  # anon_inode_getfile: no FMODE_PREAD/PWRITE (pread is ESPIPE)
 
     def __init__(self, ctx: IommufdCtx, queue: VEventQObj) -> None:
         self.ctx, self.queue = ctx, queue

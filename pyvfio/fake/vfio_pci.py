@@ -15,7 +15,7 @@ from typing import Any
 
 from pyvfio import uapi
 from pyvfio._ffi import C
-from pyvfio.fake import dmabuf, migration
+from pyvfio.fake import dmabuf, hot_reset, migration
 from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.irq import ERR, INTX, MSIX, Interrupts, eventfd_get, put
 from pyvfio.fake.memory import kerr
@@ -44,12 +44,11 @@ _RW = C.VFIO_REGION_INFO_FLAG_READ | C.VFIO_REGION_INFO_FLAG_WRITE
 
 
 class VFIOPCIDevice(FakeFile):
-    """A device opened through vfio-pci; ``reset_peers`` gives its bus-reset scope."""
+    """A device opened through vfio-pci; ``reset_domain`` is what its bus reset reaches."""
 
     kind = "device"
 
-    def __init__(self, dev: PCIDevice, reset_peers: Callable[[], list[tuple[str, int]] | None],
-                 group_of_fd: Callable[[int], int | None]) -> None:
+    def __init__(self, dev: PCIDevice, reset_domain: hot_reset.ResetDomain) -> None:
         self.dev = dev
         self.opens = 0
         self.regions = Regions(dev)
@@ -57,8 +56,9 @@ class VFIOPCIDevice(FakeFile):
         self.ioeventfds: dict[tuple[int, int, int, int], int] = {}
         self.low_power = False
         self._wakeup: int | None = None  # LOW_POWER_ENTRY_WITH_WAKEUP's eventfd reference
-        self._reset_peers = reset_peers
-        self._group_of_fd = group_of_fd
+        self._reset_domain = reset_domain
+        # vfio_device_cdev_opened + vfio_iommufd_device_ictx: the iommufd of a cdev open (BIND)
+        self.cdev_ctx: Any = None
         self.install_fd: Callable[[Any], int] | None = None  # the kernel's, for dma-buf fds
         dev.irq = self.irqs
         self._reset()  # vfio_pci_core_enable: pci_enable_device (MEMORY on), try FLR; master off
@@ -196,39 +196,10 @@ class VFIOPCIDevice(FakeFile):
         return 0
 
     def VFIO_DEVICE_GET_PCI_HOT_RESET_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
-        info = arg.cmd
-        peers = self._reset_peers()
-        if peers is None:
-            raise kerr(errno.ENODEV)  # on a root bus: neither slot nor bus reset
-        info.flags, info.count = 0, len(peers)
-        arg.copy_out(info, 12)
-        if (arg.size - 12) // 8 < len(peers):
-            raise kerr(errno.ENOSPC)
-        for i, (bdf, group) in enumerate(peers):
-            bus, devfn = _bus_devfn(bdf)
-            arg.write(12 + 8 * i, struct.pack("<IHBB", group, int(bdf[:4], 16), bus, devfn))
-        return 0
+        return hot_reset.get_info(self.dev.bdf, self._reset_domain, self.cdev_ctx, arg)
 
     def VFIO_DEVICE_PCI_HOT_RESET(self, arg: IoctlArg) -> int:  # noqa: N802
-        hdr = arg.cmd
-        if hdr.flags or hdr.count == 0:
-            raise kerr(errno.EINVAL)
-        peers = self._reset_peers()
-        if peers is None:
-            raise kerr(errno.ENODEV)
-        if hdr.count > len(peers):
-            raise kerr(errno.EINVAL)
-        fds = struct.unpack(f"<{hdr.count}i", arg.read(12, 4 * hdr.count))
-        groups = set()
-        for fd in fds:  # vfio_pci_ioctl_pci_hot_reset_groups: fget each, in order
-            group = self._group_of_fd(fd)
-            if group is None:
-                raise kerr(errno.EBADF)
-            if group < 0:
-                raise kerr(errno.EINVAL)  # not a VFIO group
-            groups.add(group)
-        if any(g not in groups for _, g in peers):
-            raise kerr(errno.EINVAL)
+        hot_reset.check_reset(self.dev.bdf, self._reset_domain, self.cdev_ctx, arg)
         self._reset()
         return 0
 
@@ -300,12 +271,6 @@ class VFIOPCIDevice(FakeFile):
     def _low_power_exit(self) -> None:
         put(self._wakeup)
         self.low_power, self._wakeup = False, None
-
-
-def _bus_devfn(bdf: str) -> tuple[int, int]:
-    bus, slot_fn = bdf.split(":")[1:]
-    slot, fn = slot_fn.split(".")
-    return int(bus, 16), int(slot, 16) << 3 | int(fn)
 
 
 def _bind_on_group_fd(dev: VFIOPCIDevice, arg: IoctlArg) -> int:

@@ -155,6 +155,21 @@ def test_fault_queue_alloc_gives_fd_and_id(host: Host) -> None:
         assert arg.out_fault_id >= 1 and arg.out_fault_fd != fd
 
 
+def test_fault_fd_pread_pwrite_espipe(host: Host) -> None:
+    """fault.c:iommufd_fault_alloc makes the fd with anon_inode_getfile: no FMODE_PREAD/PWRITE,
+    so fs/read_write.c:ksys_pread64/pwrite64 answer ESPIPE before the queue's own read/write
+    (offset 0 and a whole record would suit those); a negative offset is EINVAL first."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        arg = new("struct iommu_fault_alloc *")
+        expect_ok(s.k.ioctl, fd, uapi.IOMMU_FAULT_QUEUE_ALLOC, arg)
+        qfd = s.track(int(arg.out_fault_fd))
+        expect_errno(errno.ESPIPE, s.k.pread, qfd, ffi.sizeof("struct iommu_hwpt_pgfault"), 0)
+        expect_errno(errno.ESPIPE, s.k.pwrite, qfd, bytes(8), 0)
+        expect_errno(errno.ESPIPE, s.k.pread, qfd, 1, 0x10000000002)
+        expect_errno(errno.EINVAL, s.k.pread, qfd, 8, -1)
+
+
 def test_fault_queue_alloc_flags_eopnotsupp(host: Host) -> None:
     """fault.c:iommufd_fault_alloc: flags != 0 -> EOPNOTSUPP."""
     with iommufd_session(host) as s:
