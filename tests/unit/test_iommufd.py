@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import errno
+import random
 
 import pytest
 
 import pyvfio.fake.hwpt  # noqa: F401 - registers the HWPT ioctls of the fake
 from pyvfio import dma
 from pyvfio.dma import DMASpace
-from pyvfio.fake.ioas import IntervalMap
+from pyvfio.fake.ioas import Area, IntervalMap, IOPageTable, holes
 from pyvfio.fake.iommufd import IOMMUModel
 from pyvfio.hwpt import FaultQueue
 from pyvfio.iommufd import IOAS, IOMMUFD
@@ -172,3 +173,48 @@ def test_ioas_repr_and_context(iommufd: IOMMUFD) -> None:
     with iommufd.ioas() as ioas:
         assert isinstance(ioas, IOAS) and str(ioas.id) in repr(ioas)
     expect_errno(errno.ENOENT, iommufd.destroy, ioas.id)
+
+
+def _holes_by_walking(m: IntervalMap[int], lo: int, hi: int, min_len: int) -> list[tuple[int, int]]:
+    return [(s, e) for s, e in holes(lo, hi, m) if e - s + 1 >= min_len]
+
+
+def test_interval_map_gaps_match_a_walk_through_random_churn() -> None:
+    # the per-bucket hole bounds skip buckets; they must never skip a hole a walk finds
+    class SmallBuckets(IntervalMap[int]):
+        LOAD = 4  # dozens of buckets: splits, emptied buckets, holes between buckets
+
+    rng = random.Random(11)
+    m = SmallBuckets()
+    live: dict[int, int] = {}
+    for step in range(6000):
+        if live and rng.random() < 0.3:
+            start = rng.choice(list(live))
+            pos = m.first_overlap(start, start)
+            assert pos is not None
+            m.pop(pos)
+            del live[start]
+        else:
+            start, length = rng.randrange(0, 1 << 20, 16), rng.choice((16, 32, 64, 256))
+            if m.first_overlap(start, start + length - 1) is None:
+                m.insert(start, start + length - 1, step)
+                live[start] = length
+        if step % 37 == 0:
+            assert len(m._starts) > 8 or step < 500
+            lo, hi = sorted(rng.randrange(0, 1 << 20) for _ in range(2))
+            for min_len in (1, 16, 100, 300, 5000):
+                assert list(m.gaps(lo, hi, min_len)) == _holes_by_walking(m, lo, hi, min_len)
+
+
+def test_kernel_chosen_iova_is_the_first_fit_among_many_areas() -> None:
+    t = IOPageTable()
+    t.reserve(0x3000, 0x3FFF, "resv")
+    for i in range(5000):  # packed pages from PAGE_SIZE, one page hole left at 0x2000
+        iova = 0x1000 + i * 0x1000
+        if iova not in (0x2000, 0x3000):
+            t.insert(iova, 0x1000, Area(0, 3, True))
+    assert t.alloc_iova(0x10000000, 0x1000) == 0x2000
+    # 0x2000-0x3fff holds the reserved page; past the areas, the next 0x2000-aligned IOVA
+    assert t.alloc_iova(0x10000000, 0x2000) == 0x138A000
+    t.unmap(0x800000, 0x801FFF)  # a two-page hole deep inside a bucket
+    assert t.alloc_iova(0x10000000, 0x2000) == 0x800000
