@@ -117,6 +117,19 @@ class PCIBus:
         return {self.group_of[b] for b, d in self.driver_of.items()
                 if d in self.vfio_drivers and b in self.group_of}
 
+    def free_group(self) -> int:
+        """iommu_group_alloc: the lowest number no IOMMU group has (a VF's, an mdev's)."""
+        number = 0
+        while number in self.group_of.values() or self.sysfs.exists(
+                f"kernel/iommu_groups/{number}"):
+            number += 1
+        return number
+
+    def probe(self, bdf: str) -> None:
+        """bus_probe_device of a device just added (drivers_autoprobe): bind the first driver
+        that matches it, if any."""
+        self._drivers_probe(bdf)
+
     def next_vfio_index(self) -> int:
         """The next vfio-dev minor (vfio_main.c: one ida for every VFIO device's cdev)."""
         index = self._vfio_index

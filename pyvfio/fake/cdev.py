@@ -226,7 +226,7 @@ class CdevFile(FakeFile):
             raise kerr(errno.EINVAL)
         self.gate.block_group(self.group)
         try:
-            ctx = self._bind(s.iommufd, flags)
+            ctx = self._bind(s.iommufd, flags, lambda: arg.mem.read(_token_ptr(arg), 16))
         except OSError:
             self.gate.unblock_group(self.group)
             raise
@@ -236,16 +236,25 @@ class CdevFile(FakeFile):
         arg.copy_out(s)
         return 0
 
-    def _bind(self, iommufd_fd: int, flags: int) -> Any:
+    def _check_token(self, flags: int, token: Callable[[], bytes]) -> None:
+        """vfio_df_check_token: vfio-pci's match_token_uuid (the VF token rules); a device
+        without it (an mdev) refuses VFIO_DEVICE_BIND_FLAG_TOKEN with EINVAL."""
+        tokens = getattr(self.device, "vf_tokens", None)
+        if tokens is None or emulated.is_emulated(self.device):
+            if flags & C.VFIO_DEVICE_BIND_FLAG_TOKEN:
+                raise kerr(errno.EINVAL)
+            return
+        tokens.check_bind(self.device.dev.bdf, flags, token)
+
+    def _bind(self, iommufd_fd: int, flags: int, arg_token: Callable[[], bytes]) -> Any:
         if self.bound:
             raise kerr(errno.EINVAL)  # one device cannot be bound twice
+        self._check_token(flags, arg_token)
         target = self._files(iommufd_fd)
         if target is None:  # an open real file is not an iommufd: EBADFD
             raise kerr(errno.EBADFD if foreign(iommufd_fd) else errno.EBADF)
         if not isinstance(target, IommufdFile):
             raise kerr(errno.EBADFD)
-        if flags & C.VFIO_DEVICE_BIND_FLAG_TOKEN:
-            raise kerr(errno.EINVAL)  # the fake's devices are neither PF nor VF
         if getattr(self.device, "opens", 0):
             raise kerr(errno.EINVAL)  # vfio_df_open: opened already
         owner = self.gate.owners.get(self.group)
@@ -329,6 +338,11 @@ class CdevFile(FakeFile):
             self.device.release()
 
 
+def _token_ptr(arg: IoctlArg) -> int:
+    """token_uuid_ptr (6.17+), zero-extended when argsz ends before it (copy_struct_from_user)."""
+    return int.from_bytes(arg.read(16, 8), "little") if arg.size >= 24 else 0
+
+
 CDEV_DIR = "/dev/vfio/devices/"
 
 
@@ -383,6 +397,7 @@ class IommuNodes:
             dev = getattr(model, "vfio_file", VFIOPCIDevice)(
                 model, k.reset_domain)
             dev.install_fd = k._new_fd  # dma-buf export (fake/dmabuf.py)
+            dev.vf_tokens = k.vf_tokens
             k.open_devices[bdf] = dev
         cdev = CdevFile(dev, k.bus.group_of[bdf], self.gate, k.file)
         return int(k._new_fd(cdev))

@@ -53,7 +53,7 @@ class DevNodes:
         self.open_groups: dict[int, GroupFile] = {}
         self.open_devices = open_devices
         self.iommu = IommuNodes(self)  # /dev/iommu and the device cdevs (fake/cdev.py)
-        self.vf_tokens = VFTokens(sysfs, bus.driver_of.get, open_devices.keys)
+        self.vf_tokens = VFTokens(sysfs, bus.driver_of.get, open_devices.keys, bus.vfio_dev.get)
         self.reset_domain = ResetDomain(bus, self._group_of_fd)
 
     def _new_fd(self, f: FakeFile) -> int:
@@ -110,6 +110,7 @@ class DevNodes:
             dev = getattr(model, "vfio_file", VFIOPCIDevice)(
                 model, self.reset_domain)
             dev.install_fd = self._new_fd  # dma-buf export (fake/dmabuf.py)
+            dev.vf_tokens = self.vf_tokens
             self.open_devices[bdf] = dev
         dev.opens += 1
         group.devices.append(dev)

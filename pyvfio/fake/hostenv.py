@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from pyvfio.fake.kernel import FakeKernel
 from pyvfio.fake.memory import kerr
-from pyvfio.fake.pci import DeviceConfig, PCIDevice
+from pyvfio.fake.sriov import add_sriov  # re-exported: the SR-IOV PF model lives there
 from pyvfio.host.inuse import SIGNATURES
 
 EXT4_HEAD = b"\0" * 0x438 + b"\x53\xef"
@@ -194,59 +194,6 @@ def add_mdev_parent(kernel: FakeKernel, bdf: str, types: dict[str, int]) -> None
 
         kernel.sysfs.add_attr(f"{d}/create", "", create)
 
-
-def _vf_bdf(pf: str, i: int) -> str:
-    dom, bus, _ = pf.split(":")
-    return f"{dom}:{int(bus, 16) + 0x80:02x}:{i >> 3:02x}.{i & 7}"  # a bus of their own
-
-
-def _remove_vfs(kernel: FakeKernel, pf: str, count: int) -> None:
-    for i in range(count):
-        vf = _vf_bdf(pf, i)
-        if kernel.bus.driver_of.get(vf):
-            kernel.bus.unbind(vf)
-        group = kernel.bus.group_of.pop(vf, None)
-        kernel.bus.devices.pop(vf, None)
-        kernel.bus.driver_of.pop(vf, None)
-        for p in (f"bus/pci/devices/{vf}", f"bus/pci/devices/{pf}/virtfn{i}",
-                  f"kernel/iommu_groups/{group}"):
-            kernel.sysfs.remove(p)
-
-
-def _add_vfs(kernel: FakeKernel, pf: str, count: int, first_group: int) -> None:
-    for i in range(count):
-        vf = _vf_bdf(pf, i)
-        kernel.add_device(PCIDevice(vf, DeviceConfig(vendor=0x8086, device=0x10CA)),
-                          first_group + i)
-        kernel.sysfs.symlink(f"bus/pci/devices/{pf}/virtfn{i}", f"bus/pci/devices/{vf}")
-        kernel.sysfs.symlink(f"bus/pci/devices/{vf}/physfn", f"bus/pci/devices/{pf}")
-
-
-def add_sriov(kernel: FakeKernel, bdf: str, totalvfs: int, first_group: int = 100) -> None:
-    """Make ``bdf`` an SR-IOV PF; writing ``sriov_numvfs`` adds or removes VFs (iov.c errnos:
-    EINVAL parse, ERANGE above total, EBUSY nonzero to nonzero, ENOENT PF unbound)."""
-    state = {"num": 0}
-
-    def store(value: str) -> None:
-        try:
-            n = int(value.strip())
-        except ValueError:
-            raise kerr(errno.EINVAL) from None
-        if n < 0 or n > totalvfs:
-            raise kerr(errno.ERANGE)
-        if kernel.bus.driver_of.get(bdf) is None:
-            raise kerr(errno.ENOENT)
-        if n and state["num"]:
-            raise kerr(errno.EBUSY)
-        _remove_vfs(kernel, bdf, state["num"])
-        _add_vfs(kernel, bdf, n, first_group)
-        state["num"] = n
-
-    def show() -> str:
-        return f"{state['num']}\n"
-
-    kernel.sysfs.add_attr(f"bus/pci/devices/{bdf}/sriov_totalvfs", f"{totalvfs}\n")
-    kernel.sysfs.add_attr(f"bus/pci/devices/{bdf}/sriov_numvfs", show, store)
 
 __all__ = ["EXT4_HEAD", "SIGNATURES", "FakeHostOS", "add_disk", "add_mdev_parent", "add_netdev",
            "add_sriov", "boot_vga", "hold", "iommu_host", "mount"]

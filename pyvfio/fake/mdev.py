@@ -32,21 +32,12 @@ if TYPE_CHECKING:
     from pyvfio.fake.pci import PCIDevice
 
 
-def _free_group(kernel: FakeKernel) -> int:
-    """iommu_group_alloc: ida_alloc, the lowest number no group has."""
-    used = set(kernel.bus.group_of.values())
-    number = 0
-    while number in used or kernel.sysfs.exists(f"kernel/iommu_groups/{number}"):
-        number += 1
-    return number
-
-
 def register(kernel: FakeKernel, model: PCIDevice, sysfs_dir: str, driver: str) -> int:
     """vfio_register_emulated_iommu_dev for the mdev ``model`` (its ``bdf`` is the UUID) whose
     device directory is ``sysfs_dir``: an emulated IOMMU group of its own and a ``vfio-dev``
     cdev.  Returns the group number."""
     bus, sysfs, name = kernel.bus, kernel.sysfs, model.bdf
-    group = _free_group(kernel)
+    group = bus.free_group()
     model.dma = kernel.nodes
     bus.devices[name] = model
     bus.group_of[name] = group

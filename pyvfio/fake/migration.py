@@ -174,7 +174,7 @@ class DataFile(FakeFile):
         return 0
 
 
-def _check_feature(flags: int, argsz: int, supported: int, minsz: int) -> bool:
+def check_feature(flags: int, argsz: int, supported: int, minsz: int) -> bool:
     """vfio_check_feature: True to go on, False for a successful PROBE. Raises EINVAL."""
     ops = flags & (C.VFIO_DEVICE_FEATURE_GET | C.VFIO_DEVICE_FEATURE_SET)
     if ops & ~supported:
@@ -204,16 +204,16 @@ def feature(driver: MigrationDriver | None, flags: int, arg: IoctlArg,
     if which in _LOGGING:
         _LOGGING[which](driver, flags, size, arg)
     elif which == C.VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE:
-        if _check_feature(flags, size, GET | SET, 8):
+        if check_feature(flags, size, GET | SET, 8):
             _mig_state(driver, flags, arg, install_fd)
     elif which == C.VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2:
         if not arg.linux.at_least("7.3"):  # absent in 6.12, in 7.3 (first release unchecked)
             raise kerr(errno.ENOTTY)
         if not driver.flags & PRE:
             raise kerr(errno.EINVAL)
-        if _check_feature(flags, size, SET, 0):
+        if check_feature(flags, size, SET, 0):
             driver.precopy_info_v2 = True
-    elif _check_feature(flags, size, GET, 8):  # MIGRATION, MIG_DATA_SIZE: GET a u64
+    elif check_feature(flags, size, GET, 8):  # MIGRATION, MIG_DATA_SIZE: GET a u64
         value = driver.flags if which == C.VFIO_DEVICE_FEATURE_MIGRATION else driver.data_size()
         arg.write(8, struct.pack("<Q", value))
     return 0
@@ -233,13 +233,13 @@ def _mig_state(driver: MigrationDriver, flags: int, arg: IoctlArg, install_fd: A
 
 
 def _log_stop(driver: MigrationDriver, flags: int, size: int, arg: IoctlArg) -> None:
-    if _check_feature(flags, size, SET, 0):
+    if check_feature(flags, size, SET, 0):
         driver.logging = False
 
 
 def _log_start(driver: MigrationDriver, flags: int, size: int, arg: IoctlArg) -> None:
     """vfio_ioctl_device_feature_logging_start: 1..1024 aligned, disjoint ranges."""
-    if not _check_feature(flags, size, SET, 24):
+    if not check_feature(flags, size, SET, 24):
         return
     page_size, num, _, ranges = struct.unpack("<QIIQ", arg.read(8, 24))
     if not num:
@@ -263,7 +263,7 @@ def _log_start(driver: MigrationDriver, flags: int, size: int, arg: IoctlArg) ->
 def _log_report(driver: MigrationDriver, flags: int, size: int, arg: IoctlArg) -> None:
     """vfio_ioctl_device_feature_logging_report with a driver that saw no DMA (mtty): the
     user's bitmap stays as it is."""
-    if not _check_feature(flags, size, GET, 32):
+    if not check_feature(flags, size, GET, 32):
         return
     iova, length, page_size, _ = struct.unpack("<QQQQ", arg.read(8, 32))
     if page_size < 4096 or page_size & (page_size - 1):
@@ -281,4 +281,5 @@ OPS = (Op(uapi.VFIO_MIG_GET_PRECOPY_INFO, "migration", DataFile.VFIO_MIG_GET_PRE
           Conv.ARGSZ, "struct vfio_precopy_info", "dirty_bytes", since="6.2"),)
 """The migration data fd's ioctl (vfio_check_precopy_ioctl)."""
 
-__all__ = ["MIGRATION_FEATURES", "OPS", "DataFile", "MigrationDriver", "feature", "next_state"]
+__all__ = ["MIGRATION_FEATURES", "OPS", "DataFile", "MigrationDriver", "check_feature", "feature",
+           "next_state"]

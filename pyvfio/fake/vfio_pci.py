@@ -60,6 +60,7 @@ class VFIOPCIDevice(FakeFile):
         # vfio_device_cdev_opened + vfio_iommufd_device_ictx: the iommufd of a cdev open (BIND)
         self.cdev_ctx: Any = None
         self.install_fd: Callable[[Any], int] | None = None  # the kernel's, for dma-buf fds
+        self.vf_tokens: Any = None  # the kernel's VF tokens (fake/vf_token.py), set at open
         dev.irq = self.irqs
         self._reset()  # vfio_pci_core_enable: pci_enable_device (MEMORY on), try FLR; master off
         dev.config[4] = (dev.config[4] | PCI_COMMAND_MEMORY) & ~PCI_COMMAND_MASTER
@@ -240,6 +241,10 @@ class VFIOPCIDevice(FakeFile):
         if flags & C.VFIO_DEVICE_FEATURE_MASK == C.VFIO_DEVICE_FEATURE_DMA_BUF \
                 and arg.linux.at_least("6.19"):
             return dmabuf.feature_dma_buf(self.dev, flags, arg, self.install_fd)
+        if flags & C.VFIO_DEVICE_FEATURE_MASK == C.VFIO_DEVICE_FEATURE_PCI_VF_TOKEN \
+                and self.vf_tokens is not None:
+            return int(self.vf_tokens.feature(self.dev.bdf, flags, lambda: arg.read(8, 16),
+                                              arg.size - 8))
         payload = _FEATURES.get(flags & C.VFIO_DEVICE_FEATURE_MASK)
         if payload is None:
             raise kerr(errno.ENOTTY)  # no migration/logging ops, not an SR-IOV PF

@@ -245,3 +245,20 @@ def test_cdev_access_rules(host: Host, uuid: str) -> None:
         expect_errno(errno.EOPNOTSUPP, s.k.ioctl, cdev, uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, arg)
         s.detach(cdev)
         s.destroy(fd, other)
+
+
+def test_cdev_bind_with_token_einval(host: Host, uuid: str) -> None:
+    """device_cdev.c:vfio_df_check_token: mtty has no match_token_uuid op, so
+    VFIO_DEVICE_BIND_FLAG_TOKEN (6.17+) is EINVAL."""
+    if not host.linux_at_least(6, 17):
+        pytest.skip(f"Linux {host.linux}: VFIO_DEVICE_BIND_FLAG_TOKEN is 6.17+")
+    with iommufd_session(host) as s:
+        [name] = host.kernel.sysfs_listdir(f"bus/mdev/devices/{uuid}/vfio-dev")
+        fd = s.iommufd()
+        cdev = s.track(s.k.open(f"/dev/vfio/devices/{name}"))
+        token = ffi.new("uint8_t[16]")
+        arg = new("struct vfio_device_bind_iommufd *", argsz=ffi.sizeof(
+            "struct vfio_device_bind_iommufd"), flags=C.VFIO_DEVICE_BIND_FLAG_TOKEN, iommufd=fd,
+            token_uuid_ptr=int(ffi.cast("uintptr_t", token)))
+        expect_errno(errno.EINVAL, s.k.ioctl, cdev, uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
+        assert s.bind(cdev, fd) >= 1

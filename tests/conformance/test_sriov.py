@@ -5,8 +5,9 @@ Specification: drivers/pci/iov.c (sriov_numvfs_store), drivers/vfio/pci/vfio_pci
 (vfio_pci_core_sriov_configure, vfio_pci_bus_notifier, vfio_pci_validate_vf_token,
 vfio_pci_core_feature_token), device_cdev.c (VFIO_DEVICE_BIND_FLAG_TOKEN, 6.17+).
 Real: the lane's iommufd-7.3 profile has QEMU's SR-IOV nvme (``PYVFIO_VM_SRIOV_PF``, 2 VFs) and
-boots with ``vfio_pci.enable_sriov=1``.  Fake: :func:`pyvfio.fake.hostenv.add_sriov` on an nvme
-PF.  Every test leaves the PF with 0 VFs on the driver it found it on.
+boots with ``vfio_pci.enable_sriov=1``.  Fake: :func:`pyvfio.fake.sriov.add_sriov` on an nvme
+PF at the same address (QEMU's VF offset and stride: VFs 00:12.1, 00:12.2).  Every test leaves the
+PF with 0 VFs on the driver it found it on.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pyvfio import uapi
 from pyvfio._ffi import C, ffi, new
 from pyvfio.fake import DeviceConfig, PCIDevice
 from pyvfio.fake.bus import Driver
-from pyvfio.fake.hostenv import add_sriov
+from pyvfio.fake.sriov import add_sriov
 from pyvfio.host import sriov, vftoken
 from pyvfio.kernel import Kernel
 from tests.conformance.iommufd_helpers import iommufd_session
@@ -126,12 +127,6 @@ def test_unbound_pf_enoent(pf: str, host: Host) -> None:
 # ------------------------------------------------------- vfio-pci PF and VF, the VF token
 
 
-def _real_only(host: Host) -> None:
-    if host.profile == "fake":
-        pytest.skip("real kernels only: the fake's vfio-pci has no SR-IOV PF (enable_sriov, "
-                    "vf_token) model yet")
-
-
 def _group(k: Kernel, bdf: str) -> int:
     return int(os.path.basename(k.sysfs_readlink(f"bus/pci/devices/{bdf}/iommu_group")))
 
@@ -139,7 +134,6 @@ def _group(k: Kernel, bdf: str) -> int:
 @pytest.fixture
 def vfio_pf(pf: str, host: Host) -> Iterator[tuple[str, str]]:
     """The PF on vfio-pci with one VF (vfio-pci's bus notifier gives the VF to vfio-pci too)."""
-    _real_only(host)
     k = host.kernel
     _rebind(k, pf, "vfio-pci")
     if k.sysfs_read(ENABLE_SRIOV).strip() != "Y":  # iommufd-7.3 boots with it; insmod'ed: not
@@ -152,7 +146,6 @@ def vfio_pf(pf: str, host: Host) -> Iterator[tuple[str, str]]:
 
 def test_vfio_pci_without_enable_sriov_enoent(pf: str, host: Host) -> None:
     """vfio_pci.c:vfio_pci_sriov_configure: ``enable_sriov`` off -> ENOENT."""
-    _real_only(host)
     k = host.kernel
     _rebind(k, pf, "vfio-pci")
     k.sysfs_write(ENABLE_SRIOV, "0")
@@ -248,3 +241,82 @@ def test_vf_cdev_bind_with_token(vfio_pf: tuple[str, str], host: Host) -> None:
             token_uuid_ptr=int(ffi.cast("uintptr_t", token)))
         expect_ok(s.k.ioctl, cdev, uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
         assert arg.out_devid >= 1
+
+
+# ------------------------------------------------------- iov.c details the fake follows
+
+
+def test_same_count_needs_no_driver(pf: str, host: Host) -> None:
+    """iov.c:sriov_numvfs_store: writing the current count returns before the driver check."""
+    _rebind(host.kernel, pf, "none-such")
+    expect_ok(host.kernel.sysfs_write, _numvfs_path(pf), "0")
+
+
+def test_count_parses_like_kstrtou16(pf: str, host: Host) -> None:
+    """kstrtou16(buf, 0): a 0x prefix is hex; 70000 overflows u16 -> EINVAL, not ERANGE."""
+    k = host.kernel
+    expect_errno(errno.EINVAL, k.sysfs_write, _numvfs_path(pf), "70000")
+    expect_errno(errno.EINVAL, k.sysfs_write, _numvfs_path(pf), "-1")
+    expect_ok(k.sysfs_write, _numvfs_path(pf), "0x1")
+    assert sriov.state(k, pf).numvfs == 1
+
+
+def test_vfs_sit_at_offset_and_stride(pf: str, host: Host) -> None:
+    """pci_iov_virtfn_devfn: VF i is the PF's routing ID + sriov_offset + i * sriov_stride,
+    with the PF's vendor and sriov_vf_device; each in an IOMMU group of its own."""
+    k = host.kernel
+    base = f"bus/pci/devices/{pf}"
+    offset, stride = int(k.sysfs_read(f"{base}/sriov_offset")), int(k.sysfs_read(
+        f"{base}/sriov_stride"))
+    vf_device = int(k.sysfs_read(f"{base}/sriov_vf_device"), 16)
+    dom, bus, slot_fn = pf.split(":")
+    slot, fn = slot_fn.split(".")
+    rid = int(bus, 16) << 8 | int(slot, 16) << 3 | int(fn)
+    st = sriov.set_numvfs(k, pf, 2)
+    want = [rid + offset + i * stride for i in range(2)]
+    assert st.vfs == tuple(f"{dom}:{r >> 8:02x}:{(r >> 3) & 0x1F:02x}.{r & 7}" for r in want)
+    for vf in st.vfs:
+        assert int(k.sysfs_read(f"bus/pci/devices/{vf}/device"), 16) == vf_device
+        assert k.sysfs_read(f"bus/pci/devices/{vf}/vendor") == k.sysfs_read(f"{base}/vendor")
+    groups = {_group(k, vf) for vf in st.vfs} | {_group(k, pf)}
+    assert len(groups) == 3
+
+
+def test_vf_of_vfio_pf_gets_vfio_pci_override(vfio_pf: tuple[str, str], host: Host) -> None:
+    """vfio_pci_bus_notifier: a VF of a vfio-pci PF gets driver_override vfio-pci."""
+    assert host.kernel.sysfs_read(f"bus/pci/devices/{vfio_pf[1]}/driver_override") == "vfio-pci"
+
+
+def test_no_autoprobe_leaves_vfs_unbound(pf: str, host: Host) -> None:
+    """sriov_drivers_autoprobe 0: VFs are created (override set) but not probed."""
+    k = host.kernel
+    _rebind(k, pf, "vfio-pci")
+    k.sysfs_write(ENABLE_SRIOV, "1")
+    k.sysfs_write(f"bus/pci/devices/{pf}/sriov_drivers_autoprobe", "0")
+    try:
+        [vf] = sriov.set_numvfs(k, pf, 1).vfs
+        assert _driver(k, vf) is None
+        assert k.sysfs_read(f"bus/pci/devices/{vf}/driver_override") == "vfio-pci"
+    finally:
+        k.sysfs_write(f"bus/pci/devices/{pf}/sriov_drivers_autoprobe", "1")
+
+
+def test_vfio_pci_disable_needs_enable_sriov(vfio_pf: tuple[str, str], host: Host) -> None:
+    """vfio_pci_sriov_configure checks enable_sriov before anything: disabling VFs is ENOENT
+    too while it is off."""
+    k = host.kernel
+    k.sysfs_write(ENABLE_SRIOV, "0")
+    try:
+        expect_errno(errno.ENOENT, k.sysfs_write, _numvfs_path(vfio_pf[0]), "0")
+        assert sriov.state(k, vfio_pf[0]).numvfs == 1
+    finally:
+        k.sysfs_write(ENABLE_SRIOV, "1")
+
+
+def test_token_feature_on_a_non_pf_enotty(host: Host) -> None:
+    """vfio_pci_core_feature_token: a device without SR-IOV has no vf_token -> ENOTTY."""
+    assert host.edu  # skips first where there is no edu
+    with session(host) as s:
+        _, _, dev = s.edu()
+        expect_errno(errno.ENOTTY, s.k.ioctl, dev, uapi.VFIO_DEVICE_FEATURE,
+                     _feature(C.VFIO_DEVICE_FEATURE_SET))

@@ -59,7 +59,7 @@ def make_env() -> Env:
     add_netdev(kernel, host, NIC, "eth0", addresses=("10.0.2.15",), routes=("10.0.2.0/24",))
     boot_vga(kernel, VGA)
     add_mdev_parent(kernel, PF, {"ixgbe-mdev1": 2})
-    add_sriov(kernel, PF, 4)
+    add_sriov(kernel, PF, 4, vf_device=0x10ED, offset=0x80, stride=2)  # 82599: ixgbevf VFs
     iommu_host(kernel)
     kernel.mark_clean()
     return Env(kernel, host)

@@ -1,7 +1,8 @@
 """The VF token rule of VFIO_GROUP_GET_DEVICE_FD (vfio_pci_core.c:vfio_pci_validate_vf_token).
 
-Fake-only: the VM lane's devices are edu and an NVMe without SR-IOV enabled, so a real PF/VF pair
-is not there to show it; the name parsing it rests on is in tests/conformance/test_bad_input.py.
+Unit tests of the fake's model (pyvfio.fake.vf_token) called directly, without opening devices:
+the same rules through real opens run on Linux 7.3 and the fake in tests/conformance/test_sriov.py;
+the name parsing it rests on is in tests/conformance/test_bad_input.py.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ TOKEN = "0a1b2c3d-0000-4000-8000-00000000abcd"
 def kernel() -> FakeKernel:
     k = standard_host(iommufd=True)
     add_sriov(k, PF, 2)
+    k.sysfs_write("module/vfio_pci/parameters/enable_sriov", "1")
     k.sysfs_write(f"bus/pci/devices/{PF}/sriov_numvfs", "1")
     return k
 
@@ -37,7 +39,19 @@ def test_vf_without_token_eacces(kernel: FakeKernel) -> None:
 
 
 def test_vf_with_the_pfs_token_ok(kernel: FakeKernel) -> None:
-    kernel.nodes.vf_tokens.validate(_vf(kernel), NIL)  # a fresh PF's token is the nil UUID
+    """A fresh PF's token is random (vfio_pci_vf_init: uuid_gen), not the nil UUID."""
+    tokens = kernel.nodes.vf_tokens
+    expect_errno(errno.EACCES, tokens.validate, _vf(kernel), NIL)
+    tokens.validate(_vf(kernel), tokens.token(PF))
+
+
+def test_rebinding_the_pf_makes_a_new_token(kernel: FakeKernel) -> None:
+    tokens = kernel.nodes.vf_tokens
+    before = tokens.token(PF)
+    kernel.sysfs_write(f"bus/pci/devices/{PF}/sriov_numvfs", "0")
+    kernel.sysfs_write("bus/pci/drivers/vfio-pci/unbind", PF)
+    kernel.sysfs_write("bus/pci/drivers/vfio-pci/bind", PF)
+    assert tokens.token(PF) != before
 
 
 def test_vf_with_another_token_eacces(kernel: FakeKernel) -> None:
@@ -57,7 +71,7 @@ def test_pf_with_a_vf_open_needs_the_token(kernel: FakeKernel) -> None:
     try:
         expect_errno(errno.EACCES, tokens.validate, PF, None)
         expect_errno(errno.EACCES, tokens.validate, PF, TOKEN)
-        tokens.validate(PF, NIL)
+        tokens.validate(PF, tokens.token(PF))
     finally:
         del kernel.open_devices[_vf(kernel)]
     tokens.validate(PF, None)  # no VF open: no token needed
