@@ -30,12 +30,11 @@ import struct
 from typing import Any
 
 from pyvfio._ffi import C
-from pyvfio.fake import migration
 from pyvfio.fake.irq import INTX, MSI, eventfd_get, put, signal
+from pyvfio.fake.mdev_file import SampleMdevFile
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.mtty_device import MttyDevice
 from pyvfio.fake.uaccess import IoctlArg
-from pyvfio.fake.vfio_pci import VFIOPCIDevice
 
 CONFIG_SIZE, IO_BAR_SIZE, SHIFT = 0xFF, 8, 40
 NUM_REGIONS, NUM_IRQS = C.VFIO_PCI_NUM_REGIONS, C.VFIO_PCI_NUM_IRQS
@@ -43,8 +42,6 @@ CONFIG_INDEX = C.VFIO_PCI_CONFIG_REGION_INDEX
 _ACTION = (C.VFIO_IRQ_SET_ACTION_MASK | C.VFIO_IRQ_SET_ACTION_UNMASK
            | C.VFIO_IRQ_SET_ACTION_TRIGGER)
 _DATA = C.VFIO_IRQ_SET_DATA_NONE | C.VFIO_IRQ_SET_DATA_BOOL | C.VFIO_IRQ_SET_DATA_EVENTFD
-_FEATURE_FLAGS = (C.VFIO_DEVICE_FEATURE_MASK | C.VFIO_DEVICE_FEATURE_GET
-                  | C.VFIO_DEVICE_FEATURE_SET | C.VFIO_DEVICE_FEATURE_PROBE)
 
 
 def vconfig(nr_ports: int) -> bytearray:
@@ -63,10 +60,8 @@ def vconfig(nr_ports: int) -> bytearray:
     return cfg
 
 
-class MttyVFIODevice(VFIOPCIDevice):
+class MttyVFIODevice(SampleMdevFile):
     """An open mtty mdev (its model: :class:`pyvfio.fake.mtty_device.MttyDevice`)."""
-
-    emulated = True  # vfio_register_emulated_iommu_dev
 
     def __init__(self, dev: Any, reset_domain: Any) -> None:
         super().__init__(dev, reset_domain)
@@ -80,25 +75,15 @@ class MttyVFIODevice(VFIOPCIDevice):
             dev.vconfig[:] = vconfig(self.nr_ports)  # mtty_init_dev: lives as long as the mdev
         self.install_fd = dev.migration.install_fd
 
-    def release(self) -> None:
+    def close_device(self) -> None:
         """mtty_close on the last close: files and interrupts off; the state stays."""
-        self.opens -= 1
-        if self.opens == 0:
-            self.mtty.migration.disable_files()
-            self._disable_irq()
+        self.mtty.migration.disable_files()
+        self._disable_irq()
 
     def held_fds(self) -> list[int]:
         return [self.evtfd] if self.evtfd is not None else []
 
     # -- ioctls (mtty_ioctl) ---------------------------------------------------------------
-
-    def VFIO_DEVICE_GET_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
-        info = arg.cmd
-        info.flags = C.VFIO_DEVICE_FLAGS_PCI
-        info.num_regions, info.num_irqs = NUM_REGIONS, NUM_IRQS
-        self.mtty.dev_info_num_irqs = NUM_IRQS
-        arg.copy_out(info)
-        return 0
 
     def VFIO_DEVICE_GET_REGION_INFO(self, arg: IoctlArg) -> int:  # noqa: N802
         info = arg.cmd
@@ -190,36 +175,10 @@ class MttyVFIODevice(VFIOPCIDevice):
         self.mtty.migration.reset()  # mtty_reset: a deferred reset of the migration state
         return 0
 
-    def VFIO_DEVICE_FEATURE(self, arg: IoctlArg) -> int:  # noqa: N802
-        flags = arg.cmd.flags
-        get, set_ = flags & C.VFIO_DEVICE_FEATURE_GET, flags & C.VFIO_DEVICE_FEATURE_SET
-        if flags & ~_FEATURE_FLAGS or (get and set_ and not flags & C.VFIO_DEVICE_FEATURE_PROBE):
-            raise kerr(errno.EINVAL)
-        if flags & C.VFIO_DEVICE_FEATURE_MASK not in migration.MIGRATION_FEATURES:
-            raise kerr(errno.ENOTTY)  # no device_feature op
-        return migration.feature(self.mtty.migration, flags, arg, self.install_fd)
-
-    def _enotty(self, arg: IoctlArg) -> int:
-        raise kerr(errno.ENOTTY)  # mtty_ioctl's default
-
-    VFIO_DEVICE_GET_PCI_HOT_RESET_INFO = _enotty
-    VFIO_DEVICE_PCI_HOT_RESET = _enotty
-    VFIO_DEVICE_IOEVENTFD = _enotty
-
     # -- read/write (mtty_read/mtty_write -> mdev_access) ----------------------------------
 
-    def rw(self, offset: int, data: bytes | None, count: int) -> bytes | int:
-        """Split like mtty_read/mtty_write (4, 2 or 1 bytes by alignment). Raises EFAULT."""
-        out, done, pos = b"", 0, offset
-        while done < count:
-            width = 4 if count - done >= 4 and not pos % 4 else (
-                2 if count - done >= 2 and not pos % 2 else 1)
-            chunk = None if data is None else data[done:done + width]
-            out += self._access(pos, width, chunk)
-            done, pos = done + width, pos + width
-        return out if data is None else count
-
-    def _access(self, pos: int, width: int, chunk: bytes | None) -> bytes:
+    def access(self, pos: int, width: int, chunk: bytes | None) -> bytes:
+        """mdev_access: config space, or a serial port's register (BAR0/BAR1)."""
         index, off = pos >> SHIFT, pos & ((1 << SHIFT) - 1)
         if index == CONFIG_INDEX:
             cfg = self.mtty.vconfig

@@ -13,13 +13,16 @@ drivers/pci/iov.c, as Linux 6.12 and 7.3 have it:
 * each VF (pci_iov_add_virtfn) gets the routing ID PF + ``sriov_offset`` + i * ``sriov_stride``,
   the PF's vendor and ``sriov_vf_device``, ``virtfnN``/``physfn`` links and an IOMMU group of its
   own (iommu_group_alloc: the lowest free number); a vfio-pci PF's bus notifier
-  (vfio_pci_core.c:vfio_pci_bus_notifier) sets the VF's ``driver_override`` to vfio-pci; then,
-  with ``sriov_drivers_autoprobe`` (kstrtobool, default 1), the driver core probes the VF;
+  (vfio_pci_core.c:vfio_pci_bus_notifier) sets the VF's ``driver_override`` to vfio-pci; then
+  the driver core probes the VF if ``sriov_drivers_autoprobe`` (kstrtobool, default 1) is set
+  or the VF has a driver_override (pci-driver.c:pci_device_can_probe), so a vfio-pci PF's VFs
+  always land on vfio-pci;
 * disabling removes the VFs; a VF someone has open through VFIO is EBUSY here (Linux blocks in
   vfio_unregister_group_dev until the user closes it).
 
-Not modelled: unbinding a vfio-pci PF (vfio_pci_core_unregister_device disables its VFs), VF
-MSI-X vectors (``sriov_vf_total_msix``), VFs on a bus of their own.
+Not modelled: pci_device_can_probe refusing a later explicit bind of a VF without override
+while autoprobe is off; unbinding a vfio-pci PF (vfio_pci_core_unregister_device disables its
+VFs); VF MSI-X vectors (``sriov_vf_total_msix``); VFs on a bus of their own.
 """
 
 from __future__ import annotations
@@ -129,7 +132,7 @@ class SriovPF:
         k.sysfs.symlink(f"bus/pci/devices/{vf}/physfn", f"bus/pci/devices/{self.pf}")
         if pf_driver == VFIO_PCI:
             bus.override[vf] = VFIO_PCI  # vfio_pci_bus_notifier, BUS_NOTIFY_ADD_DEVICE
-        if self.autoprobe:
+        if self.autoprobe or vf in bus.override:  # pci-driver.c:pci_device_can_probe
             bus.probe(vf)
 
     def _remove_vfs(self) -> None:
