@@ -22,9 +22,9 @@ def IOMMU_OPTION(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
     if cmd.option_id == C.IOMMU_OPTION_RLIMIT_MODE:
         _option_rlimit_mode(ctx, cmd)
         return
-    ioas = ctx.get_ioas(cmd.object_id)
     if cmd.option_id != C.IOMMU_OPTION_HUGE_PAGES:
-        raise kerr(errno.EOPNOTSUPP)
+        raise kerr(errno.EOPNOTSUPP)  # main.c:iommufd_option's switch, before any object lookup
+    ioas = ctx.get_ioas(cmd.object_id)
     if cmd.op == C.IOMMU_OPTION_OP_GET:
         cmd.val64 = 0 if ioas.iopt.disable_large_pages else 1
     elif cmd.op == C.IOMMU_OPTION_OP_SET:

@@ -187,6 +187,16 @@ def test_option_unknown_eopnotsupp(host: Host) -> None:
         expect_errno(errno.EOPNOTSUPP, _option, s, fd, 99, C.IOMMU_OPTION_OP_GET, obj=ioas)
 
 
+def test_option_unknown_before_object_lookup(host: Host) -> None:
+    """main.c:iommufd_option: an unknown option id -> EOPNOTSUPP from the switch, before any
+    object lookup (a missing object id does not make it ENOENT)."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        for obj in (0, 1, 0x7fffffff):
+            expect_errno(errno.EOPNOTSUPP, _option, s, fd, 2, C.IOMMU_OPTION_OP_GET, obj=obj)
+            expect_errno(errno.EOPNOTSUPP, _option, s, fd, 2, C.IOMMU_OPTION_OP_SET, obj=obj)
+
+
 def _vfio_ioas(s: object, fd: int, op: int, ioas_id: int = 0) -> int:
     arg = new("struct iommu_vfio_ioas *", op=op, ioas_id=ioas_id)
     s.k.ioctl(fd, uapi.IOMMU_VFIO_IOAS, arg)  # type: ignore[attr-defined]
