@@ -45,6 +45,11 @@ class Obj:
     def destroy(self, ctx: IommufdCtx) -> None:
         """Drop the references this object holds (called once it is out of the table)."""
 
+    def cache_invalidate_user(self, ctx: IommufdCtx, cmd: Any) -> tuple[int, int]:
+        """IOMMU_HWPT_INVALIDATE's driver op (a nested domain's ``cache_invalidate_user``, a
+        vIOMMU's ``cache_invalidate``): (entries handled, errno or 0); none here: EOPNOTSUPP."""
+        return 0, errno.EOPNOTSUPP
+
 
 class IOASObj(Obj):
     """IOMMUFD_OBJ_IOAS."""

@@ -6,9 +6,9 @@ be allocated from it, a vDEVICE gives a bound device its virtual id (vSID, vRID)
 the IOMMUFD_TEST mock IOMMU offers vIOMMUs here (selftest.c mock_viommu_*), as on a 7.3 kernel
 without ARM SMMUv3: the fake's VT-d model answers EOPNOTSUPP like intel-iommu (no viommu_init).
 
-The mock-driver half of HWPT_ALLOC and HWPT_INVALIDATE (IOMMU_HWPT_DATA_SELFTEST nested domains,
-the vIOMMU as ``pt_id``/``hwpt_id``) is registered over :mod:`pyvfio.fake.hwpt`'s handlers, which
-still answer for every other IOMMU.
+The mock-driver half of HWPT_ALLOC (IOMMU_HWPT_DATA_SELFTEST nested domains, the vIOMMU as
+``pt_id``) is registered over :mod:`pyvfio.fake.hwpt`'s handler, which still answers for every
+other IOMMU; HWPT_INVALIDATE is hwpt.py's, calling the mock objects' ``cache_invalidate_user``.
 """
 
 from __future__ import annotations
@@ -21,8 +21,9 @@ from typing import Any
 from pyvfio import uapi
 from pyvfio._ffi import C, CData, ffi
 from pyvfio.fake import hwpt as fhwpt
-from pyvfio.fake.dispatch import Conv, Op, RespondThen
+from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.iommufd import IOASObj, IommufdCtx, Obj
+from pyvfio.fake.linux import Linux
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.selftest import HW_INFO_TYPE_SELFTEST
 from pyvfio.fake.uaccess import IoctlArg
@@ -30,7 +31,6 @@ from pyvfio.fake.uaccess import IoctlArg
 PAGE_SIZE = 4096
 ULONG_MAX = (1 << 64) - 1
 IOTLB_NUM = C.MOCK_NESTED_DOMAIN_IOTLB_NUM
-INVALIDATE_ENTRY_NUM_MAX = 1 << 16  # hw_pagetable.c: IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX
 
 
 def is_mock(dev: fhwpt.DeviceObj, ctx: IommufdCtx) -> bool:
@@ -62,6 +62,10 @@ class VIOMMUObj(Obj):
         self.page: bytearray | None = None  # the two mmap-able pages (viommu_alloc_with_data)
         self.mmap_offset = 0
         parent.users += 1
+
+    def cache_invalidate_user(self, ctx: IommufdCtx, cmd: CData) -> tuple[int, int]:
+        """mock_viommu_cache_invalidate (IOMMU_HWPT_INVALIDATE on a vIOMMU id)."""
+        return _cache_invalidate(ctx, self, cmd)
 
     def destroy(self, ctx: IommufdCtx) -> None:
         self.hwpt.users -= 1
@@ -265,8 +269,6 @@ def _pin_check(viommu: VIOMMUObj, iova: int, length: int) -> None:
 
 # -- the mock driver's HWPT_ALLOC / HWPT_INVALIDATE (selftest.c), over fake/hwpt.py ------------
 
-_PAGING_FLAGS = (C.IOMMU_HWPT_ALLOC_NEST_PARENT | C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING
-                 | C.IOMMU_HWPT_FAULT_ID_VALID | C.IOMMU_HWPT_ALLOC_PASID)
 _NESTED_FLAGS = C.IOMMU_HWPT_FAULT_ID_VALID | C.IOMMU_HWPT_ALLOC_PASID
 
 
@@ -283,18 +285,12 @@ def IOMMU_HWPT_ALLOC(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
         raise kerr(errno.EINVAL)
     dev = get_device(ctx, cmd.dev_id)
     if isinstance(pt, IOASObj):
-        hwpt = _mock_paging(ctx, pt, dev, cmd)
+        hwpt = _mock_paging(ctx, pt, dev, cmd, io.linux)
     elif isinstance(pt, (fhwpt.HWPTObj, VIOMMUObj)) and pt.kind in ("HWPT_PAGING", "VIOMMU"):
         hwpt = _mock_nested_alloc(ctx, pt, dev, cmd)
     else:
         raise kerr(errno.EINVAL)
-    if cmd.flags & C.IOMMU_HWPT_FAULT_ID_VALID:
-        fault = ctx.table.objects.get(cmd.fault_id)
-        if not isinstance(fault, fhwpt.FaultObj):
-            hwpt.destroy(ctx)
-            raise kerr(errno.ENOENT)
-        hwpt.fault = fault
-        fault.users += 1
+    fhwpt.attach_fault(ctx, hwpt, cmd)
     cmd.out_hwpt_id = ctx.table.add(hwpt)
 
 
@@ -328,25 +324,17 @@ def _selftest_data(ctx: IommufdCtx, cmd: CData) -> CData:
 
 
 def _mock_paging(ctx: IommufdCtx, ioas: IOASObj, dev: fhwpt.DeviceObj,
-                 cmd: CData) -> fhwpt.HWPTObj:
+                 cmd: CData, linux: Linux) -> fhwpt.HWPTObj:
     """iommufd_hwpt_paging_alloc + mock_domain_alloc_paging_flags."""
     model = dev.iommu(ctx)
-    if cmd.flags & ~_PAGING_FLAGS:
-        raise kerr(errno.EOPNOTSUPP)
-    if cmd.flags & C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not model.dirty_tracking:
-        raise kerr(errno.EOPNOTSUPP)
-    if cmd.flags & C.IOMMU_HWPT_FAULT_ID_VALID and cmd.flags & C.IOMMU_HWPT_ALLOC_NEST_PARENT:
-        raise kerr(errno.EOPNOTSUPP)
+    fhwpt.check_paging_flags(cmd.flags, model, linux)
     if cmd.data_type not in (C.IOMMU_HWPT_DATA_NONE, C.IOMMU_HWPT_DATA_SELFTEST):
         raise kerr(errno.EOPNOTSUPP)
     if cmd.data_len:
         data = _selftest_data(ctx, cmd)
         if data.pagetable_type not in (C.MOCK_IOMMUPT_DEFAULT, C.MOCK_IOMMUPT_HUGE):
             raise kerr(errno.EOPNOTSUPP)
-    fhwpt.add_domain(ctx, ioas, model)
-    hwpt = fhwpt.HWPTObj(ioas, cmd.flags, auto=False)
-    hwpt.model = model
-    return hwpt
+    return fhwpt.paging_hwpt(ctx, ioas, cmd.flags, model)
 
 
 class MockNestedHWPT(fhwpt.HWPTObj):
@@ -361,6 +349,10 @@ class MockNestedHWPT(fhwpt.HWPTObj):
         self.viommu = viommu
         if viommu is not None:
             viommu.users += 1
+
+    def cache_invalidate_user(self, ctx: IommufdCtx, cmd: CData) -> tuple[int, int]:
+        """mock_domain_cache_invalidate_user."""
+        return _iotlb_invalidate(ctx, self, cmd)
 
     def destroy(self, ctx: IommufdCtx) -> None:
         super().destroy(ctx)
@@ -377,58 +369,14 @@ def _mock_nested(ctx: IommufdCtx, parent: fhwpt.HWPTObj, viommu: VIOMMUObj | Non
     return MockNestedHWPT(parent, cmd.flags, int(data.iotlb), viommu)
 
 
-def IOMMU_HWPT_INVALIDATE(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
-    cmd = io.cmd
-    obj = ctx.table.objects.get(cmd.hwpt_id)
-    mock_nested = isinstance(obj, MockNestedHWPT)
-    if not mock_nested and not isinstance(obj, VIOMMUObj):
-        fhwpt.IOMMU_HWPT_INVALIDATE(ctx, io)
-        return
-    if cmd.__reserved:
-        raise _respond(cmd, 0, errno.EOPNOTSUPP)
-    if cmd.entry_num and (not cmd.data_uptr or not cmd.entry_len or cmd.entry_len > PAGE_SIZE
-                          or cmd.entry_num > INVALIDATE_ENTRY_NUM_MAX):
-        raise _respond(cmd, 0, errno.EINVAL)
-    if isinstance(obj, VIOMMUObj):
-        done, err = _cache_invalidate(ctx, obj, cmd)
-    else:
-        done, err = _iotlb_invalidate(ctx, obj, cmd)
-    cmd.entry_num = done
-    if err:
-        raise RespondThen(err)
-
-
-def _respond(cmd: CData, done: int, err: int) -> RespondThen:
-    cmd.entry_num = done
-    return RespondThen(err)
-
-
-def _records(ctx: IommufdCtx, cmd: CData, ctype: str, min_size: int) -> list[CData]:
-    """iommu_copy_struct_from_user_array: each entry_len record, zero-extended (EINVAL if shorter
-    than ``min_size``, E2BIG if longer with non-zero tail)."""
-    size = ffi.sizeof(ctype)
-    out = []
-    for i in range(cmd.entry_num):
-        if cmd.entry_len < min_size:
-            raise kerr(errno.EINVAL)
-        base = cmd.data_uptr + i * cmd.entry_len
-        raw = ctx.memory.read(base, min(cmd.entry_len, size))
-        if cmd.entry_len > size and not ctx.memory.check_zeroed(base + size,
-                                                                cmd.entry_len - size):
-            raise kerr(errno.E2BIG)
-        rec = ffi.new(ctype + " *")
-        ffi.memmove(rec, raw, len(raw))
-        out.append(rec)
-    return out
-
-
 def _iotlb_invalidate(ctx: IommufdCtx, hwpt: Any, cmd: CData) -> tuple[int, int]:
     """mock_domain_cache_invalidate_user: one record at a time, stop at the first bad one."""
     if cmd.data_type != C.IOMMU_HWPT_INVALIDATE_DATA_SELFTEST:
         return 0, errno.EINVAL
     done = 0
     try:
-        for rec in _records(ctx, cmd, "struct iommu_hwpt_invalidate_selftest", 8):
+        for i in range(cmd.entry_num):
+            rec = fhwpt.read_entry(ctx, cmd, i, "struct iommu_hwpt_invalidate_selftest", 8)
             if rec.flags & ~C.IOMMU_TEST_INVALIDATE_FLAG_ALL:
                 return done, errno.EOPNOTSUPP
             if rec.iotlb_id > C.MOCK_NESTED_DOMAIN_IOTLB_ID_MAX:
@@ -452,7 +400,8 @@ def _cache_invalidate(ctx: IommufdCtx, viommu: VIOMMUObj, cmd: CData) -> tuple[i
     if cmd.data_type != C.IOMMU_VIOMMU_INVALIDATE_DATA_SELFTEST:
         return 0, errno.EINVAL
     try:
-        recs = _records(ctx, cmd, "struct iommu_viommu_invalidate_selftest", 0)
+        recs = [fhwpt.read_entry(ctx, cmd, i, "struct iommu_viommu_invalidate_selftest", 0)
+                for i in range(cmd.entry_num)]
     except OSError as exc:
         return 0, exc.errno or errno.EFAULT
     done = 0
@@ -505,12 +454,11 @@ OPS = (
         "6.13"),
     _op(uapi.IOMMU_HW_QUEUE_ALLOC, IOMMU_HW_QUEUE_ALLOC, "struct iommu_hw_queue_alloc",
         "length", "6.17"),
-    # these two wrap fake/hwpt.py's handlers (the mock IOMMU's nested domains and vIOMMUs)
+    # this one wraps fake/hwpt.py's handler (the mock IOMMU's nested domains and vIOMMUs)
     _op(uapi.IOMMU_HWPT_ALLOC, IOMMU_HWPT_ALLOC, "struct iommu_hwpt_alloc", "__reserved", "6.6"),
-    _op(uapi.IOMMU_HWPT_INVALIDATE, IOMMU_HWPT_INVALIDATE, "struct iommu_hwpt_invalidate",
-        "__reserved", "6.8"),
 )
-"""The vIOMMU, vDEVICE and HW queue ioctls, and HWPT_ALLOC / HWPT_INVALIDATE as a whole."""
+"""The vIOMMU, vDEVICE and HW queue ioctls, and HWPT_ALLOC as a whole (IOMMU_HWPT_INVALIDATE is
+fake/hwpt.py's, which calls the objects' ``cache_invalidate_user``)."""
 
 
 class PageMMIO:

@@ -80,6 +80,75 @@ def test_alloc_reserved_eopnotsupp(host: Host) -> None:
         expect_errno(errno.EOPNOTSUPP, s.k.ioctl, fd, uapi.IOMMU_HWPT_ALLOC, arg)
 
 
+def _alloc(s: Any, fd: int, **fields: int) -> int:
+    arg = new("struct iommu_hwpt_alloc *", **fields)
+    s.k.ioctl(fd, uapi.IOMMU_HWPT_ALLOC, arg)
+    return int(arg.out_hwpt_id)
+
+
+def _fault_queue(s: Any, fd: int) -> int:
+    arg = new("struct iommu_fault_alloc *")
+    s.k.ioctl(fd, uapi.IOMMU_FAULT_QUEUE_ALLOC, arg)
+    s.track(int(arg.out_fault_fd))
+    return int(arg.out_fault_id)
+
+
+def test_alloc_paging_with_data_eopnotsupp(host: Host) -> None:
+    """intel/iommu.c (domain_alloc_user on 6.12, domain_alloc_paging_flags on 7.3): a paging
+    domain takes no user data -> EOPNOTSUPP, whatever the data type (not EINVAL)."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        data = s.buffer()
+        for data_type in (C.IOMMU_HWPT_DATA_VTD_S1, 0x63):
+            expect_errno(errno.EOPNOTSUPP, _alloc, s, fd, dev_id=dev_id, pt_id=ioas,
+                         data_type=data_type, data_len=24, data_uptr=data)
+
+
+def test_alloc_nested_checks_flags_and_data_before_parent(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_nested_alloc: no data (or unknown flags) -> EOPNOTSUPP before
+    the parent's kind; data under a parent that is no nesting parent -> EINVAL."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        parent = s.hwpt(fd, dev_id, ioas)
+        expect_errno(errno.EOPNOTSUPP, _alloc, s, fd, dev_id=dev_id, pt_id=parent)
+        expect_errno(errno.EOPNOTSUPP, _alloc, s, fd, dev_id=dev_id, pt_id=parent, flags=1 << 7,
+                     data_type=C.IOMMU_HWPT_DATA_VTD_S1, data_len=24, data_uptr=s.buffer())
+        expect_errno(errno.EINVAL, _alloc, s, fd, dev_id=dev_id, pt_id=parent,
+                     data_type=C.IOMMU_HWPT_DATA_VTD_S1, data_len=24, data_uptr=s.buffer())
+
+
+def test_alloc_paging_fault_queue_by_version(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_paging_alloc: 6.12 refuses FAULT_ID_VALID in a paging alloc
+    (EOPNOTSUPP, before the fault id is looked up); 7.3 takes it, then an id that is no fault
+    queue -> ENOENT and a fault queue's id works."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        fault = _fault_queue(s, fd)
+        valid = C.IOMMU_HWPT_FAULT_ID_VALID
+        if not host.linux_at_least(7, 3):
+            for fault_id in (fault, ioas, 1000):
+                expect_errno(errno.EOPNOTSUPP, _alloc, s, fd, dev_id=dev_id, pt_id=ioas,
+                             flags=valid, fault_id=fault_id)
+            return
+        for fault_id in (ioas, 1000):
+            expect_errno(errno.ENOENT, _alloc, s, fd, dev_id=dev_id, pt_id=ioas, flags=valid,
+                         fault_id=fault_id)
+        hwpt = _alloc(s, fd, dev_id=dev_id, pt_id=ioas, flags=valid, fault_id=fault)
+        expect_errno(errno.EBUSY, s.destroy, fd, fault)  # the HWPT holds its fault queue
+        expect_ok(s.destroy, fd, hwpt)
+
+
+def test_alloc_paging_pasid_flag_by_version(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_paging_alloc: IOMMU_HWPT_ALLOC_PASID is an unknown flag on
+    6.12 (EOPNOTSUPP); 7.3 knows it and intel-iommu gives a PASID-capable paging domain."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        if not host.linux_at_least(7, 3):
+            expect_errno(errno.EOPNOTSUPP, s.hwpt, fd, dev_id, ioas, C.IOMMU_HWPT_ALLOC_PASID)
+            return
+        expect_ok(s.destroy, fd, s.hwpt(fd, dev_id, ioas, C.IOMMU_HWPT_ALLOC_PASID))
+
+
 def test_alloc_data_len_without_type_einval(host: Host) -> None:
     """hw_pagetable.c:iommufd_hwpt_alloc: data type NONE with data_len != 0 -> EINVAL."""
     with iommufd_session(host) as s:
@@ -134,15 +203,78 @@ def test_set_dirty_tracking_unknown_flag_eopnotsupp(host: Host) -> None:
         expect_errno(errno.EOPNOTSUPP, s.k.ioctl, fd, uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, arg)
 
 
-def test_invalidate_paging_hwpt_refused(host: Host) -> None:
-    """hw_pagetable.c:iommufd_hwpt_invalidate: only nested HWPTs (and vIOMMUs) take it:
-    ENOENT on 6.12 (looked up as HWPT_NESTED), EINVAL from 6.13 (wrong object type)."""
+def test_set_dirty_tracking_reserved_ignored(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_set_dirty_tracking checks flags, never __reserved: with it
+    set, an unknown id is ENOENT and a HWPT without dirty ops EOPNOTSUPP as without it."""
     with iommufd_session(host) as s:
         fd, ioas, _, dev_id = s.bound_edu()
-        arg = new("struct iommu_hwpt_invalidate *", hwpt_id=s.hwpt(fd, dev_id, ioas))
-        with pytest.raises(OSError) as err:
-            s.k.ioctl(fd, uapi.IOMMU_HWPT_INVALIDATE, arg)
-        assert err.value.errno in (errno.EINVAL, errno.ENOENT)
+        for hwpt_id, want in ((1000, errno.ENOENT), (ioas, errno.ENOENT),
+                              (s.hwpt(fd, dev_id, ioas), errno.EOPNOTSUPP)):
+            arg = new("struct iommu_hwpt_set_dirty_tracking *", flags=1, hwpt_id=hwpt_id,
+                      __reserved=1)
+            expect_errno(want, s.k.ioctl, fd, uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, arg)
+
+
+def _invalidate_errno(want: int, s: Any, fd: int, hwpt_id: int, **fields: int) -> None:
+    """IOMMU_HWPT_INVALIDATE fails with ``want`` and still copies the struct back, entry_num 0."""
+    arg = new("struct iommu_hwpt_invalidate *", hwpt_id=hwpt_id, **fields)
+    expect_errno(want, s.k.ioctl, fd, uapi.IOMMU_HWPT_INVALIDATE, arg)
+    assert arg.entry_num == 0
+
+
+def _entries(s: Any, n: int = 2) -> dict[str, int]:
+    """Fields of a VT-d stage-1 invalidation array of ``n`` zeroed entries in a buffer."""
+    size = ffi.sizeof("struct iommu_hwpt_vtd_s1_invalidate")
+    return {"data_uptr": s.buffer(), "entry_len": size, "entry_num": n,
+            "data_type": C.IOMMU_HWPT_INVALIDATE_DATA_VTD_S1}
+
+
+def test_invalidate_paging_hwpt_refused(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_invalidate: only nested HWPTs (and vIOMMUs) take it:
+    ENOENT on 6.12 (looked up as HWPT_NESTED), EINVAL from 6.14 (looked up as any object, then
+    the wrong type); entry_num is written back 0 either way."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        want = errno.EINVAL if host.linux_at_least(6, 14) else errno.ENOENT
+        _invalidate_errno(want, s, fd, s.hwpt(fd, dev_id, ioas), **_entries(s))
+        _invalidate_errno(want, s, fd, ioas, **_entries(s))
+
+
+def test_invalidate_unknown_id_enoent_writes_back(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_invalidate: no such object -> ENOENT, and the struct is copied
+    back with entry_num 0 (the count of entries handled) even though the call failed."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        _invalidate_errno(errno.ENOENT, s, fd, 1000, **_entries(s, 3))
+        _invalidate_errno(errno.ENOENT, s, fd, 0)
+
+
+def test_invalidate_reserved_before_lookup(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_invalidate: __reserved -> EOPNOTSUPP before the id lookup,
+    entry_num written back 0."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        _invalidate_errno(errno.EOPNOTSUPP, s, fd, 1000, __reserved=1, **_entries(s, 3))
+
+
+def test_invalidate_entries_without_buffer_einval(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_invalidate: entry_num without data_uptr or entry_len ->
+    EINVAL before the id lookup (an unknown id does not make it ENOENT)."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        _invalidate_errno(errno.EINVAL, s, fd, 1000, **{**_entries(s), "data_uptr": 0})
+        _invalidate_errno(errno.EINVAL, s, fd, 1000, **{**_entries(s), "entry_len": 0})
+
+
+def test_invalidate_entry_bounds_by_version(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_invalidate: 7.3 bounds entries (entry_len above PAGE_SIZE,
+    entry_num above IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX -> EINVAL before the lookup); 6.12 has
+    no bound, so an unknown id answers ENOENT."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        want = errno.EINVAL if host.linux_at_least(7, 3) else errno.ENOENT
+        _invalidate_errno(want, s, fd, 1000, **{**_entries(s), "entry_len": PAGE + 8})
+        _invalidate_errno(want, s, fd, 1000, **{**_entries(s), "entry_num": (1 << 19) + 1})
 
 
 def test_fault_queue_alloc_gives_fd_and_id(host: Host) -> None:
