@@ -296,10 +296,25 @@ def _alloc_nested(ctx: IommufdCtx, parent: HWPTObj, cmd: CData, linux: Linux) ->
 
 
 def IOMMU_GET_HW_INFO(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
+    """device.c:iommufd_get_hw_info: the IOMMU driver's data (``min(data_len, its length)``
+    bytes, the rest of the user buffer zeroed), its length, type and capabilities.
+
+    7.3 takes IOMMU_HW_INFO_FLAG_INPUT_TYPE (``in_data_type`` asks for one type: the driver's
+    own or DEFAULT) and reports PCI_ATS_NOT_SUPPORTED for a device whose IOMMU gives it no ATS
+    (VT-d without device-iotlb, the mock IOMMU: every device).
+
+    Errors: EOPNOTSUPP (unknown flags, ``__reserved``, a type the driver does not have),
+    ENOENT (dev_id no device), EFAULT.
+    """
     cmd = io.cmd
-    if cmd.flags or any(cmd.__reserved):
+    new_uapi = io.linux.at_least("7.3")  # INPUT_TYPE and ATS_NOT_SUPPORTED: first release unchecked
+    if cmd.flags & ~(C.IOMMU_HW_INFO_FLAG_INPUT_TYPE if new_uapi else 0) or any(cmd.__reserved):
         raise kerr(errno.EOPNOTSUPP)
+    if not cmd.flags & C.IOMMU_HW_INFO_FLAG_INPUT_TYPE:
+        cmd.in_data_type = C.IOMMU_HW_INFO_TYPE_DEFAULT
     model = _get_device(ctx, cmd.dev_id).iommu(ctx)
+    if cmd.in_data_type not in (C.IOMMU_HW_INFO_TYPE_DEFAULT, model.hw_info_type):
+        raise kerr(errno.EOPNOTSUPP)  # the driver's hw_info op refuses another type
     data = model.hw_info_data
     if cmd.data_len:
         n = min(cmd.data_len, len(data))
@@ -307,6 +322,8 @@ def IOMMU_GET_HW_INFO(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
     cmd.data_len = len(data)
     cmd.out_data_type = model.hw_info_type
     cmd.out_capabilities = model.capabilities
+    if new_uapi and not model.ats:
+        cmd.out_capabilities |= C.IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED
     cmd.out_max_pasid_log2 = model.max_pasid_log2
 
 
@@ -351,7 +368,7 @@ def _check_bitmap_range(align: int, cmd: CData) -> None:
         raise kerr(errno.EINVAL)
 
 
-INVALIDATE_ENTRY_NUM_MAX = 1 << 19  # hw_pagetable.c: IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX (7.3)
+INVALIDATE_ENTRY_NUM_MAX = 1 << 19  # hw_pagetable.c: IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX
 VTD_S1_INVALIDATE_SIZE = ffi.sizeof("struct iommu_hwpt_vtd_s1_invalidate")
 
 
@@ -360,7 +377,7 @@ def IOMMU_HWPT_INVALIDATE(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
     ``entry_num`` set to the entries the driver handled (0 when it never ran).
 
     Errors: EOPNOTSUPP (``__reserved``; a driver refusing an entry), EINVAL (entries without a
-    buffer or a length, from 7.3 also entries longer than a page or too many; on 7.3 an object
+    buffer or a length, entries longer than a page or more than 2^19; from 6.14 an object
     that is neither a nested HWPT nor a vIOMMU; a bad data type or entry), ENOENT (no such
     object; on 6.12 any object but a nested HWPT), E2BIG, EFAULT.
     """
@@ -368,10 +385,9 @@ def IOMMU_HWPT_INVALIDATE(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
     done, err = 0, 0
     if cmd.__reserved:
         err = errno.EOPNOTSUPP
-    elif cmd.entry_num and (not cmd.data_uptr or not cmd.entry_len or (
-            io.linux.at_least("7.3")  # the bounds: absent in 6.12, in 7.3 (first release unchecked)
-            and (cmd.entry_len > PAGE_SIZE or cmd.entry_num > INVALIDATE_ENTRY_NUM_MAX))):
-        err = errno.EINVAL
+    elif cmd.entry_num and (not cmd.data_uptr or not cmd.entry_len or cmd.entry_len > PAGE_SIZE
+                            or cmd.entry_num > INVALIDATE_ENTRY_NUM_MAX):
+        err = errno.EINVAL  # the bounds reached 6.12.y too (the lane's 6.12.117 has them)
     else:
         done, err = _cache_invalidate(ctx, io)
     cmd.entry_num = done

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
+from pyvfio.fake.vtd import LANE_HW_INFO
+
 PAGE_SIZE = 4096
 HPAGE_SIZE = 2 << 20  # x86 PMD size
 INTEL_PGSIZES = 0x40201000  # 4K | 2M | 1G, what intel/iommu.c reports
@@ -27,8 +29,9 @@ QEMU_VTD_APERTURE = (0, (1 << 39) - 1)  # QEMU 7.2 intel-iommu: aw-bits=39 (the 
 class IOMMUModel:
     """What the fake IOMMU hardware offers (the knobs of a host's vIOMMU).
 
-    Defaults imitate the VM lane's QEMU 7.2 intel-iommu: VT-d hw info, a 39-bit aperture, the x86
-    MSI window reserved, 4K/2M/1G pages, no dirty tracking, no nesting.
+    Defaults imitate the VM lane's QEMU 7.2 intel-iommu: VT-d hw info with its capability
+    registers (:mod:`pyvfio.fake.vtd`), a 39-bit aperture, the x86 MSI window reserved, 4K/2M/1G
+    pages, no dirty tracking, no nesting.
 
     Attributes:
         aperture: the first and last IOVA a domain can map (``geometry``).
@@ -40,7 +43,7 @@ class IOMMUModel:
     """
 
     hw_info_type: int = 1  # IOMMU_HW_INFO_TYPE_INTEL_VTD
-    hw_info_data: bytes = b"\0" * 24  # struct iommu_hw_info_vtd
+    hw_info_data: bytes = LANE_HW_INFO  # struct iommu_hw_info_vtd: QEMU's CAP/ECAP registers
     capabilities: int = 0
     max_pasid_log2: int = 0
     aperture: tuple[int, int] = QEMU_VTD_APERTURE
@@ -48,6 +51,7 @@ class IOMMUModel:
     pgsize_bitmap: int = INTEL_PGSIZES
     dirty_tracking: bool = False
     nesting: bool = False
+    ats: bool = False  # devices get ATS (VT-d: ECAP.DT, QEMU device-iotlb=on, and the device's)
     enforce_cache_coherency: bool = True  # VT-d snoop control; QEMU's intel-iommu: False
     iommufd_test: bool = True  # CONFIG_IOMMUFD_TEST: IOMMU_TEST_CMD (fake/selftest.py)
     max_iova_alignment: int = HPAGE_SIZE

@@ -14,6 +14,8 @@ import pytest
 
 from pyvfio import uapi
 from pyvfio._ffi import C, ffi, new
+from pyvfio.fake.vtd import LANE_OPTIONS, hw_info_vtd, qemu_vtd_registers
+from pyvfio.vm.profiles import PROFILES
 from tests.conformance.iommufd_helpers import PAGE, addr, hw_capabilities, iommufd_session
 from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
@@ -45,6 +47,86 @@ def test_hw_info_flags_eopnotsupp(host: Host) -> None:
         fd, _, _, dev_id = s.bound_edu()
         arg = new("struct iommu_hw_info *", dev_id=dev_id, flags=0x80)
         expect_errno(errno.EOPNOTSUPP, s.k.ioctl, fd, uapi.IOMMU_GET_HW_INFO, arg)
+
+
+def _filled(size: int) -> Any:
+    """A buffer of ``size`` bytes 0xa5 (to see what the kernel writes and zeroes)."""
+    buf = ffi.new(f"uint8_t[{size}]")
+    ffi.memmove(buf, b"\xa5" * size, size)
+    return buf
+
+
+def _vtd_options(host: Host) -> str:
+    """The intel-iommu options of the host: the lane profile's, the fake's model for the fake."""
+    if host.profile == "fake":
+        return LANE_OPTIONS
+    viommu = PROFILES[host.profile].viommu
+    assert viommu, f"{host.profile} has no vIOMMU but bound an edu"
+    return viommu
+
+
+def test_hw_info_vtd_is_qemus_registers(host: Host) -> None:
+    """intel/iommu.c:intel_iommu_hw_info: struct iommu_hw_info_vtd = the ERRATA_772415 flag and
+    CAP_REG/ECAP_REG as QEMU 7.2's vtd_init composes them from the profile's intel-iommu options
+    (24 bytes; the rest of a larger buffer zeroed, device.c:iommufd_get_hw_info)."""
+    with iommufd_session(host) as s:
+        fd, _, _, dev_id = s.bound_edu()
+        buf = _filled(64)
+        arg = new("struct iommu_hw_info *", dev_id=dev_id, data_len=64, data_uptr=addr(buf))
+        expect_ok(s.k.ioctl, fd, uapi.IOMMU_GET_HW_INFO, arg)
+        assert arg.out_data_type == C.IOMMU_HW_INFO_TYPE_INTEL_VTD and arg.data_len == 24
+        cap, ecap = qemu_vtd_registers(_vtd_options(host))
+        got = bytes(ffi.buffer(buf))
+        assert got[:24].hex() == hw_info_vtd(cap, ecap).hex()
+        assert got[24:] == bytes(40)
+
+
+def test_hw_info_short_buffer_gets_a_prefix(host: Host) -> None:
+    """device.c:iommufd_get_hw_info: data_len below the driver's copies that many bytes only and
+    still writes back the full length."""
+    with iommufd_session(host) as s:
+        fd, _, _, dev_id = s.bound_edu()
+        buf = _filled(16)
+        arg = new("struct iommu_hw_info *", dev_id=dev_id, data_len=12, data_uptr=addr(buf))
+        expect_ok(s.k.ioctl, fd, uapi.IOMMU_GET_HW_INFO, arg)
+        want = hw_info_vtd(*qemu_vtd_registers(_vtd_options(host)))
+        assert bytes(ffi.buffer(buf)) == want[:12] + b"\xa5" * 4 and arg.data_len == 24
+
+
+def test_hw_info_capabilities_by_version(host: Host) -> None:
+    """device.c:iommufd_get_hw_info: QEMU's intel-iommu has no dirty tracking and (without
+    device-iotlb) gives no device ATS: 6.12 reports no capability, 7.3 PCI_ATS_NOT_SUPPORTED;
+    the edu has no PASID capability (out_max_pasid_log2 0)."""
+    with iommufd_session(host) as s:
+        fd, _, _, dev_id = s.bound_edu()
+        arg = new("struct iommu_hw_info *", dev_id=dev_id, out_max_pasid_log2=7)
+        expect_ok(s.k.ioctl, fd, uapi.IOMMU_GET_HW_INFO, arg)
+        ats = C.IOMMU_HW_CAP_PCI_ATS_NOT_SUPPORTED if host.linux_at_least(7, 3) else 0
+        assert (arg.out_capabilities, arg.out_max_pasid_log2) == (ats, 0)
+
+
+def test_hw_info_input_type_by_version(host: Host) -> None:
+    """device.c:iommufd_get_hw_info: 7.3's IOMMU_HW_INFO_FLAG_INPUT_TYPE asks for one data type:
+    the driver's (or DEFAULT) works, another -> EOPNOTSUPP (intel_iommu_hw_info); 6.12 knows no
+    flag (EOPNOTSUPP)."""
+    with iommufd_session(host) as s:
+        fd, _, _, dev_id = s.bound_edu()
+        flag = C.IOMMU_HW_INFO_FLAG_INPUT_TYPE
+        if not host.linux_at_least(7, 3):
+            arg = new("struct iommu_hw_info *", dev_id=dev_id, flags=flag,
+                      in_data_type=C.IOMMU_HW_INFO_TYPE_INTEL_VTD)
+            expect_errno(errno.EOPNOTSUPP, s.k.ioctl, fd, uapi.IOMMU_GET_HW_INFO, arg)
+            return
+        for in_type in (C.IOMMU_HW_INFO_TYPE_INTEL_VTD, C.IOMMU_HW_INFO_TYPE_DEFAULT):
+            arg = new("struct iommu_hw_info *", dev_id=dev_id, flags=flag, in_data_type=in_type)
+            expect_ok(s.k.ioctl, fd, uapi.IOMMU_GET_HW_INFO, arg)
+            assert arg.out_data_type == C.IOMMU_HW_INFO_TYPE_INTEL_VTD
+        arg = new("struct iommu_hw_info *", dev_id=dev_id, flags=flag,
+                  in_data_type=C.IOMMU_HW_INFO_TYPE_ARM_SMMUV3)
+        expect_errno(errno.EOPNOTSUPP, s.k.ioctl, fd, uapi.IOMMU_GET_HW_INFO, arg)
+        arg = new("struct iommu_hw_info *", dev_id=dev_id,
+                  in_data_type=C.IOMMU_HW_INFO_TYPE_ARM_SMMUV3)  # no flag: the type is ignored
+        expect_ok(s.k.ioctl, fd, uapi.IOMMU_GET_HW_INFO, arg)
 
 
 def test_alloc_paging_hwpt_pins_ioas(host: Host) -> None:
@@ -266,15 +348,15 @@ def test_invalidate_entries_without_buffer_einval(host: Host) -> None:
         _invalidate_errno(errno.EINVAL, s, fd, 1000, **{**_entries(s), "entry_len": 0})
 
 
-def test_invalidate_entry_bounds_by_version(host: Host) -> None:
-    """hw_pagetable.c:iommufd_hwpt_invalidate: 7.3 bounds entries (entry_len above PAGE_SIZE,
-    entry_num above IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX -> EINVAL before the lookup); 6.12 has
-    no bound, so an unknown id answers ENOENT."""
+def test_invalidate_entry_bounds_before_lookup(host: Host) -> None:
+    """hw_pagetable.c:iommufd_hwpt_invalidate bounds the array before the id lookup: entry_len
+    above PAGE_SIZE or entry_num above IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX (2^19) -> EINVAL
+    (7.3, and 6.12.y by a stable backport: the lane's 6.12.117 answers so)."""
     with iommufd_session(host) as s:
         fd = s.iommufd()
-        want = errno.EINVAL if host.linux_at_least(7, 3) else errno.ENOENT
-        _invalidate_errno(want, s, fd, 1000, **{**_entries(s), "entry_len": PAGE + 8})
-        _invalidate_errno(want, s, fd, 1000, **{**_entries(s), "entry_num": (1 << 19) + 1})
+        _invalidate_errno(errno.EINVAL, s, fd, 1000, **{**_entries(s), "entry_len": PAGE + 8})
+        _invalidate_errno(errno.EINVAL, s, fd, 1000, **{**_entries(s), "entry_num": (1 << 19) + 1})
+        _invalidate_errno(errno.ENOENT, s, fd, 1000, **{**_entries(s), "entry_num": 1 << 19})
 
 
 def test_fault_queue_alloc_gives_fd_and_id(host: Host) -> None:
