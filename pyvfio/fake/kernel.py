@@ -286,7 +286,7 @@ class FakeKernel:
     def mmap(self, fd: int, length: int, offset: int,
              prot: int = PROT_RW) -> FakeMMIO | PageMMIO:
         """mmap a BAR of a device fd, or pages an iommufd offers. Raises EBADF, ENODEV (not a
-        device), EINVAL, ENXIO (iommufd: not an offered region).
+        device; an iommufd before 6.17), EINVAL, ENXIO (iommufd: not an offered region).
 
         A real file the fake does not own is mapped by the real kernel (eventfd, /dev/null:
         ENODEV)."""
@@ -300,6 +300,8 @@ class FakeKernel:
             self.faults.operation("mmap")
             f = self.fds.get(fd)
             if isinstance(f, IommufdFile):  # the vIOMMU pages iommufd offers (7.3)
+                if not self.linux.at_least("6.17"):  # no iommufd_fops_mmap before: do_mmap
+                    raise kerr(errno.ENODEV)  # answers ENODEV for a file without mmap
                 return iommufd_mmap(f.ctx, length, offset)
             nodes = self.nodes
             mmio = nodes.device_mmap(nodes.device_of(fd, errno.ENODEV), length, offset)

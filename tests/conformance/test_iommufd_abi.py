@@ -197,6 +197,16 @@ def test_option_unknown_before_object_lookup(host: Host) -> None:
             expect_errno(errno.EOPNOTSUPP, _option, s, fd, 2, C.IOMMU_OPTION_OP_SET, obj=obj)
 
 
+def test_mmap_of_iommufd_by_version(host: Host) -> None:
+    """mmap of /dev/iommu where nothing is offered: 6.12's iommufd_fops has no mmap, so do_mmap
+    answers ENODEV; 7.3's iommufd_fops_mmap finds no region at the offset -> ENXIO."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        want = errno.ENXIO if host.linux_at_least(7, 3) else errno.ENODEV
+        for length, offset in ((4096, 0), (1 << 20, 6 << 40)):
+            expect_errno(want, s.k.mmap, fd, length, offset)
+
+
 def _vfio_ioas(s: object, fd: int, op: int, ioas_id: int = 0) -> int:
     arg = new("struct iommu_vfio_ioas *", op=op, ioas_id=ioas_id)
     s.k.ioctl(fd, uapi.IOMMU_VFIO_IOAS, arg)  # type: ignore[attr-defined]
