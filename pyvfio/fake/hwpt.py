@@ -173,11 +173,14 @@ def _domains_changed(ctx: IommufdCtx, ioas: IOASObj) -> None:
 
 
 def add_domain(ctx: IommufdCtx, ioas: IOASObj, model: IOMMUModel | None = None) -> None:
-    """Reserve outside the aperture, raise the alignment (io_pagetable.c:iopt_table_add_domain)."""
+    """Reserve outside the aperture, raise the alignment, fill the domain
+    (io_pagetable.c:iopt_table_add_domain). Raises EADDRINUSE, EINVAL (an area the domain cannot
+    map)."""
     model, iopt = model or ctx.model, ioas.iopt
     if any(o == "aperture" for _, _, o in iopt.reserved.items()):
         return
     start, last = model.aperture
+    before = iopt.domain_alignment
     added = []
     try:
         if start > 0:
@@ -186,8 +189,11 @@ def add_domain(ctx: IommufdCtx, ioas: IOASObj, model: IOMMUModel | None = None) 
         if last < (1 << 64) - 1:
             iopt.reserve(last + 1, (1 << 64) - 1, "aperture")
         iopt.update_alignment(model.page_size)
+        if model.map_needs_access and any(not a.prot for _, _, a in iopt.areas.items()):
+            raise kerr(errno.EINVAL)  # iopt_fill_domain: the domain cannot map such an area
     except OSError:
         iopt.unreserve("aperture")
+        iopt.update_alignment(before)
         raise
 
 

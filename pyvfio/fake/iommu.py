@@ -37,6 +37,9 @@ class IOMMUModel:
         aperture: the first and last IOVA a domain can map (``geometry``).
         reserved: reserved regions (first, last) every device behind it has.
         pgsize_bitmap: the page sizes; the smallest is the IOVA alignment after an attach.
+        map_needs_access: the domain's map refuses a mapping neither readable nor writable
+            (intel/iommu.c:__domain_mapping EINVAL, so a compat MAP_DMA without flags fails
+            with a domain and a domain cannot fill an IOAS holding one); the mock maps it.
         max_iova_alignment: the kernel's, not the IOMMU's: automatic IOVAs are aligned at most to
             HPAGE_SIZE with CONFIG_TRANSPARENT_HUGEPAGE, to PAGE_SIZE without
             (io_pagetable.c:iopt_alloc_iova).
@@ -51,6 +54,7 @@ class IOMMUModel:
     pgsize_bitmap: int = INTEL_PGSIZES
     dirty_tracking: bool = False
     nesting: bool = False
+    map_needs_access: bool = True  # VT-d __domain_mapping: no READ and no WRITE -> EINVAL
     ats: bool = False  # devices get ATS (VT-d: ECAP.DT, QEMU device-iotlb=on, and the device's)
     enforce_cache_coherency: bool = True  # VT-d snoop control; QEMU's intel-iommu: False
     iommufd_test: bool = True  # CONFIG_IOMMUFD_TEST: IOMMU_TEST_CMD (fake/selftest.py)

@@ -234,10 +234,18 @@ def map_user(
     placed = ioas.iopt.insert(fixed, length, area)
     try:
         ctx.pin(ioas, uptr, length, writable)
+        if not flags & RW and refuses_no_access(ctx, ioas):
+            raise kerr(errno.EINVAL)  # a domain's iommu_map of the pinned pages fails
     except OSError:
         ioas.iopt.unmap(placed, placed + length - 1)
         raise
     return placed
+
+
+def refuses_no_access(ctx: IommufdCtx, ioas: IOASObj) -> bool:
+    """Whether a domain of ``ioas`` cannot map pages neither readable nor writable (only the
+    compat MAP_DMA makes such areas: IOMMU_IOAS_MAP requires a R/W flag)."""
+    return any((h.model or ctx.model).map_needs_access for h in ioas.hwpts)
 
 
 def IOMMU_IOAS_MAP(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802

@@ -45,6 +45,7 @@ def mock_iommu(dev_flags: int) -> IOMMUModel:
         pgsize_bitmap=MOCK_IO_PAGE_SIZE,
         dirty_tracking=dirty,
         nesting=True,  # mock_domain_alloc_paging_flags takes NEST_PARENT
+        map_needs_access=False,  # mock_domain_map_pages stores any prot
         max_pasid_log2=C.MOCK_PASID_WIDTH if dev_flags & C.MOCK_FLAGS_DEVICE_PASID else 0,
     )
 

@@ -15,7 +15,7 @@ import struct
 from typing import Any
 
 from pyvfio import uapi
-from pyvfio._ffi import C
+from pyvfio._ffi import C, ffi
 from pyvfio.fake import iommufd as fiommufd
 from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.ioas import PAGE_SIZE, ULONG_MAX, Area
@@ -95,19 +95,55 @@ def _pagesizes(ctx: IommufdCtx, ioas: IOASObj) -> int:
     return max(sizes, ioas.iopt.iova_alignment)
 
 
+INFO_SIZE = ffi.sizeof("struct vfio_iommu_type1_info")
+
+
 def VFIO_IOMMU_GET_INFO(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
+    """vfio_compat.c:iommufd_vfio_iommu_get_info: unlike type1, each capability is written on
+    its own where it fits in ``argsz`` (the IOVA ranges one range at a time, the header once the
+    whole capability fits), ``argsz`` always becomes the full size and the CAPS flag is always
+    set; ``cap_offset`` is set only when the whole chain fit.  Errors: ENODEV (no compat IOAS),
+    EFAULT."""
     info = arg.cmd
     ioas = compat_ioas(ctx)
-    info.flags = C.VFIO_IOMMU_INFO_PGSIZES
+    info.flags = C.VFIO_IOMMU_INFO_PGSIZES | C.VFIO_IOMMU_INFO_CAPS
     info.iova_pgsizes = _pagesizes(ctx, ioas)
-    ranges = ioas.iopt.iova_ranges()
-    caps = [  # DMA_AVAIL then IOVA_RANGE, no MIGRATION (fill_fns[] of vfio_compat.c)
-        (C.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, struct.pack("<I", U32_MAX)),
-        (C.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1,
-         struct.pack("<II", len(ranges), 0) + b"".join(struct.pack("<QQ", *r) for r in ranges)),
-    ]
-    arg.reply_caps(caps, C.VFIO_IOMMU_INFO_CAPS)
+    info.cap_offset = 0
+    argsz, total, last_cap = info.argsz, INFO_SIZE, 0
+    for fill in (_fill_cap_dma_avail, _fill_cap_iova):
+        cap_size = fill(ioas, arg, total, max(argsz - total, 0))
+        if last_cap and argsz >= total:
+            arg.write(last_cap + 4, struct.pack("<I", total))  # the previous header's next
+        last_cap = total
+        total += (cap_size + 7) & ~7
+    if argsz >= total:
+        info.cap_offset = INFO_SIZE
+    info.argsz = total
+    arg.copy_out(info, min(argsz, INFO_SIZE))
     return 0
+
+
+def _fill_cap_dma_avail(ioas: IOASObj, arg: IoctlArg, offset: int, avail: int) -> int:
+    """iommufd_fill_cap_dma_avail: U32_MAX (iommufd's limit is the memory cgroup's)."""
+    cap = struct.pack("<HHII", C.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1, 0, U32_MAX)
+    if avail >= len(cap):
+        arg.write(offset, cap)
+    return len(cap)
+
+
+def _fill_cap_iova(ioas: IOASObj, arg: IoctlArg, offset: int, avail: int) -> int:
+    """iommufd_fill_cap_iova: the holes of the reserved ranges, each written if the capability
+    up to it fits, the header (with the count) only if all of it fits."""
+    ranges = ioas.iopt.iova_ranges()
+    head = 16  # struct vfio_iommu_type1_info_cap_iova_range up to iova_ranges[]
+    for i, (start, last) in enumerate(ranges):
+        if avail >= head + 16 * (i + 1):
+            arg.write(offset + head + 16 * i, struct.pack("<QQ", start, last))
+    size = head + 16 * len(ranges)
+    if avail >= size:
+        arg.write(offset, struct.pack("<HHIII", C.VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, 1, 0,
+                                      len(ranges), 0))
+    return size
 
 
 def VFIO_IOMMU_MAP_DMA(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
@@ -124,7 +160,13 @@ def VFIO_IOMMU_MAP_DMA(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
     return 0
 
 
+UNMAP_MINSZ = 24  # offsetofend(struct vfio_iommu_type1_dma_unmap, size): what is copied back
+
+
 def VFIO_IOMMU_UNMAP_DMA(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
+    """vfio_compat.c:iommufd_vfio_unmap_dma: ``size`` becomes the bytes unmapped, written back
+    also when the unmap itself fails. Errors: EINVAL (flags; UNMAP_ALL with a range; size 0),
+    ENODEV (no compat IOAS), EOVERFLOW, ENOENT, EFAULT."""
     u = arg.cmd
     if u.flags & ~C.VFIO_DMA_UNMAP_FLAG_ALL:
         raise kerr(errno.EINVAL)  # GET_DIRTY_BITMAP and VADDR are obsolete here
@@ -136,15 +178,26 @@ def VFIO_IOMMU_UNMAP_DMA(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
         unmapped = iopt.mapped_bytes()
         iopt.areas.clear()  # iopt_unmap_all: success even when empty
     else:
-        if not u.size:
-            raise kerr(errno.EINVAL)
-        last = u.iova + u.size - 1
-        if last > ULONG_MAX:
-            raise kerr(errno.EOVERFLOW)
-        unmapped = _unmap_range(iopt, u.iova, last)
+        try:
+            unmapped = _unmap_iova(iopt, u.iova, u.size)
+        except OSError:
+            u.size = 0  # iopt_unmap_iova's errors still copy the size back (0 unmapped)
+            arg.copy_out(u, UNMAP_MINSZ)
+            raise
     u.size = unmapped
-    arg.copy_out(u, 24)
+    arg.copy_out(u, UNMAP_MINSZ)
     return 0
+
+
+def _unmap_iova(iopt: Any, iova: int, size: int) -> int:
+    """io_pagetable.c:iopt_unmap_iova (after the v1 cuts). Raises EINVAL (size 0), EOVERFLOW,
+    ENOENT (an area sticking out of the range)."""
+    if not size:
+        raise kerr(errno.EINVAL)
+    last = iova + size - 1
+    if last > ULONG_MAX:
+        raise kerr(errno.EOVERFLOW)
+    return _unmap_range(iopt, iova, last)
 
 
 def _unmap_range(iopt: Any, start: int, last: int) -> int:

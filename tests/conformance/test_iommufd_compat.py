@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import importlib.util
+import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -114,6 +115,93 @@ def test_get_info(host: Host) -> None:
         small = new("struct vfio_iommu_type1_info *", argsz=16)
         s.k.ioctl(fd, uapi.VFIO_IOMMU_GET_INFO, small)
         assert small.argsz == info.argsz and small.flags & C.VFIO_IOMMU_INFO_CAPS
+
+
+INFO = ffi.sizeof("struct vfio_iommu_type1_info")
+DMA_AVAIL_CAP = 16  # vfio_iommu_type1_info_dma_avail, 8-byte aligned
+IOVA_CAP_ONE = 32  # vfio_iommu_type1_info_cap_iova_range with one range
+
+
+def _info_raw(s: Session, fd: int, argsz: int) -> bytes:
+    """GET_INFO into a 0xa5-filled buffer of 256 bytes with ``argsz``; the buffer after."""
+    buf = ffi.new("uint8_t[256]")
+    ffi.memmove(buf, b"\xa5" * 256, 256)
+    ffi.cast("uint32_t *", buf)[0] = argsz
+    s.k.ioctl(fd, uapi.VFIO_IOMMU_GET_INFO, buf)
+    return bytes(ffi.buffer(buf))
+
+
+def test_get_info_argsz_is_always_the_full_size(host: Host) -> None:
+    """vfio_compat.c:iommufd_vfio_iommu_get_info: argsz is set to the chain's full size even
+    when the caller gave more (type1 keeps a larger argsz), cap_offset is sizeof(info)."""
+    with compat(host) as (s, fd, _):
+        raw = _info_raw(s, fd, 200)
+        argsz, flags, _, cap_offset, pad = struct.unpack_from("<IIQII", raw)
+        total = INFO + DMA_AVAIL_CAP + IOVA_CAP_ONE
+        assert (argsz, cap_offset, pad) == (total, INFO, 0)
+        assert flags == C.VFIO_IOMMU_INFO_PGSIZES | C.VFIO_IOMMU_INFO_CAPS
+        assert raw[total:] == b"\xa5" * (256 - total)  # nothing written past the chain
+
+
+def test_get_info_writes_each_cap_that_fits(host: Host) -> None:
+    """vfio_compat.c: each fill function writes its capability when it fits in what argsz
+    leaves; with room for DMA_AVAIL only, that one is written (with next pointing past it), the
+    IOVA_RANGE header is not, cap_offset stays 0, argsz becomes the full size, CAPS is set."""
+    with compat(host) as (s, fd, _):
+        raw = _info_raw(s, fd, INFO + DMA_AVAIL_CAP)
+        argsz, flags, _, cap_offset = struct.unpack_from("<IIQI", raw)
+        assert (argsz, cap_offset) == (INFO + DMA_AVAIL_CAP + IOVA_CAP_ONE, 0)
+        assert flags & C.VFIO_IOMMU_INFO_CAPS
+        cap_id, version, nxt, avail = struct.unpack_from("<HHII", raw, INFO)
+        assert (cap_id, version, nxt, avail) == (C.VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, 1,
+                                                 INFO + DMA_AVAIL_CAP, (1 << 32) - 1)
+        assert raw[INFO + DMA_AVAIL_CAP:] == b"\xa5" * (256 - INFO - DMA_AVAIL_CAP)
+
+
+def test_get_info_minimal_argsz_copies_minsz(host: Host) -> None:
+    """vfio_compat.c: the struct is copied back up to min(argsz, sizeof): with argsz 16 the
+    cap_offset word is left alone, no capability is written."""
+    with compat(host) as (s, fd, _):
+        raw = _info_raw(s, fd, 16)
+        argsz, flags = struct.unpack_from("<II", raw)
+        assert argsz == INFO + DMA_AVAIL_CAP + IOVA_CAP_ONE and flags & C.VFIO_IOMMU_INFO_CAPS
+        assert raw[16:] == b"\xa5" * 240
+
+
+def test_map_without_access_fails_with_a_domain(host: Host) -> None:
+    """A compat MAP_DMA without READ/WRITE works while the IOAS has no domain, but a VT-d
+    domain cannot map it (intel/iommu.c:__domain_mapping EINVAL): a domain then cannot join that
+    IOAS (HWPT_ALLOC's iopt_table_add_domain fills it: EINVAL), and once a domain is there such
+    a MAP_DMA fails (READ alone works)."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        _set_compat(s, fd, ioas)
+        buf = s.buffer(2)
+        map_dma(s, fd, buf, 1 << 20, PAGE, 0)
+        expect_errno(errno.EINVAL, s.hwpt, fd, dev_id, ioas)
+        assert unmap_dma(s, fd, 1 << 20, PAGE) == PAGE
+        hwpt = s.hwpt(fd, dev_id, ioas)
+        expect_errno(errno.EINVAL, map_dma, s, fd, buf, 1 << 20, PAGE, 0)
+        expect_ok(map_dma, s, fd, buf, 1 << 20, PAGE, READ)
+        assert unmap_dma(s, fd, 1 << 20, PAGE) == PAGE
+        s.destroy(fd, hwpt)
+
+
+def test_unmap_error_still_writes_size(host: Host) -> None:
+    """vfio_compat.c:iommufd_vfio_unmap_dma copies the struct back after iopt_unmap_iova even
+    when it failed (size 0: ENOENT for a range cutting a mapping, EOVERFLOW for a wrapping
+    one); an error before the unmap (bad flags) leaves the caller's size."""
+    with compat(host) as (s, fd, _):
+        expect_ok(s.k.ioctl, fd, uapi.VFIO_SET_IOMMU, C.VFIO_TYPE1v2_IOMMU)
+        map_dma(s, fd, s.buffer(2), 1 << 20, 2 * PAGE)
+        for iova, size, want in (((1 << 20), PAGE, errno.ENOENT),
+                                 (U64_MAX - PAGE + 1, 3 * PAGE, errno.EOVERFLOW)):
+            arg = new("struct vfio_iommu_type1_dma_unmap *", iova=iova, size=size)
+            expect_errno(want, s.k.ioctl, fd, uapi.VFIO_IOMMU_UNMAP_DMA, arg)
+            assert arg.size == 0
+        arg = new("struct vfio_iommu_type1_dma_unmap *", flags=1 << 7, iova=1 << 20, size=PAGE)
+        expect_errno(errno.EINVAL, s.k.ioctl, fd, uapi.VFIO_IOMMU_UNMAP_DMA, arg)
+        assert arg.size == PAGE
 
 
 def test_map_rules(host: Host) -> None:
