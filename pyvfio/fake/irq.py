@@ -67,6 +67,9 @@ class Interrupts:
         self.vectors: dict[int, int | None] = {}
         self.ctx: dict[int, int | None] = {ERR: None, REQ: None}
         self.signals: list[tuple[int, int]] = []  # (index, vector) of every interrupt delivered
+        # vfio_msi_enable: log2 of the MSI vectors enabled, the QMASK vfio's config space shows
+        # (the kernel keeps it per bound device; the fake per open, from 0 at the first open)
+        self.msi_qmax = 0
 
     def count(self, index: int) -> int:
         """vfio_pci_get_irq_count."""
@@ -186,6 +189,8 @@ class Interrupts:
                 raise kerr(errno.ERANGE)
             self.irq_type = index
             self.dev.set_msi_enable(True, msix=index == MSIX)
+            if index == MSI:
+                self.msi_qmax = (2 * (start + len(data)) - 1).bit_length() - 1
         for vector, held in enumerate(fds, start):
             put(self.vectors.pop(vector, None))
             self.vectors[vector] = held

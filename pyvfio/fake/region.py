@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import struct
 
+from pyvfio import pci_regs as regs
 from pyvfio._ffi import C
 from pyvfio.fake.memory import PAGE_SIZE, kerr
 from pyvfio.fake.pci import (
@@ -25,10 +26,14 @@ OFFSET_SHIFT = 40
 CONFIG_INDEX = C.VFIO_PCI_CONFIG_REGION_INDEX
 NUM_BARS = C.VFIO_PCI_BAR5_REGION_INDEX + 1  # BAR0..BAR5 are regions 0..5
 # vfio passes these header bytes through; the device keeps the bits it implements: QEMU's type
-# 0 header (pci_init_wmask) has COMMAND's IO, MEMORY, MASTER and INTX_DISABLE, the cache line
-# size and the interrupt line writable, not the latency timer or BIST (the lane's edu reads
-# back only those bits after a write)
-_WRITABLE_HEADER = {0x04: 0x07, 0x05: 0x04, 0x0C: 0xFF, 0x3C: 0xFF}
+# 0 header (pci_init_wmask) has COMMAND's IO, MEMORY, MASTER, SERR and INTX_DISABLE, the cache
+# line size and the interrupt line writable, not the latency timer or BIST (the lane's edu
+# reads back only those bits after a write)
+_WRITABLE_HEADER = {0x04: 0x07, 0x05: (regs.PCI_COMMAND_SERR | regs.PCI_COMMAND_INTX_DISABLE) >> 8,
+                    0x0C: 0xFF, 0x3C: 0xFF}
+_MSI_FLAGS = regs.PCI_MSI_FLAGS  # in the capability
+# QEMU's msi_init: the flags bits a write reaches in the device (the rest of the word is RO)
+_MSI_FLAGS_WMASK = regs.PCI_MSI_FLAGS_QSIZE | regs.PCI_MSI_FLAGS_ENABLE
 _BAR_REGS = range(0x10, 0x28)
 
 
@@ -47,6 +52,11 @@ class Regions:
 
     def __init__(self, dev: PCIDevice) -> None:
         self.dev = dev
+        # vfio_config_init: vconfig starts as a copy of the device's config space; of the MSI
+        # capability's flags only the low byte is virtualized (vfio_pci_config.c:
+        # init_pci_cap_msi_perm: "The upper byte of the control register is reserved")
+        self.msi = dev.caps.get(PCI_CAP_ID_MSI)
+        self.msi_vflags = dev.config[self.msi + _MSI_FLAGS] if self.msi is not None else 0
         self.vbars = [0] * 6
         for i, bar in enumerate(dev.bars):
             if bar.size:
@@ -78,7 +88,18 @@ class Regions:
             return int.from_bytes(raw[base : base + width], "little")
         if 0x30 <= pos < 0x34:
             return 0  # no expansion ROM
-        return self.dev.cfg_read(pos, width)
+        value = self.dev.cfg_read(pos, width)
+        msi = self.msi
+        if msi is not None and pos <= msi + _MSI_FLAGS < pos + width:
+            shift = 8 * (msi + _MSI_FLAGS - pos)
+            value = value & ~(0xFF << shift) | self._msi_flags_read() << shift
+        return value
+
+    def _msi_flags_read(self) -> int:
+        """vfio_msi_config_read: the virtual flags byte, its QMASK from msi_qmax."""
+        qmax = getattr(self.dev.irq, "msi_qmax", 0)
+        self.msi_vflags = self.msi_vflags & ~regs.PCI_MSI_FLAGS_QMASK | qmax << 1
+        return self.msi_vflags
 
     def _bar_reg(self, i: int) -> int:
         bars = self.dev.bars
@@ -106,13 +127,33 @@ class Regions:
         msix = self.dev.caps.get(PCI_CAP_ID_MSIX)
         if msix is not None and msix <= pos < msix + 12:
             return  # the MSI-X capability is read-only: SET_IRQS controls it
-        msi = self.dev.caps.get(PCI_CAP_ID_MSI)
-        if msi is not None and msi <= pos < msi + 2:
-            return  # vfio_pci_config.c: the capability id and next pointer are read-only
-        if msi is not None and pos <= msi + 2 < pos + width:
-            bit = PCI_MSI_FLAGS_ENABLE << 8 * (msi + 2 - pos)
-            value = (value & ~bit) | (self.dev.cfg_read(pos, width) & bit)
+        msi = self.msi
+        if msi is not None and msi <= pos < msi + 4:
+            self._msi_write(pos - msi, width, value)
+            return
         self.dev.cfg_write(pos, width, value)
+
+    def _msi_write(self, offset: int, width: int, value: int) -> None:
+        """vfio_msi_config_write of the capability's first dword: the id, the next pointer and
+        the flags' high byte take no write; the flags' low byte is virtual, then fixed up
+        (ENABLE only while MSI is the interrupt type, QSIZE at most msi_qmax) and written to the
+        device.  A write that ends at or after the flags runs the fix-up (offset <= PCI_MSI_FLAGS
+        && offset + count >= PCI_MSI_FLAGS), even one of the id and next pointer only."""
+        if offset <= _MSI_FLAGS < offset + width:
+            self.msi_vflags = value >> 8 * (_MSI_FLAGS - offset) & 0xFF
+        if offset <= _MSI_FLAGS <= offset + width:
+            assert self.msi is not None
+            irqs = self.dev.irq
+            qmax = getattr(irqs, "msi_qmax", 0)
+            flags = self.msi_vflags
+            if getattr(irqs, "irq_type", None) != C.VFIO_PCI_MSI_IRQ_INDEX:
+                flags &= ~PCI_MSI_FLAGS_ENABLE  # "MSI is enabled via ioctl"
+            if (flags & regs.PCI_MSI_FLAGS_QSIZE) >> 4 > qmax:
+                flags = flags & ~regs.PCI_MSI_FLAGS_QSIZE | qmax << 4
+            self.msi_vflags = flags
+            pos = self.msi + _MSI_FLAGS
+            hw = self.dev.config[pos]
+            self.dev.config[pos] = hw & ~_MSI_FLAGS_WMASK | flags & _MSI_FLAGS_WMASK
 
     # -- BARs ------------------------------------------------------------------------------
 
