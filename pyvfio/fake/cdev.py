@@ -20,7 +20,7 @@ from pyvfio.fake import emulated, viommu
 from pyvfio.fake import hwpt as fhwpt
 from pyvfio.fake import pasid as fpasid
 from pyvfio.fake.dispatch import Conv, Op
-from pyvfio.fake.ioas import HPAGE_SIZE, PAGE_SIZE
+from pyvfio.fake.ioas import HPAGE_SIZE, PAGE_SIZE, Area
 from pyvfio.fake.iommu import IOMMUModel
 from pyvfio.fake.iommufd import IOASObj, IommufdCtx, IommufdFile
 from pyvfio.fake.memory import foreign, kerr
@@ -92,6 +92,7 @@ def attach_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj, pt_id: int) -> int:
         raise kerr(errno.EINVAL)  # device.c: igroup->hwpt != hwpt
     ioas = target if isinstance(target, IOASObj) else target.ioas
     created = isinstance(target, IOASObj) and not any(h.auto for h in ioas.hwpts)
+    first_domain = isinstance(target, IOASObj) and not ioas.hwpts
     if isinstance(target, fhwpt.HWPTObj):
         viommu.attach_check(ctx, obj, target)  # the mock driver's attach_dev
         fpasid.rid_compat(obj, target)
@@ -99,6 +100,8 @@ def attach_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj, pt_id: int) -> int:
     try:
         fhwpt.add_domain(ctx, ioas, obj.iommu(ctx))
         _reserve_device(ctx, ioas, obj)
+        if first_domain:
+            fill_domain(ctx, ioas)
     except OSError:
         ioas.iopt.unreserve(obj)
         if created:
@@ -108,6 +111,16 @@ def attach_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj, pt_id: int) -> int:
     for m in set(movers):
         _set_hwpt(ctx, m, hwpt)
     return hwpt.id
+
+
+def fill_domain(ctx: IommufdCtx, ioas: IOASObj) -> None:
+    """io_pagetable.c:iopt_fill_domain for an IOAS's first domain: IOAS_MAP and compat MAP_DMA
+    pin nothing while no domain exists (pages.c), so the domain's fill pins every area's user
+    pages now, after the device's reserved regions.  Raises EFAULT (unmapped pages, read-only
+    pages of a writable mapping)."""
+    for start, last, area in ioas.iopt.areas.items():
+        if type(area) is Area:  # user memory; file and dma-buf areas hold their pages already
+            ctx.memory.check_pinnable(area.uptr, last - start + 1, write=area.pages_writable)
 
 
 def _set_hwpt(ctx: IommufdCtx, obj: fhwpt.DeviceObj, hwpt: fhwpt.HWPTObj | None) -> None:
@@ -414,7 +427,7 @@ class IommuNodes:
         """After a cdev's release: forget its device file once nobody has it open."""
         if isinstance(f, CdevFile):
             dev, k = f.device, self.kernel
-            held = any(dev in g.devices for g in k.open_groups.values())
+            held = any(dev in g.devices for g in k.group_files())
             if dev.opens == 0 and not held and k.open_devices.get(dev.dev.bdf) is dev:
                 del k.open_devices[dev.dev.bdf]
 

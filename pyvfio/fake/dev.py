@@ -9,7 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pyvfio.fake.cdev import IommuNodes
 from pyvfio.fake.container import Container
@@ -50,7 +50,12 @@ class DevNodes:
                  open_devices: dict[str, VFIOPCIDevice]) -> None:
         self.knobs, self.bus, self.mem, self.sysfs = knobs, bus, mem, sysfs
         self.fds, self.faults, self.lock = fds, faults, lock
-        self.open_groups: dict[int, GroupFile] = {}
+        self.open_groups: dict[int, GroupFile] = {}  # group->opened_file
+        # released group files whose device fds are still open: an iommufd-opened device does
+        # not pin its group file (only vfio_group_use_container does), so the group can be
+        # closed and opened again under it
+        self.held_groups: list[GroupFile] = []
+        self.compat_bound: dict[str, tuple[Any, Any]] = {}  # GroupFile.bound, shared
         self.open_devices = open_devices
         self.iommu = IommuNodes(self)  # /dev/iommu and the device cdevs (fake/cdev.py)
         self.vf_tokens = VFTokens(sysfs, bus.driver_of.get, open_devices.keys, bus.vfio_dev.get)
@@ -99,7 +104,8 @@ class DevNodes:
         number = groups[path]
         if number in self.open_groups or self.iommu.gate.group_blocked(number):
             raise kerr(errno.EBUSY, path)  # group.c:vfio_group_fops_open, opened_file
-        group = GroupFile(number, self.bus, self.file, self._open_device, self.vf_tokens)
+        group = GroupFile(number, self.bus, self.file, self._open_device, self.vf_tokens,
+                          self.compat_bound)
         self.open_groups[number] = group
         return self._new_fd(group)
 
@@ -128,23 +134,34 @@ class DevNodes:
         """The last fd of ``f`` closed: run its release, and the group's if it was waiting."""
         if isinstance(f, GroupFile):
             f.fd_closed = True
-            if not f.devices:
+            if not f.devices or f.container is None:  # a container's users hold the file
                 self._release_group(f)
             return
         f.release()
         self.iommu.released(f)
         if isinstance(f, VFIOPCIDevice):
-            group = next(g for g in self.open_groups.values() if f in g.devices)
+            group = next(g for g in self.group_files() if f in g.devices)
             group.devices.remove(f)
-            group.device_closed(f.dev.bdf)
             if f.opens == 0:
+                group.device_closed(f.dev.bdf)
                 del self.open_devices[f.dev.bdf]
             if not group.devices and group.fd_closed:
-                self._release_group(group)
+                if group in self.held_groups:
+                    self.held_groups.remove(group)
+                else:
+                    self._release_group(group)
+
+    def group_files(self) -> list[GroupFile]:
+        """The open group files and the released ones that still have open devices."""
+        return [*self.open_groups.values(), *self.held_groups]
 
     def _release_group(self, group: GroupFile) -> None:
+        """vfio_group_fops_release: leave the container or iommufd; /dev/vfio/N can be opened
+        again.  Devices the file opened stay open (and bound to their iommufd)."""
         group.release()
         del self.open_groups[group.number]
+        if group.devices:
+            self.held_groups.append(group)
 
     # -- device I/O ------------------------------------------------------------------------
 
@@ -203,8 +220,8 @@ class DevNodes:
                 dev.faults.append(Fault("IOVA not mapped in the HWPT", iova, size, write))
                 return []
             return cdev_pieces
-        group = self.open_groups.get(self.bus.group_of.get(dev.bdf, -1))
-        if group is not None and dev.bdf in group.bound:  # opened with an iommufd as container
+        group = next((g for g in self.group_files() if dev.bdf in g.bound), None)
+        if group is not None:  # opened with an iommufd as container
             compat_pieces = group.translate(dev.bdf, iova, size, write)
             if compat_pieces is None:
                 dev.faults.append(Fault("IOVA not mapped in the compat IOAS", iova, size, write))

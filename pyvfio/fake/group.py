@@ -34,14 +34,17 @@ class GroupFile(FakeFile):
     kind = "group"
 
     def __init__(self, number: int, bus: PCIBus, files: Callable[[int], FakeFile | None],
-                 open_device: Callable[[GroupFile, str], int], vf_tokens: VFTokens) -> None:
+                 open_device: Callable[[GroupFile, str], int], vf_tokens: VFTokens,
+                 bound: dict[str, tuple[IommufdCtx, Any]] | None = None) -> None:
         self.number = number
         self.bus = bus
         self.noiommu = bus.noiommu
         self.container: Container | None = None
         self.iommufd: IommufdFile | None = None  # SET_CONTAINER with an iommufd (vfio_compat.c)
-        self.bound: dict[str, tuple[IommufdCtx, Any]] = {}  # bdf -> its binding: a DeviceObj, or
-        # an emulated.AccessObj for an mdev
+        # bdf -> its binding: a DeviceObj, or an emulated.AccessObj for an mdev.  The kernel's,
+        # shared by every open of the group: a binding belongs to the device (df->iommufd) and
+        # outlives the group file that made it
+        self.bound: dict[str, tuple[IommufdCtx, Any]] = {} if bound is None else bound
         self.devices: list[VFIOPCIDevice] = []  # open device files of this group
         self.fd_closed = False  # the group fd is closed; release waits for the devices
         self._files = files
@@ -57,12 +60,20 @@ class GroupFile(FakeFile):
         """Tell whether no member of the group is bound to a DMA-API driver."""
         return not self.bus.blockers(self.number)
 
+    def iommufd_owner(self) -> IommufdCtx | None:
+        """The iommufd a member of the group is bound to through the group's compat path (it
+        owns the group's DMA: iommu_device_claim_dma_owner), or None."""
+        return next((ctx for bdf, (ctx, obj) in self.bound.items()
+                     if self.bus.group_of.get(bdf) == self.number
+                     and not isinstance(obj, emulated.AccessObj)), None)
+
     def VFIO_GROUP_GET_STATUS(self, arg: IoctlArg) -> int:  # noqa: N802
         status = arg.cmd
         if self.container is not None or self.iommufd is not None:  # vfio_group_has_iommu
             status.flags = C.VFIO_GROUP_FLAGS_VIABLE | C.VFIO_GROUP_FLAGS_CONTAINER_SET
-        else:
-            status.flags = C.VFIO_GROUP_FLAGS_VIABLE if self.viable() else 0
+        else:  # !iommu_group_dma_owner_claimed: no DMA-API driver, no device bound to iommufd
+            viable = self.viable() and self.iommufd_owner() is None
+            status.flags = C.VFIO_GROUP_FLAGS_VIABLE if viable else 0
         arg.copy_out(status)
         return 0
 
@@ -83,7 +94,7 @@ class GroupFile(FakeFile):
             return 0
         if not isinstance(target, Container):
             raise kerr(errno.EBADFD)
-        if not self.viable():
+        if not self.viable() or self.iommufd_owner() is not None:
             raise kerr(errno.EPERM)  # iommu_group_claim_dma_owner
         target.attach(self)
         self.container = target
@@ -135,8 +146,9 @@ class GroupFile(FakeFile):
     def _compat_bind(self, ctx: IommufdCtx, bdf: str) -> None:
         """vfio_df_iommufd_bind + vfio_iommufd_compat_attach_ioas: the first open of a device
         binds it to the iommufd and attaches it to the compat IOAS (ENODEV without one)."""
-        if not self.viable():
-            raise kerr(errno.EPERM)  # iommu_device_claim_dma_owner
+        owner = self.iommufd_owner()
+        if not self.viable() or owner not in (None, ctx):
+            raise kerr(errno.EPERM)  # iommu_device_claim_dma_owner: owned by another iommufd
         ioas = vfio_compat.compat_ioas(ctx)
         if self.emulated:  # vfio_iommufd_compat_attach_ioas through the emulated ops
             access = emulated.bind(ctx, self.bus.devices[bdf])
@@ -154,8 +166,9 @@ class GroupFile(FakeFile):
         self.bound[bdf] = ctx, obj
 
     def device_closed(self, bdf: str) -> None:
-        """A device fd of this group closed: the last one unbinds it from the iommufd."""
-        if bdf in self.bound and not any(d.dev.bdf == bdf for d in self.devices):
+        """The last fd of a device of this group closed: unbind it from the iommufd
+        (vfio_df_device_last_close)."""
+        if bdf in self.bound:
             ctx, obj = self.bound.pop(bdf)
             if isinstance(obj, emulated.AccessObj):
                 emulated.unbind(ctx, obj)
