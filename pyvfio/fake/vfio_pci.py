@@ -256,6 +256,12 @@ class VFIOPCIDevice(FakeFile):
             raise kerr(errno.EINVAL)
         return self._low_power(flags & C.VFIO_DEVICE_FEATURE_MASK, arg)
 
+    def VFIO_DEVICE_QUERY_GFX_PLANE(self, arg: IoctlArg) -> int:  # noqa: N802
+        raise kerr(errno.ENOTTY)  # vfio_pci_core_ioctl: no display planes (mdev drivers have)
+
+    def VFIO_DEVICE_GET_GFX_DMABUF(self, arg: IoctlArg) -> int:  # noqa: N802
+        raise kerr(errno.ENOTTY)  # vfio_pci_core_ioctl: no display planes
+
     def _low_power(self, feature: int, arg: IoctlArg) -> int:
         """vfio_pci_core_pm_entry(_with_wakeup) / _pm_exit, after vfio_check_feature."""
         if feature == C.VFIO_DEVICE_FEATURE_LOW_POWER_EXIT:
@@ -314,6 +320,8 @@ OPS = (
         "struct vfio_device_ioeventfd", "fd"),
     _op(uapi.VFIO_DEVICE_FEATURE, VFIOPCIDevice.VFIO_DEVICE_FEATURE,
         "struct vfio_device_feature", "flags"),
+    _op(uapi.VFIO_DEVICE_QUERY_GFX_PLANE, VFIOPCIDevice.VFIO_DEVICE_QUERY_GFX_PLANE),
+    _op(uapi.VFIO_DEVICE_GET_GFX_DMABUF, VFIOPCIDevice.VFIO_DEVICE_GET_GFX_DMABUF),
     Op(uapi.VFIO_DEVICE_BIND_IOMMUFD, "device-bind", _bind_on_group_fd, Conv.ARGSZ,
        "struct vfio_device_bind_iommufd", "out_devid", since="6.6"),
 )

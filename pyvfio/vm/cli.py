@@ -15,8 +15,9 @@ Profiles (default: all; with --shell: iommufd; pyvfio/vm/profiles.py has them al
   iommufd      6.12 built with pyvfio/vm/kernel-config.fragment + intel vIOMMU: legacy + iommufd
   mock         the built 6.12 without vIOMMU: IOMMUFD_TEST mock domains (vfio-pci cannot bind)
   noiommu      the built 6.12 without vIOMMU, vfio.enable_unsafe_noiommu_mode=1
-  iommufd-7.3  7.3 built with the common + kernel-config-7.3.fragment, intel vIOMMU, mtty loaded,
-               an SR-IOV nvme PF at 00:12.0 (PYVFIO_VM_SRIOV_PF), vfio_pci.enable_sriov=1
+  iommufd-7.3  7.3 built with the common + kernel-config-7.3.fragment, intel vIOMMU, the mdev
+               samples mtty, mdpy and mbochs loaded, an SR-IOV nvme PF at 00:12.0
+               (PYVFIO_VM_SRIOV_PF), vfio_pci.enable_sriov=1
   mock-7.3     the built 7.3 without vIOMMU (7.3's IOMMUFD_TEST ops), mtty loaded
   noiommu-7.3  the built 7.3, no-IOMMU mode (group and iommufd noiommu)
   sm-7.3       the built 7.3, intel vIOMMU in scalable mode (x-scalable-mode, x-pasid-mode)

@@ -68,9 +68,10 @@ _PROFILES = [
     Profile("noiommu", "iommufd", None, "vfio.enable_unsafe_noiommu_mode=1",
             "built 6.12, no vIOMMU, vfio no-IOMMU mode (/dev/vfio/noiommu-N)", "6.12"),
     Profile("iommufd-7.3", "iommufd73", VTD, "intel_iommu=on vfio_pci.enable_sriov=1",
-            f"built 7.3, intel vIOMMU, mtty loaded, an SR-IOV nvme PF {SRIOV_PF} (nvme driver, "
-            "2 VFs possible; vfio-pci enable_sriov=1)", "7.3",
-            modules=("mtty",), devices=SRIOV_DEVICES, env={"PYVFIO_VM_SRIOV_PF": SRIOV_PF}),
+            f"built 7.3, intel vIOMMU, the mdev samples mtty, mdpy and mbochs loaded, an SR-IOV "
+            f"nvme PF {SRIOV_PF} (nvme driver, 2 VFs possible; vfio-pci enable_sriov=1)", "7.3",
+            modules=("mtty", "mdpy", "mbochs"), devices=SRIOV_DEVICES,
+            env={"PYVFIO_VM_SRIOV_PF": SRIOV_PF}),
     Profile("mock-7.3", "iommufd73", None, "",
             "built 7.3, no vIOMMU: IOMMUFD_TEST mock domains (7.3's ops)", "7.3",
             modules=("mtty",)),
