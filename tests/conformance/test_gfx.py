@@ -177,3 +177,49 @@ def test_bad_arguments_refused_before_the_kernel(host: Host) -> None:
         display.query("region", 7)
     with pytest.raises(ValueError, match="dmabuf_id"):
         display.dmabuf(1 << 32)
+
+
+@pytest.fixture
+def parent(host: Host, request: pytest.FixtureRequest) -> Iterator[Kernel]:
+    """The kernel with the ``request.param`` sample's parent; removes the mdevs made."""
+    driver = request.param
+    k = host.kernel
+    if host.profile == "fake":
+        {"mdpy": add_mdpy, "mbochs": add_mbochs}[driver](k)  # type: ignore[operator]
+    if not k.sysfs_exists(f"class/mdev_bus/{driver}"):
+        pytest.skip(f"{host.profile}: no {driver} (samples/vfio-mdev; the lane's iommufd-7.3 "
+                    "loads it)")
+    before = {d["uuid"] for d in mdev.devices(k)}
+    yield k
+    for d in mdev.devices(k):
+        if d["uuid"] not in before:
+            mdev.remove(k, d["uuid"])
+
+
+def _available(k: Kernel, driver: str) -> dict[str, int | None]:
+    return {t.type: t.available for t in mdev.types(k, driver)}
+
+
+@pytest.mark.parametrize("parent", ["mdpy"], indirect=True)
+def test_mdpy_four_instances_then_eusers(parent: Kernel) -> None:
+    """mdpy has no get_available: the mdev core counts its max_instances (4) over all types,
+    and a fifth create is EUSERS (mdev_core.c:mdev_device_create)."""
+    assert _available(parent, "mdpy") == {"mdpy-vga": 4, "mdpy-xga": 4, "mdpy-hd": 4}
+    made = [mdev.create(parent, "mdpy", t) for t in ("mdpy-vga", "mdpy-xga", "mdpy-hd", "mdpy-hd")]
+    assert _available(parent, "mdpy") == {"mdpy-vga": 0, "mdpy-xga": 0, "mdpy-hd": 0}
+    expect_errno(errno.EUSERS, mdev.create, parent, "mdpy", "mdpy-vga", U1)
+    mdev.remove(parent, made[0])
+    assert _available(parent, "mdpy")["mdpy-vga"] == 1
+
+
+@pytest.mark.parametrize("parent", ["mbochs"], indirect=True)
+def test_mbochs_memory_pool(parent: Kernel) -> None:
+    """mbochs_get_available: 256 MiB shared, 4/16/64 MiB a type; init ENOSPC when short."""
+    assert _available(parent, "mbochs") == {"mbochs-small": 64, "mbochs-medium": 16,
+                                            "mbochs-large": 4}
+    for _ in range(3):
+        mdev.create(parent, "mbochs", "mbochs-large")
+    mdev.create(parent, "mbochs", "mbochs-medium")
+    assert _available(parent, "mbochs") == {"mbochs-small": 12, "mbochs-medium": 3,
+                                            "mbochs-large": 0}
+    expect_errno(errno.ENOSPC, mdev.create, parent, "mbochs", "mbochs-large", U1)
