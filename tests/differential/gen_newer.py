@@ -19,7 +19,7 @@ from typing import Any
 from pyvfio import uapi
 from tests.differential import arena
 from tests.differential.gen import U64, Gen
-from tests.differential.runner import FD_OR_ZERO
+from tests.differential.runner import FD_OR_ZERO, STALE
 
 VIOMMU_TYPES = (0, 0, 1, 2, 3, 0xDEAD)  # DEFAULT, ARM_SMMUV3, TEGRA241_CMDQV, none, selftest
 FEATURE_GET, FEATURE_SET, FEATURE_PROBE = 1 << 16, 1 << 17, 1 << 18
@@ -44,6 +44,24 @@ def memfd(g: Gen) -> int:
     return g.add(("memfd", g.pick((0x200000, 0x200000, 0x10000, 0x1000, 0))), "memfd")
 
 
+def _map_file_fd(g: Gen) -> int:
+    """The file IOAS_MAP_FILE maps: a memfd or dma-buf mostly, else an eventfd, /dev/null, -1 or
+    a closed fd.  Never a VFIO or iommufd fd: MAP_FILE of one succeeds while no domain is attached
+    (the pin waits for a domain) and the IOAS then holds that file, which holds the iommufd (a
+    bound cdev, a group set to it, a fault or vEVENTQ fd, the iommufd itself) -- a reference
+    cycle Linux 7.3 never frees: the device stays bound to an iommufd nobody can close and its
+    group answers EBUSY until reboot (seen in the lane: iommufd-7.3, iommufd seed 4242 of the
+    first generator; every later sequence diverged)."""
+    right = [i for k in ("memfd", "dmabuf") for i in g.h.get(k, ())]
+    if right and g.chance(0.85):
+        return int(g.pick(right))
+    inert = [i for k in ("eventfd", "foreign") for i in g.h.get(k, ())]
+    roll = g.r.random()
+    if inert and roll < 0.6:
+        return int(g.pick(inert))
+    return -1 if roll < 0.8 else STALE
+
+
 def ioas_map_file(g: Gen) -> None:
     """IOAS_MAP_FILE of a memfd (or a dma-buf, or another fd); half the time well-formed."""
     if not g.h.get("memfd") or g.chance(0.1):
@@ -60,7 +78,7 @@ def ioas_map_file(g: Gen) -> None:
     body = bytearray(struct.pack("<IIIiQQQ", 0, flags, 0, -1, start, length, iova))
     patches: list[Any] = []
     g.id_patch(body, 8, ("ioas",), patches)
-    g.fd_patch(body, 12, g.fd("memfd", "dmabuf", p_right=0.85), patches)
+    g.fd_patch(body, 12, _map_file_fd(g), patches)
     _sized(g, uapi.IOMMU_IOAS_MAP_FILE, 40, body, patches)
     g.iovas.append((iova, length))
 
