@@ -1,110 +1,27 @@
-"""HWPTs, bound devices and fault queues of the fake iommufd (hw_pagetable.c, device.c, fault.c).
+"""HWPTs and bound devices of the fake iommufd (hw_pagetable.c, device.c).
 
-The objects (HWPT_PAGING/NESTED, DEVICE, FAULT) and the HWPT ioctls; binding and attaching
-devices is the cdev's side (:mod:`pyvfio.fake.cdev`).
+The objects (HWPT_PAGING/NESTED, DEVICE) and the HWPT_ALLOC, GET_HW_INFO and HWPT_INVALIDATE
+ioctls; binding and attaching devices is the cdev's side (:mod:`pyvfio.fake.cdev`), dirty
+tracking :mod:`pyvfio.fake.dirty`, fault queues :mod:`pyvfio.fake.fault`.
 """
 
 from __future__ import annotations
 
 import errno
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from pyvfio import uapi
 from pyvfio._ffi import C, CData, ffi
 from pyvfio.fake.dispatch import Conv, Op, RespondThen
+from pyvfio.fake.fault import FaultObj
 from pyvfio.fake.iommu import IOMMUModel
 from pyvfio.fake.iommufd import IOASObj, IommufdCtx, Obj
 from pyvfio.fake.linux import Linux
 from pyvfio.fake.memory import kerr
-from pyvfio.fake.uaccess import FakeFile, IoctlArg
+from pyvfio.fake.uaccess import IoctlArg
 
 PAGE_SIZE = 4096
-PGFAULT_SIZE = ffi.sizeof("struct iommu_hwpt_pgfault")
-RESPONSE_SIZE = ffi.sizeof("struct iommu_hwpt_page_response")
-
-
-class FaultObj(Obj):
-    """IOMMUFD_OBJ_FAULT: the queue behind a fault fd (Linux 7.3 eventq.c)."""
-
-    kind = "FAULT"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.events: deque[bytes] = deque()  # fault groups (of one fault) waiting to be read
-        self.pending: dict[int, bytes] = {}  # cookie -> group read, awaiting a response
-        self.responses: list[tuple[int, int]] = []  # (cookie, code) written by user space
-        self.fd_open = True
-
-    def report(self, dev_id: int, addr: int, perm: int, flags: int = 2, *, pasid: int = 0,
-               grpid: int = 0) -> None:
-        """Queue one page request (iommufd_fault_iopf_handler); the cookie comes at read time."""
-        fields = {"flags": flags, "dev_id": dev_id, "pasid": pasid, "grpid": grpid,
-                  "perm": perm, "addr": addr, "length": 0}  # compose_fault_message: length 0
-        rec = ffi.new("struct iommu_hwpt_pgfault *", fields)
-        self.events.append(bytes(ffi.buffer(rec)))
-
-
-class FaultFile(FakeFile):
-    """The fd of a fault queue: read() returns records, write() takes page responses (eventq.c);
-    it answers no ioctl (ENOTTY).
-
-    The fd holds the FAULT object (IOMMU_DESTROY is EBUSY until it is closed) and the iommufd.
-    """
-
-    kind = "iommufd-fault"
-    positional = False  # anon_inode_getfile: no FMODE_PREAD/PWRITE (pread is ESPIPE)
-
-    def __init__(self, ctx: IommufdCtx, fault: FaultObj) -> None:
-        self.ctx, self.fault = ctx, fault
-        fault.users += 1
-
-    def read(self, size: int) -> bytes:
-        """Whole fault groups that fit in ``size``, each given the lowest free cookie (xa_alloc
-        from 1). Raises ESPIPE if ``size`` is no multiple of the record, EINVAL if a group is
-        waiting and does not fit; b"" when nothing is queued (the kernel does not block)."""
-        if size % PGFAULT_SIZE:
-            raise kerr(errno.ESPIPE)
-        out = b""
-        while self.fault.events:
-            if len(out) + PGFAULT_SIZE > size:
-                if not out:
-                    raise kerr(errno.EINVAL)
-                break
-            cookie = 1
-            while cookie in self.fault.pending:
-                cookie += 1
-            rec = bytearray(self.fault.events.popleft())
-            rec[36:40] = cookie.to_bytes(4, "little")
-            self.fault.pending[cookie] = bytes(rec)
-            out += bytes(rec)
-        return out
-
-    def write(self, data: bytes) -> int:
-        """Take page responses; return the bytes of those taken before the first bad one.
-        Raises ESPIPE for a partial record, EINVAL for a bad code or an unknown cookie."""
-        if len(data) % RESPONSE_SIZE:
-            raise kerr(errno.ESPIPE)
-        done = 0
-        for off in range(0, len(data), RESPONSE_SIZE):
-            cookie = int.from_bytes(data[off : off + 4], "little")
-            code = int.from_bytes(data[off + 4 : off + 8], "little")
-            if code not in (C.IOMMUFD_PAGE_RESP_SUCCESS, C.IOMMUFD_PAGE_RESP_INVALID) \
-                    or cookie not in self.fault.pending:
-                if not done:
-                    raise kerr(errno.EINVAL)
-                break
-            del self.fault.pending[cookie]
-            self.fault.responses.append((cookie, code))
-            done += RESPONSE_SIZE
-        return done
-
-    def release(self) -> None:
-        """Close the fd: the object stays until destroyed, the references go."""
-        self.fault.fd_open = False
-        self.fault.users -= 1
-        self.ctx.put()
 
 
 class HWPTObj(Obj):
@@ -206,7 +123,7 @@ def _get_device(ctx: IommufdCtx, dev_id: int) -> DeviceObj:
     return obj
 
 
-def _get_hwpt(ctx: IommufdCtx, hwpt_id: int, kind: str = "HWPT_PAGING") -> HWPTObj:
+def get_hwpt(ctx: IommufdCtx, hwpt_id: int, kind: str = "HWPT_PAGING") -> HWPTObj:
     obj = ctx.table.get(hwpt_id)
     if not isinstance(obj, HWPTObj) or obj.kind != kind:
         raise kerr(errno.ENOENT)
@@ -333,47 +250,6 @@ def IOMMU_GET_HW_INFO(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
     cmd.out_max_pasid_log2 = model.max_pasid_log2
 
 
-def IOMMU_HWPT_SET_DIRTY_TRACKING(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
-    cmd = io.cmd
-    if cmd.flags & ~C.IOMMU_HWPT_DIRTY_TRACKING_ENABLE:
-        raise kerr(errno.EOPNOTSUPP)  # __reserved is not looked at (hw_pagetable.c)
-    hwpt = _get_hwpt(ctx, cmd.hwpt_id)
-    if not hwpt.flags & C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING:
-        raise kerr(errno.EOPNOTSUPP)  # a domain without dirty_ops
-    hwpt.dirty_enabled = bool(cmd.flags)
-    hwpt.dirty.clear()
-
-
-def IOMMU_HWPT_GET_DIRTY_BITMAP(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
-    cmd = io.cmd
-    if cmd.flags & ~C.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR or cmd.__reserved:
-        raise kerr(errno.EOPNOTSUPP)
-    hwpt = _get_hwpt(ctx, cmd.hwpt_id)
-    _check_bitmap_range(hwpt.ioas.iopt.iova_alignment, cmd)  # before the domain's dirty_ops
-    if not hwpt.flags & C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING:
-        raise kerr(errno.EOPNOTSUPP)  # iommu_read_and_clear_dirty: no dirty_ops
-    npages = cmd.length // cmd.page_size
-    bitmap = bytearray(ctx.memory.read(cmd.data, (npages + 7) // 8))
-    for page in sorted(hwpt.dirty):
-        if cmd.iova <= page < cmd.iova + cmd.length:
-            i = (page - cmd.iova) // cmd.page_size
-            bitmap[i // 8] |= 1 << (i % 8)  # the kernel ORs into the user's bitmap
-            if not cmd.flags & C.IOMMU_HWPT_GET_DIRTY_BITMAP_NO_CLEAR:
-                hwpt.dirty.discard(page)
-    ctx.memory.write(cmd.data, bytes(bitmap))
-
-
-def _check_bitmap_range(align: int, cmd: CData) -> None:
-    """hw_pagetable.c:iommufd_check_iova_range."""
-    if cmd.length == 0 or cmd.iova + cmd.length - 1 > (1 << 64) - 1:
-        raise kerr(errno.EOVERFLOW)
-    end = cmd.iova + cmd.length
-    if cmd.iova % align or end % align or not cmd.page_size:
-        raise kerr(errno.EINVAL)
-    if cmd.iova % cmd.page_size or end % cmd.page_size:
-        raise kerr(errno.EINVAL)
-
-
 INVALIDATE_ENTRY_NUM_MAX = 1 << 19  # hw_pagetable.c: IOMMU_HWPT_INVALIDATE_ENTRY_NUM_MAX
 VTD_S1_INVALIDATE_SIZE = ffi.sizeof("struct iommu_hwpt_vtd_s1_invalidate")
 
@@ -452,17 +328,6 @@ def vtd_nested_invalidate(hwpt: HWPTObj, ctx: IommufdCtx, cmd: CData) -> tuple[i
     return done, 0
 
 
-def IOMMU_FAULT_QUEUE_ALLOC(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
-    cmd = io.cmd
-    if cmd.flags:
-        raise kerr(errno.EOPNOTSUPP)
-    fault = FaultObj()
-    ctx.table.add(fault)
-    ctx.users += 1
-    cmd.out_fault_fd = ctx.install_fd(FaultFile(ctx, fault))
-    cmd.out_fault_id = fault.id
-
-
 def _op(request: uapi.Ioctl, handler: Callable[[IommufdCtx, IoctlArg], None], ctype: str,
         last: str, since: str) -> Op:
     return Op(request, "iommufd", handler, Conv.SIZE, ctype, last, since)
@@ -470,14 +335,7 @@ def _op(request: uapi.Ioctl, handler: Callable[[IommufdCtx, IoctlArg], None], ct
 
 OPS = (  # IOMMU_HWPT_ALLOC: fake/viommu.py's OPS wrap this module's
     _op(uapi.IOMMU_GET_HW_INFO, IOMMU_GET_HW_INFO, "struct iommu_hw_info", "__reserved", "6.6"),
-    _op(uapi.IOMMU_HWPT_SET_DIRTY_TRACKING, IOMMU_HWPT_SET_DIRTY_TRACKING,
-        "struct iommu_hwpt_set_dirty_tracking", "__reserved", "6.7"),
-    _op(uapi.IOMMU_HWPT_GET_DIRTY_BITMAP, IOMMU_HWPT_GET_DIRTY_BITMAP,
-        "struct iommu_hwpt_get_dirty_bitmap", "data", "6.7"),
     _op(uapi.IOMMU_HWPT_INVALIDATE, IOMMU_HWPT_INVALIDATE, "struct iommu_hwpt_invalidate",
         "__reserved", "6.8"),
-    _op(uapi.IOMMU_FAULT_QUEUE_ALLOC, IOMMU_FAULT_QUEUE_ALLOC, "struct iommu_fault_alloc",
-        "out_fault_fd", "6.11"),
 )
-"""The HWPT, hardware-info and fault-queue ioctls of /dev/iommu (hw_pagetable.c, device.c,
-fault.c)."""
+"""The hardware-info and HWPT invalidation ioctls of /dev/iommu (device.c, hw_pagetable.c)."""

@@ -22,6 +22,8 @@ import errno
 from pyvfio.fake import (
     cdev,
     container,
+    dirty,
+    fault,
     group,
     hwpt,
     iommufd,
@@ -41,6 +43,7 @@ from pyvfio.fake.linux import Linux
 ALL_OPS: tuple[Op, ...] = (
     *container.OPS, *group.OPS, *vfio_pci.OPS, *cdev.OPS, *migration.OPS,
     *iommufd.OPS, *mapfile.OPS, *hwpt.OPS, *option.OPS, *vfio_compat.OPS, *viommu.OPS, *veventq.OPS,
+    *dirty.OPS, *fault.OPS,
     selftest.test_cmd_op(pasid.TEST_OPS),
 )
 
