@@ -12,8 +12,13 @@ from __future__ import annotations
 import errno
 import struct
 
+import pytest
+
 from pyvfio import uapi
 from pyvfio._ffi import C, ffi, new
+from pyvfio.fake import standard_host
+from pyvfio.fake.bus import VFIO_PCI
+from pyvfio.fake.edu import Edu
 from pyvfio.fake.hot_reset import DEVID_NOT_OWNED, DEVID_OWNED, segment_bus_devfn
 from pyvfio.kernel import Kernel
 from tests.conformance.iommufd_helpers import iommufd_session
@@ -103,3 +108,23 @@ def test_group_hot_reset_needs_group_fds(host: Host) -> None:
         expect_ok(hot_reset, s.k, d, (g,))
         flags, devs = reset_info(s.k, d)
         assert flags == 0 and devs[segment_bus_devfn(host.pair[1])] == host.pair_group
+
+
+@pytest.mark.fake_only("a PCI domain above 0xffff needs a VMD controller; the lane's QEMU has none")
+def test_hot_reset_info_segment_is_domain_truncated_to_u16() -> None:
+    """vfio_pci_fill_devs: ``segment`` is a __u16 given pci_domain_nr(), so VMD's domain
+    0x10000 reads 0; the bus reset still finds both devices of its bus 0x10000:01."""
+    k = standard_host()
+    bdfs = ("10000:01:00.0", "10000:01:01.0")
+    for bdf in bdfs:
+        k.bus.override[bdf] = VFIO_PCI
+        k.add_device(Edu(bdf), 9, VFIO_PCI)
+    c, g = k.open("/dev/vfio/vfio"), k.open("/dev/vfio/9")
+    k.ioctl(g, uapi.VFIO_GROUP_SET_CONTAINER, ffi.new("int32_t *", c))
+    k.ioctl(c, uapi.VFIO_SET_IOMMU, C.VFIO_TYPE1v2_IOMMU)
+    d = k.ioctl(g, uapi.VFIO_GROUP_GET_DEVICE_FD, ffi.new("char[]", bdfs[0].encode()))
+    flags, devs = reset_info(k, d)
+    assert flags == 0 and devs == {(0, 1, 0x00): 9, (0, 1, 0x08): 9}
+    expect_ok(hot_reset, k, d, (g,))
+    for fd in (d, g, c):
+        k.close(fd)
