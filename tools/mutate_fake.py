@@ -47,6 +47,10 @@ TESTS = {
                          "tests/conformance/test_type1.py"],
     "fake/cdev.py": ["tests/conformance/test_cdev.py", "tests/conformance/test_pasid.py",
                      "tests/conformance/test_minsz.py"],
+    "fake/iommufd_device.py": ["tests/conformance/test_cdev.py",
+                               "tests/conformance/test_group_iommufd.py"],
+    "fake/iommu_nodes.py": ["tests/conformance/test_cdev.py"],
+    "fake/hot_reset.py": ["tests/conformance/test_hot_reset.py"],
     "fake/option.py": ["tests/conformance/test_iommufd_abi.py", "tests/conformance/test_ioas.py"],
     "fake/vfio_compat.py": ["tests/conformance/test_iommufd_compat.py"],
 }

@@ -11,10 +11,10 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from pyvfio.fake.cdev import IommuNodes
 from pyvfio.fake.container import Container
 from pyvfio.fake.group import GroupFile
 from pyvfio.fake.hot_reset import ResetDomain
+from pyvfio.fake.iommu_nodes import IommuNodes
 from pyvfio.fake.memory import PAGE_SIZE, foreign, kerr
 from pyvfio.fake.pci import Fault, PCIDevice
 from pyvfio.fake.region import CONFIG_INDEX, NUM_BARS, OFFSET_SHIFT, FakeMMIO
@@ -57,7 +57,7 @@ class DevNodes:
         self.held_groups: list[GroupFile] = []
         self.compat_bound: dict[str, tuple[Any, Any]] = {}  # GroupFile.bound, shared
         self.open_devices = open_devices
-        self.iommu = IommuNodes(self)  # /dev/iommu and the device cdevs (fake/cdev.py)
+        self.iommu = IommuNodes(self)  # /dev/iommu and the device cdevs (fake/iommu_nodes.py)
         self.vf_tokens = VFTokens(sysfs, bus.driver_of.get, open_devices.keys, bus.vfio_dev.get)
         self.reset_domain = ResetDomain(bus, self._group_of_fd)
 

@@ -14,8 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyvfio import uapi
 from pyvfio._ffi import C
-from pyvfio.fake import cdev as fcdev
-from pyvfio.fake import emulated, vfio_compat
+from pyvfio.fake import emulated, iommufd_device, vfio_compat
 from pyvfio.fake.bus import VFIO_PCI, PCIBus
 from pyvfio.fake.container import Container
 from pyvfio.fake.dispatch import Conv, Op
@@ -156,9 +155,9 @@ class GroupFile(FakeFile):
             ctx.users += 1
             self.bound[bdf] = ctx, access
             return
-        obj = fcdev.bind_device(ctx, self.bus.devices[bdf], self.number)
+        obj = iommufd_device.bind_device(ctx, self.bus.devices[bdf], self.number)
         try:
-            fcdev.attach_device(ctx, obj, ioas.id)
+            iommufd_device.attach_device(ctx, obj, ioas.id)
         except OSError:
             ctx.table.remove(obj)
             raise
@@ -173,7 +172,7 @@ class GroupFile(FakeFile):
             if isinstance(obj, emulated.AccessObj):
                 emulated.unbind(ctx, obj)
             else:
-                fcdev.unbind_device(ctx, obj)
+                iommufd_device.unbind_device(ctx, obj)
             ctx.put()
 
     def translate(self, bdf: str, iova: int, size: int,
@@ -182,7 +181,7 @@ class GroupFile(FakeFile):
         if bdf not in self.bound or isinstance(self.bound[bdf][1], emulated.AccessObj):
             return None
         ctx, obj = self.bound[bdf]
-        return fcdev.dma_pieces(ctx, obj, iova, size, write)
+        return iommufd_device.dma_pieces(ctx, obj, iova, size, write)
 
     def release(self) -> None:
         self.unset_container()

@@ -1,8 +1,8 @@
 """HWPTs and bound devices of the fake iommufd (hw_pagetable.c, device.c).
 
 The objects (HWPT_PAGING/NESTED, DEVICE) and the HWPT_ALLOC, GET_HW_INFO and HWPT_INVALIDATE
-ioctls; binding and attaching devices is the cdev's side (:mod:`pyvfio.fake.cdev`), dirty
-tracking :mod:`pyvfio.fake.dirty`, fault queues :mod:`pyvfio.fake.fault`.
+ioctls; binding and attaching devices is :mod:`pyvfio.fake.iommufd_device`, dirty tracking
+:mod:`pyvfio.fake.dirty`, fault queues :mod:`pyvfio.fake.fault`.
 """
 
 from __future__ import annotations

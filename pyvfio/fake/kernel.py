@@ -22,13 +22,13 @@ from typing import Any
 from pyvfio._ffi import CData, ffi
 from pyvfio.fake import ioctls
 from pyvfio.fake.bus import PCIBus
-from pyvfio.fake.cdev import IommuNodes
 from pyvfio.fake.container import Container
 from pyvfio.fake.dev import DevNodes
 from pyvfio.fake.dispatch import Op
 from pyvfio.fake.faults import FaultInjector
 from pyvfio.fake.fdtable import FdTable
 from pyvfio.fake.group import GroupFile
+from pyvfio.fake.iommu_nodes import IommuNodes
 from pyvfio.fake.iommufd import IommufdFile
 from pyvfio.fake.linux import Linux, resolve
 from pyvfio.fake.memory import PAGE_SIZE, UserMemory, address, foreign, kerr

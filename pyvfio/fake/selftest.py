@@ -19,8 +19,8 @@ from collections.abc import Callable
 
 from pyvfio import uapi
 from pyvfio._ffi import C, CData
-from pyvfio.fake import cdev as fcdev
 from pyvfio.fake import hwpt as fhwpt
+from pyvfio.fake import iommufd_device
 from pyvfio.fake.dispatch import Conv, Op
 from pyvfio.fake.iommu import IOMMUModel
 from pyvfio.fake.iommufd import IommufdCtx, Obj
@@ -62,13 +62,13 @@ class SelftestObj(Obj):
     def destroy(self, ctx: IommufdCtx) -> None:
         """iommufd_selftest_destroy: detach and unbind the mock device."""
         if self.idev is not None:
-            fcdev.unbind_device(ctx, self.idev)
+            iommufd_device.unbind_device(ctx, self.idev)
             self.idev = None
 
 
 def _attach(ctx: IommufdCtx, idev: fhwpt.DeviceObj, pt_id: int) -> int:
     """iommufd_device_attach/replace of a mock device; return the HWPT id."""
-    return fcdev.attach_device(ctx, idev, pt_id)
+    return iommufd_device.attach_device(ctx, idev, pt_id)
 
 
 def _mock_domain(ctx: IommufdCtx, cmd: CData, dev_flags: int) -> None:
@@ -77,7 +77,7 @@ def _mock_domain(ctx: IommufdCtx, cmd: CData, dev_flags: int) -> None:
     sobj = SelftestObj()
     ctx.table.add(sobj)  # iommufd_object_alloc: the selftest object's id comes first
     try:
-        sobj.idev = fcdev.bind_device(ctx, None, sobj, mock_iommu(dev_flags))
+        sobj.idev = iommufd_device.bind_device(ctx, None, sobj, mock_iommu(dev_flags))
         cmd.mock_domain.out_hwpt_id = _attach(ctx, sobj.idev, cmd.id)
     except OSError:
         ctx.destroy(sobj)
