@@ -127,8 +127,14 @@ class PCIBus:
 
     def probe(self, bdf: str) -> None:
         """bus_probe_device of a device just added (drivers_autoprobe): bind the first driver
-        that matches it, if any."""
-        self._drivers_probe(bdf)
+        that matches it and whose probe accepts it (a model's ``probe_rejects`` names drivers
+        whose probe fails on it: the device then stays unbound, dd.c:really_probe)."""
+        rejects: frozenset[str] = getattr(self.devices[bdf], "probe_rejects", frozenset())
+        for drv in self.drivers.values():
+            if self._matches(bdf, drv):
+                if drv.name not in rejects:
+                    self._probe(bdf, drv.name)
+                return
 
     def next_vfio_index(self) -> int:
         """The next vfio-dev minor (vfio_main.c: one ida for every VFIO device's cdev)."""

@@ -80,8 +80,9 @@ class SriovPF:
     """The SR-IOV state of one PF (``struct pci_sriov``)."""
 
     def __init__(self, kernel: FakeKernel, pf: str, totalvfs: int, vf_device: int,
-                 offset: int, stride: int) -> None:
+                 offset: int, stride: int, vf_probe_rejects: frozenset[str]) -> None:
         self.kernel, self.pf = kernel, pf
+        self.vf_probe_rejects = vf_probe_rejects
         self.totalvfs, self.vf_device = totalvfs, vf_device
         self.offset, self.stride = offset, stride
         self.vfs: list[str] = []
@@ -124,9 +125,10 @@ class SriovPF:
     def _add_vf(self, i: int, pf_driver: str) -> None:
         k, bus = self.kernel, self.kernel.bus
         vf, pfcfg = self.vf_bdf(i), bus.devices[self.pf].cfg
-        k.add_device(PCIDevice(vf, DeviceConfig(vendor=pfcfg.vendor, device=self.vf_device,
-                                                class_code=pfcfg.class_code, pcie=True)),
-                     bus.free_group())
+        model = PCIDevice(vf, DeviceConfig(vendor=pfcfg.vendor, device=self.vf_device,
+                                           class_code=pfcfg.class_code, pcie=True))
+        model.probe_rejects = self.vf_probe_rejects  # type: ignore[attr-defined]
+        k.add_device(model, bus.free_group())
         self.vfs.append(vf)
         k.sysfs.symlink(f"bus/pci/devices/{self.pf}/virtfn{i}", f"bus/pci/devices/{vf}")
         k.sysfs.symlink(f"bus/pci/devices/{vf}/physfn", f"bus/pci/devices/{self.pf}")
@@ -168,12 +170,15 @@ class _Param:
 
 
 def add_sriov(kernel: FakeKernel, bdf: str, totalvfs: int, *, vf_device: int | None = None,
-              offset: int = 1, stride: int = 1) -> SriovPF:
+              offset: int = 1, stride: int = 1,
+              vf_probe_rejects: frozenset[str] = frozenset()) -> SriovPF:
     """Make ``bdf`` an SR-IOV PF of ``totalvfs`` VFs (QEMU's nvme: VF offset 1, stride 1, the
-    PF's device id); gives the fake vfio-pci its ``enable_sriov`` parameter (off) if missing."""
+    PF's device id); gives the fake vfio-pci its ``enable_sriov`` parameter (off) if missing.
+    ``vf_probe_rejects`` names host drivers whose probe fails on a VF (QEMU's nvme VFs are
+    offline controllers: the guest's nvme probe fails, ENODEV, and they stay unbound)."""
     dev = kernel.bus.devices[bdf]
     pf = SriovPF(kernel, bdf, totalvfs, dev.cfg.device if vf_device is None else vf_device,
-                 offset, stride)
+                 offset, stride, vf_probe_rejects)
     base = f"bus/pci/devices/{bdf}"
     sysfs = kernel.sysfs
     sysfs.add_attr(f"{base}/sriov_totalvfs", f"{totalvfs}\n")
