@@ -137,7 +137,7 @@ FAULT_PAGING_SINCE = "7.3"
 
 
 def IOMMU_HWPT_ALLOC(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802 - kernel name
-    """hw_pagetable.c:iommufd_hwpt_alloc on a VT-d device (the mock IOMMU: fake/viommu.py).
+    """hw_pagetable.c:iommufd_hwpt_alloc on a VT-d device (the mock IOMMU: fake/mock_hwpt.py).
 
     Errors: EOPNOTSUPP (``__reserved``; flags, data or a feature the IOMMU lacks), EINVAL
     (data_type and data_len disagree; pt_id no IOAS or paging HWPT, or unknown; a parent that
@@ -333,7 +333,7 @@ def _op(request: uapi.Ioctl, handler: Callable[[IommufdCtx, IoctlArg], None], ct
     return Op(request, "iommufd", handler, Conv.SIZE, ctype, last, since)
 
 
-OPS = (  # IOMMU_HWPT_ALLOC: fake/viommu.py's OPS wrap this module's
+OPS = (  # IOMMU_HWPT_ALLOC: fake/mock_hwpt.py's OPS wrap this module's
     _op(uapi.IOMMU_GET_HW_INFO, IOMMU_GET_HW_INFO, "struct iommu_hw_info", "__reserved", "6.6"),
     _op(uapi.IOMMU_HWPT_INVALIDATE, IOMMU_HWPT_INVALIDATE, "struct iommu_hwpt_invalidate",
         "__reserved", "6.8"),

@@ -25,13 +25,16 @@ from pyvfio.fake import (
     dirty,
     fault,
     group,
+    hw_queue,
     hwpt,
     iommufd,
     mapfile,
     migration,
+    mock_hwpt,
     option,
     pasid,
     selftest,
+    vdevice,
     veventq,
     vfio_compat,
     vfio_pci,
@@ -42,7 +45,8 @@ from pyvfio.fake.linux import Linux
 
 ALL_OPS: tuple[Op, ...] = (
     *container.OPS, *group.OPS, *vfio_pci.OPS, *cdev.OPS, *migration.OPS,
-    *iommufd.OPS, *mapfile.OPS, *hwpt.OPS, *option.OPS, *vfio_compat.OPS, *viommu.OPS, *veventq.OPS,
+    *iommufd.OPS, *mapfile.OPS, *hwpt.OPS, *option.OPS, *vfio_compat.OPS,
+    *viommu.OPS, *vdevice.OPS, *hw_queue.OPS, *mock_hwpt.OPS, *veventq.OPS,
     *dirty.OPS, *fault.OPS,
     selftest.test_cmd_op(pasid.TEST_OPS),
 )

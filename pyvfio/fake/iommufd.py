@@ -273,7 +273,7 @@ def IOMMU_IOAS_COPY(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
 def IOMMU_IOAS_UNMAP(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
     cmd = io.cmd
     ioas = ctx.get_ioas(cmd.ioas_id)
-    pinned = getattr(ioas, "access_pins", ())  # HW queues' internal accesses (fake/viommu.py)
+    pinned = getattr(ioas, "access_pins", ())  # HW queues' internal accesses (fake/hw_queue.py)
     if any(cmd.iova < s + n and s <= cmd.iova + cmd.length - 1 for s, n in pinned):
         raise kerr(errno.EBUSY)
     if cmd.iova == 0 and cmd.length == U64_MAX:

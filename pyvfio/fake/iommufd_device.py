@@ -13,8 +13,8 @@ from typing import Any
 
 from pyvfio._ffi import C
 from pyvfio.fake import hwpt as fhwpt
+from pyvfio.fake import mock_hwpt, vdevice
 from pyvfio.fake import pasid as fpasid
-from pyvfio.fake import viommu
 from pyvfio.fake.ioas import Area
 from pyvfio.fake.iommu import IOMMUModel
 from pyvfio.fake.iommufd import IOASObj, IommufdCtx
@@ -31,7 +31,7 @@ def bind_device(ctx: IommufdCtx, dev: Any, group: object,
 
 def unbind_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj) -> None:
     """Detach and forget the device (iommufd_device_unbind), its vDEVICE and PASIDs with it."""
-    viommu.tombstone_vdevice(ctx, obj)
+    vdevice.tombstone_vdevice(ctx, obj)
     fpasid.detach_all(obj)
     detach_device(ctx, obj)
     ctx.table.remove(obj)
@@ -85,7 +85,7 @@ def attach_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj, pt_id: int) -> int:
     created = isinstance(target, IOASObj) and not any(h.auto for h in ioas.hwpts)
     first_domain = isinstance(target, IOASObj) and not ioas.hwpts
     if isinstance(target, fhwpt.HWPTObj):
-        viommu.attach_check(ctx, obj, target)  # the mock driver's attach_dev
+        mock_hwpt.attach_check(ctx, obj, target)  # the mock driver's attach_dev
         fpasid.rid_compat(obj, target)
     hwpt = _auto_hwpt(ctx, target, obj) if isinstance(target, IOASObj) else target
     try:

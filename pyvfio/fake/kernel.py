@@ -30,6 +30,7 @@ from pyvfio.fake.fdtable import FdTable
 from pyvfio.fake.group import GroupFile
 from pyvfio.fake.iommu_nodes import IommuNodes
 from pyvfio.fake.iommufd import IommufdFile
+from pyvfio.fake.iommufd_mmap import PageMMIO, iommufd_mmap
 from pyvfio.fake.linux import Linux, resolve
 from pyvfio.fake.memory import PAGE_SIZE, UserMemory, address, foreign, kerr
 from pyvfio.fake.pci import PCIDevice
@@ -38,7 +39,6 @@ from pyvfio.fake.sysfs import SysfsTree
 from pyvfio.fake.type1 import Knobs
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 from pyvfio.fake.vfio_pci import VFIOPCIDevice
-from pyvfio.fake.viommu import PageMMIO, iommufd_mmap
 from pyvfio.kernel import PROT_RW, LinuxKernel
 
 

@@ -24,8 +24,9 @@ from pyvfio.fake import hwpt as fhwpt
 from pyvfio.fake import selftest
 from pyvfio.fake.iommufd import IommufdCtx
 from pyvfio.fake.memory import kerr
+from pyvfio.fake.mock_hwpt import MockNestedHWPT
 from pyvfio.fake.veventq import report
-from pyvfio.fake.viommu import MockNestedHWPT, get_device, is_mock, mock_state
+from pyvfio.fake.viommu import get_device, is_mock, mock_state
 
 IOMMU_NO_PASID = 0
 PASID_ERROR = C.IOMMU_TEST_PASID_RESERVED  # 1024
