@@ -88,11 +88,12 @@ def group_node(kernel: Kernel, group: int) -> str | None:
 
 
 def cdev_node(kernel: Kernel, bdf: str) -> str | None:
-    """Return the VFIO cdev (/dev/vfio/devices/vfioX) of ``bdf`` from sysfs ``vfio-dev/``."""
+    """Return the VFIO cdev (/dev/vfio/devices/vfioX, noiommu-vfioX for a device in 7.3's
+    iommufd no-IOMMU mode) of ``bdf`` from sysfs ``vfio-dev/``."""
     rel = f"{device_dir(bdf)}/vfio-dev"
     if not kernel.sysfs_exists(rel):
         return None
-    names = sorted(n for n in kernel.sysfs_listdir(rel) if n.startswith("vfio"))
+    names = sorted(n for n in kernel.sysfs_listdir(rel) if n.startswith(("vfio", "noiommu-vfio")))
     return f"/dev/vfio/devices/{names[0]}" if names else None
 
 

@@ -35,10 +35,13 @@ class Driver:
 class PCIBus:
     """Devices, drivers, groups and their sysfs files; ``listeners`` hear bind/unbind."""
 
-    def __init__(self, sysfs: SysfsTree, *, noiommu: bool = False,
+    def __init__(self, sysfs: SysfsTree, *, noiommu: bool = False, noiommu_cdev: bool = False,
                  busy: Callable[[str], bool] = frozenset().__contains__) -> None:
         self.sysfs = sysfs
         self.noiommu = noiommu
+        # vfio_main.c:vfio_device_set_noiommu_and_name (7.3, CONFIG_IOMMUFD_NOIOMMU): in no-IOMMU
+        # mode the cdev is noiommu-vfioN and binds to iommufd without an IOMMU (fake/noiommu.py)
+        self.noiommu_cdev = noiommu and noiommu_cdev
         self.devices: dict[str, PCIDevice] = {}
         self.group_of: dict[str, int] = {}
         self.driver_of: dict[str, str | None] = {}
@@ -202,7 +205,11 @@ class PCIBus:
         if driver == VFIO_PCI:
             index = self.next_vfio_index()
             self.vfio_dev[bdf] = index
-            self.sysfs.add_attr(f"{base}/vfio-dev/vfio{index}/dev", f"511:{index}\n")
+            self.sysfs.add_attr(f"{base}/vfio-dev/{self.cdev_name(index)}/dev", f"511:{index}\n")
+
+    def cdev_name(self, index: int) -> str:
+        """The name of VFIO device ``index``'s cdev under /dev/vfio/devices."""
+        return f"noiommu-vfio{index}" if self.noiommu_cdev else f"vfio{index}"
 
     def _drivers_probe(self, value: str) -> None:
         bdf = value.strip()

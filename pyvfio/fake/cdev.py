@@ -55,6 +55,7 @@ class CdevFile(FakeFile):
     """One open of a device cdev, wrapping the device's VFIO file (regions, irqs, reset)."""
 
     kind = "vfio-cdev"
+    model: Any = None  # the device's IOMMUModel when not the kernel's (noiommu: fake/noiommu.py)
 
     def __init__(self, device: Any, group: int, gate: GroupGate,
                  files: Callable[[int], Any]) -> None:
@@ -124,7 +125,7 @@ class CdevFile(FakeFile):
         if emulated.is_emulated(self.device):
             self.obj = emulated.bind(target.ctx, self.device)
         else:
-            self.obj = iommufd_device.bind_device(target.ctx, self.device, self.group)
+            self.obj = iommufd_device.bind_device(target.ctx, self.device, self.group, self.model)
         self.iommufd = target
         target.ctx.users += 1  # a bound device holds the iommufd file (vfio_iommufd_bind)
         self.device.opens += 1

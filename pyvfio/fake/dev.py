@@ -17,6 +17,7 @@ from pyvfio.fake.hot_reset import ResetDomain
 from pyvfio.fake.iommu_nodes import IommuNodes
 from pyvfio.fake.memory import PAGE_SIZE, foreign, kerr
 from pyvfio.fake.pci import Fault, PCIDevice
+from pyvfio.fake.physmem import PAGEMAP, PagemapFile
 from pyvfio.fake.region import CONFIG_INDEX, NUM_BARS, OFFSET_SHIFT, FakeMMIO
 from pyvfio.fake.vf_token import VFTokens
 from pyvfio.fake.vfio_pci import NUM_REGIONS, VFIOPCIDevice
@@ -97,6 +98,8 @@ class DevNodes:
             return self._new_fd(Container(self.knobs, self.mem, self.iommu))
         if self.iommu.handles(path):
             return self.iommu.open(path)
+        if path == PAGEMAP:  # the invented physical addresses (fake/physmem.py)
+            return self._new_fd(PagemapFile(self.mem))
         groups = {self._group_path(g): g for g in self.bus.vfio_groups()}
         if path not in groups:
             err = errno.ENODEV if path == "/dev/iommu" and self.knobs.iommufd else errno.ENOENT

@@ -171,8 +171,8 @@ def check_paging_flags(flags: int, model: IOMMUModel, linux: Linux) -> None:
         valid |= C.IOMMU_HWPT_FAULT_ID_VALID
     if linux.at_least("6.15"):
         valid |= C.IOMMU_HWPT_ALLOC_PASID
-    if flags & ~valid:
-        raise kerr(errno.EOPNOTSUPP)
+    if flags & ~valid or (model.noiommu and flags):
+        raise kerr(errno.EOPNOTSUPP)  # hwpt_noiommu.c:noiommu_alloc_paging_flags: no flags
     if flags & C.IOMMU_HWPT_ALLOC_DIRTY_TRACKING and not model.dirty_tracking:
         raise kerr(errno.EOPNOTSUPP)
     if flags & C.IOMMU_HWPT_FAULT_ID_VALID and flags & C.IOMMU_HWPT_ALLOC_NEST_PARENT:
@@ -236,6 +236,8 @@ def IOMMU_GET_HW_INFO(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
     if not cmd.flags & C.IOMMU_HW_INFO_FLAG_INPUT_TYPE:
         cmd.in_data_type = C.IOMMU_HW_INFO_TYPE_DEFAULT
     model = _get_device(ctx, cmd.dev_id).iommu(ctx)
+    if model.noiommu:
+        raise kerr(errno.EOPNOTSUPP)  # device.c:iommufd_get_hw_info: no IOMMU to describe
     if cmd.in_data_type not in (C.IOMMU_HW_INFO_TYPE_DEFAULT, model.hw_info_type):
         raise kerr(errno.EOPNOTSUPP)  # the driver's hw_info op refuses another type
     data = model.hw_info_data

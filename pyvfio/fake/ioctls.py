@@ -31,6 +31,7 @@ from pyvfio.fake import (
     mapfile,
     migration,
     mock_hwpt,
+    noiommu,
     option,
     pasid,
     selftest,
@@ -45,7 +46,7 @@ from pyvfio.fake.linux import Linux
 
 ALL_OPS: tuple[Op, ...] = (
     *container.OPS, *group.OPS, *vfio_pci.OPS, *cdev.OPS, *migration.OPS,
-    *iommufd.OPS, *mapfile.OPS, *hwpt.OPS, *option.OPS, *vfio_compat.OPS,
+    *iommufd.OPS, *mapfile.OPS, *noiommu.OPS, *hwpt.OPS, *option.OPS, *vfio_compat.OPS,
     *viommu.OPS, *vdevice.OPS, *hw_queue.OPS, *mock_hwpt.OPS, *veventq.OPS,
     *dirty.OPS, *fault.OPS,
     selftest.test_cmd_op(pasid.TEST_OPS),

@@ -59,6 +59,7 @@ class IOMMUModel:
     enforce_cache_coherency: bool = True  # VT-d snoop control; QEMU's intel-iommu: False
     iommufd_test: bool = True  # CONFIG_IOMMUFD_TEST: IOMMU_TEST_CMD (fake/selftest.py)
     max_iova_alignment: int = HPAGE_SIZE
+    noiommu: bool = False  # iommufd's software-only noiommu domains (fake/noiommu.py)
 
     @classmethod
     def from_ranges(cls, ranges: Iterable[tuple[int, int]], **fields: Any) -> IOMMUModel:

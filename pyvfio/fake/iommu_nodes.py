@@ -18,6 +18,7 @@ from pyvfio.fake.iommu import IOMMUModel
 from pyvfio.fake.iommufd import IommufdFile
 from pyvfio.fake.iommufd_device import dma_pieces
 from pyvfio.fake.memory import kerr
+from pyvfio.fake.noiommu import NOIOMMU_MODEL
 from pyvfio.fake.vfio_pci import VFIOPCIDevice
 
 CDEV_DIR = "/dev/vfio/devices/"
@@ -45,10 +46,10 @@ class IommuNodes:
         return path == "/dev/iommu" or path.startswith(CDEV_DIR)
 
     def _cdev_bdf(self, path: str) -> str | None:
-        if not self.kernel.knobs.iommufd or not path.startswith(CDEV_DIR + "vfio"):
+        if not self.kernel.knobs.iommufd or not path.startswith(CDEV_DIR):
             return None
-        name = path[len(CDEV_DIR) :]
-        return next((b for b, i in self.kernel.bus.vfio_dev.items() if f"vfio{i}" == name), None)
+        name, bus = path[len(CDEV_DIR) :], self.kernel.bus
+        return next((b for b, i in bus.vfio_dev.items() if bus.cdev_name(i) == name), None)
 
     def exists(self, path: str) -> bool:
         """Tell whether the node exists."""
@@ -77,6 +78,8 @@ class IommuNodes:
             dev.vf_tokens = k.vf_tokens
             k.open_devices[bdf] = dev
         cdev = CdevFile(dev, k.bus.group_of[bdf], self.gate, k.file)
+        if k.bus.noiommu_cdev:
+            cdev.model = NOIOMMU_MODEL  # bound without an IOMMU (device.c:iommufd_bind_noiommu)
         return int(k._new_fd(cdev))
 
     def device_file(self, f: Any) -> Any:

@@ -34,6 +34,7 @@ from pyvfio.fake.iommufd_mmap import PageMMIO, iommufd_mmap
 from pyvfio.fake.linux import Linux, resolve
 from pyvfio.fake.memory import PAGE_SIZE, UserMemory, address, foreign, kerr
 from pyvfio.fake.pci import PCIDevice
+from pyvfio.fake.physmem import PagemapFile
 from pyvfio.fake.region import FakeMMIO
 from pyvfio.fake.sysfs import SysfsTree
 from pyvfio.fake.type1 import Knobs
@@ -105,7 +106,8 @@ class FakeKernel:
         self.sysfs_root = "/sys"
         self.sysfs = SysfsTree()
         open_devices: dict[str, VFIOPCIDevice] = {}
-        self.bus = PCIBus(self.sysfs, noiommu=self.knobs.noiommu, busy=open_devices.__contains__)
+        self.bus = PCIBus(self.sysfs, noiommu=self.knobs.noiommu, busy=open_devices.__contains__,
+                          noiommu_cdev=bool(self.knobs.iommufd) and self.linux.at_least("7.3"))
         if self.knobs.transparent_hugepage:
             thp = "always [madvise] never\n"
             self.sysfs.add_attr("kernel/mm/transparent_hugepage/enabled", thp)
@@ -324,6 +326,9 @@ class FakeKernel:
         if fd not in self._files and foreign(fd):
             return os.pread(fd, size, offset)
         with self.lock:
+            pagemap = self._files.get(fd)
+            if isinstance(pagemap, PagemapFile):
+                return pagemap.pread(size, offset)
             result = self.nodes.device_rw(self._positional(fd, offset), offset, None, size)
         assert isinstance(result, bytes)
         return result

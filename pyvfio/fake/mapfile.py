@@ -129,33 +129,10 @@ def IOMMU_IOAS_CHANGE_PROCESS(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N
     # the pinned-page accounting moves to the caller; the fake charges no process
 
 
-def IOMMU_IOAS_NOIOMMU_GET_PA(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802
-    """ioas.c:iommufd_ioas_noiommu_get_pa (7.3): the physical address behind an IOVA, only for
-    areas a noiommu domain stores; the fake has no noiommu iommufd domain, so a mapped IOVA is
-    EOPNOTSUPP (as under a real IOMMU), an unmapped one ENOENT."""
-    cmd = io.cmd
-    if cmd.flags or cmd.__reserved:
-        raise kerr(errno.EOPNOTSUPP)
-    if not cmd.length:
-        raise kerr(errno.EINVAL)
-    if cmd.iova >= ULONG_MAX:
-        raise kerr(errno.EOVERFLOW)
-    ioas = ctx.get_ioas(cmd.ioas_id)
-    hit = ioas.iopt.areas.find(cmd.iova)
-    if hit is None:
-        raise kerr(errno.ENOENT)
-    area = hit[2]
-    if isinstance(area, DmaBufArea) and not area.dmabuf.dev.config[4] & 0x2:
-        raise kerr(errno.EINVAL)  # iopt_dmabuf_revoked
-    raise kerr(errno.EOPNOTSUPP)  # no storage domain of iommufd_noiommu_ops
-
-
 OPS = (
     Op(uapi.IOMMU_IOAS_MAP_FILE, "iommufd", IOMMU_IOAS_MAP_FILE, Conv.SIZE,
        "struct iommu_ioas_map_file", "iova", since="6.13"),
     Op(uapi.IOMMU_IOAS_CHANGE_PROCESS, "iommufd", IOMMU_IOAS_CHANGE_PROCESS, Conv.SIZE,
        "struct iommu_ioas_change_process", "__reserved", since="6.13"),
-    Op(uapi.IOMMU_IOAS_NOIOMMU_GET_PA, "iommufd", IOMMU_IOAS_NOIOMMU_GET_PA, Conv.SIZE,
-       "struct iommu_ioas_noiommu_get_pa", "out_phys", since="7.3"),
 )
-"""MAP_FILE and CHANGE_PROCESS (Linux 6.13), NOIOMMU_GET_PA (7.3)."""
+"""MAP_FILE and CHANGE_PROCESS (Linux 6.13); NOIOMMU_GET_PA is fake/noiommu.py's."""

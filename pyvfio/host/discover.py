@@ -113,11 +113,13 @@ group_node = sysfs.group_node  # the /dev node of a group: one definition, in py
 
 
 def cdev_names(kernel: Kernel, bdf: str) -> list[str]:
-    """Return the vfio-dev class device names (``vfio0``) of a device bound to a VFIO driver."""
+    """Return the vfio-dev class device names (``vfio0``; ``noiommu-vfio0`` in 7.3's iommufd
+    no-IOMMU mode) of a device bound to a VFIO driver."""
     path = f"{device_path(bdf)}/vfio-dev"
     if not kernel.sysfs_exists(path):
         return []
-    return [n for n in kernel.sysfs_listdir(path) if n.startswith("vfio") and n[4:].isdigit()]
+    names = kernel.sysfs_listdir(path)
+    return [n for n in names if (b := n.removeprefix("noiommu-"))[:4] == "vfio" and b[4:].isdigit()]
 
 
 def get(kernel: Kernel, bdf: str, ids: PciIds | None = None) -> PciDevice:
