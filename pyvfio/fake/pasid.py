@@ -51,8 +51,8 @@ def _target(ctx: IommufdCtx, pt_id: int) -> fhwpt.HWPTObj:
 
 
 def _compat(ctx: IommufdCtx, idev: fhwpt.DeviceObj, hwpt: fhwpt.HWPTObj) -> None:
-    if not idev.iommu(ctx).max_pasid_log2:
-        raise kerr(errno.EINVAL)  # the device cannot issue PASID-tagged DMA
+    if is_mock(idev, ctx) and not idev.iommu(ctx).max_pasid_log2:
+        raise kerr(errno.EINVAL)  # the mock driver refuses a device without MOCK_FLAGS_DEVICE_PASID
     if not hwpt.flags & C.IOMMU_HWPT_ALLOC_PASID:
         raise kerr(errno.EINVAL)
     rid = idev.hwpt
@@ -85,8 +85,9 @@ def pasid_attach(ctx: IommufdCtx, idev: fhwpt.DeviceObj, pasid: int, pt_id: int)
     if pasid in attachments(idev):
         raise kerr(errno.EBUSY)
     _compat(ctx, idev, hwpt)
-    if pasid == IOMMU_NO_PASID or pasid >= 1 << idev.iommu(ctx).max_pasid_log2:
-        raise kerr(errno.EINVAL)
+    width = idev.iommu(ctx).max_pasid_log2
+    if pasid == IOMMU_NO_PASID or (width and pasid >= 1 << width):
+        raise kerr(errno.EINVAL)  # iommu.c: no range check for a device without PASID (0)
     _set_dev_pasid(ctx, idev, pasid, blocked=False)
     attachments(idev)[pasid] = hwpt
     hwpt.users += 1

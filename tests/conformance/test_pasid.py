@@ -162,18 +162,48 @@ def test_cdev_pasid_flag_checks(host: Host) -> None:
         expect_errno(errno.EINVAL, s.k.ioctl, cdev, uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT, det)
 
 
-def test_cdev_pasid_on_edu_refused(host: Host) -> None:
-    """edu has no PASID capability: attaching a PASID of its cdev to any HWPT is EINVAL."""
+def _cdev_detach(s: object, cdev: int, pasid: int) -> None:
+    arg = new("struct vfio_device_detach_iommufd_pt *", argsz=12,
+              flags=C.VFIO_DEVICE_DETACH_PASID, pasid=pasid)
+    s.k.ioctl(cdev, uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT, arg)  # type: ignore[attr-defined]
+
+
+def test_cdev_pasid_on_edu(host: Host) -> None:
+    """edu has no PASID capability (GET_HW_INFO max_pasid_log2 0), and 7.3 still attaches its
+    PASIDs: iommu.c:iommu_attach_device_pasid skips the PASID range check for a device without
+    PASID support (max_pasids 0) and intel-iommu's set_dev_pasid takes it, in legacy and in
+    scalable mode alike (the lane's iommufd-7.3 and sm-7.3 answer the same).  The iommufd
+    rules still hold (device.c:iommufd_hwpt_pasid_compat): only an IOMMU_HWPT_ALLOC_PASID HWPT,
+    never the IOAS's automatic domain, and only while the RID's HWPT is PASID-capable too; the
+    RID cannot leave for a plain HWPT while a PASID is attached; a HWPT under a PASID is busy;
+    vfio attaching an attached PASID replaces it (vfio/iommufd.c)."""
     require_linux(host, "6.15")
     with iommufd_session(host) as s:
         fd, ioas, cdev, dev_id = s.bound_edu()
+        info = new("struct iommu_hw_info *", dev_id=dev_id)
+        s.k.ioctl(fd, uapi.IOMMU_GET_HW_INFO, info)
+        assert info.out_max_pasid_log2 == 0
+        h1 = s.hwpt(fd, dev_id, ioas, C.IOMMU_HWPT_ALLOC_PASID)
+        h2 = s.hwpt(fd, dev_id, ioas, C.IOMMU_HWPT_ALLOC_PASID)
+        plain = s.hwpt(fd, dev_id, ioas)
+        expect_errno(errno.EINVAL, _cdev_attach, s, cdev, 3, ioas)
+        expect_errno(errno.EINVAL, _cdev_attach, s, cdev, 3, plain)
+        assert _cdev_attach(s, cdev, 3, h1) == h1  # no RID attachment yet: nothing to clash
+        _cdev_detach(s, cdev, 3)
         s.attach(cdev, ioas)
-        expect_errno(errno.EINVAL, _cdev_attach, s, cdev, 1, ioas)
-        arg = new("struct iommu_hwpt_alloc *", flags=C.IOMMU_HWPT_ALLOC_PASID, dev_id=dev_id,
-                  pt_id=ioas)
-        try:
-            s.k.ioctl(fd, uapi.IOMMU_HWPT_ALLOC, arg)
-        except OSError as exc:  # intel-iommu without scalable mode cannot do PASID domains
-            assert exc.errno == errno.EOPNOTSUPP, exc
-            return
-        expect_errno(errno.EINVAL, _cdev_attach, s, cdev, 1, int(arg.out_hwpt_id))
+        expect_errno(errno.EINVAL, _cdev_attach, s, cdev, 3, h1)  # the RID's auto domain
+        assert s.attach(cdev, h1) == h1
+        assert _cdev_attach(s, cdev, 3, h1) == h1
+        assert _cdev_attach(s, cdev, 3, h2) == h2  # replaced
+        expect_errno(errno.EINVAL, _cdev_attach, s, cdev, 3, plain)
+        expect_errno(errno.EINVAL, _cdev_attach, s, cdev, 3, ioas)
+        assert _cdev_attach(s, cdev, (1 << 20) - 1, h1) == h1
+        assert _cdev_attach(s, cdev, 1 << 20, h1) == h1  # no width to check against
+        expect_errno(errno.EINVAL, s.attach, cdev, plain)
+        expect_errno(errno.EBUSY, s.destroy, fd, h2)
+        for pasid in (3, (1 << 20) - 1, 1 << 20, 7):  # 7 was never attached: no error
+            _cdev_detach(s, cdev, pasid)
+        assert s.attach(cdev, plain) == plain
+        s.detach(cdev)
+        for hwpt in (h1, h2, plain):
+            s.destroy(fd, hwpt)
