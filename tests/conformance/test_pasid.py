@@ -4,6 +4,8 @@ Specification: Linux 7.3 tools/testing/selftests/iommu/iommufd.c ``iommufd_devic
 drivers/iommu/iommufd/device.c (iommufd_hwpt_pasid_compat, iommufd_hw_pagetable_attach),
 drivers/vfio/device_cdev.c (VFIO_DEVICE_ATTACH_PASID / DETACH_PASID) and vfio/iommufd.c.
 PASID on the cdev came with 6.15: on 6.12 the flag is EINVAL.
+The mock device's tests and the cdev tests run alike on the lane's iommufd-7.3 (intel-iommu in
+legacy mode), sm-7.3 (scalable mode: x-scalable-mode=on,x-pasid-mode=on) and mock-7.3.
 """
 
 from __future__ import annotations
@@ -11,10 +13,10 @@ from __future__ import annotations
 import errno
 
 from pyvfio import uapi
-from pyvfio._ffi import C, new
+from pyvfio._ffi import C, ffi, new
 from pyvfio.hwpt import HWPT, FaultQueue
 from pyvfio.iommufd import IOMMUFD
-from tests.conformance.iommufd_helpers import iommufd_session
+from tests.conformance.iommufd_helpers import addr, iommufd_session
 from tests.conformance.mock_helpers import (
     MockDevice,
     mock_domain,
@@ -207,3 +209,24 @@ def test_cdev_pasid_on_edu(host: Host) -> None:
         s.detach(cdev)
         for hwpt in (h1, h2, plain):
             s.destroy(fd, hwpt)
+
+
+ECAP_PASID, ECAP_SMTS = 1 << 40, 1 << 43  # VT-d ECAP_REG: PASID support, scalable mode
+
+
+def test_vtd_ecap_says_scalable_mode(host: Host) -> None:
+    """GET_HW_INFO's VT-d data carries the IOMMU's own CAP/ECAP registers
+    (intel/iommu.c:intel_iommu_hw_info).  QEMU 7.2's intel-iommu sets ECAP.SMTS only with
+    x-scalable-mode=on and ECAP.PASID only with x-pasid-mode=on: the sm-7.3 profile, whose
+    ``intel_iommu=on,sm_on`` then runs the driver in scalable mode (sm_supported: intel_iommu_sm
+    and ecap_smts).  Every other VT-d profile, and the fake's VT-d model, is legacy mode."""
+    with iommufd_session(host) as s:
+        fd, _, _, dev_id = s.bound_edu()
+        data = ffi.new("struct iommu_hw_info_vtd *")
+        info = new("struct iommu_hw_info *", dev_id=dev_id, data_uptr=addr(data),
+                   data_len=ffi.sizeof("struct iommu_hw_info_vtd"))
+        s.k.ioctl(fd, uapi.IOMMU_GET_HW_INFO, info)
+        assert info.out_data_type == C.IOMMU_HW_INFO_TYPE_INTEL_VTD
+        scalable = host.profile == "sm-7.3"
+        assert bool(data.ecap_reg & ECAP_SMTS) == scalable, hex(data.ecap_reg)
+        assert bool(data.ecap_reg & ECAP_PASID) == scalable, hex(data.ecap_reg)
