@@ -1,17 +1,21 @@
 """pytest plugin: which ioctls (and VFIO device features) each passing test issued on a real kernel.
 
-Load it with ``-p tests.ioctl_recorder --record-ioctls DIR`` (the VM lane: ``tools/vm/run
---profile iommufd-7.3 -- -p tests.ioctl_recorder --record-ioctls results tests/conformance``;
-a relative DIR is taken inside ``$PYVFIO_VM_RESULTS`` in the guest, so it lands in
-``results/vm-<profile>/`` on the host).  Every ioctl through :class:`pyvfio.kernel.LinuxKernel`
-is noted for the running test — its name (:mod:`pyvfio.uapi`), and for VFIO_DEVICE_FEATURE the
+Load it with ``-p tests.ioctl_recorder --record-ioctls DIR``.  In the VM lane::
+
+    tools/vm/run --profile iommufd-7.3 --jobs 1 -- -q -m "not fake_only" \\
+        -p tests.ioctl_recorder --record-ioctls . tests/conformance
+
+A relative DIR is taken inside ``$PYVFIO_VM_RESULTS`` in the guest, so ``.`` lands in
+``results/vm-<profile>/`` on the host.  Every ioctl through :class:`pyvfio.kernel.LinuxKernel` is
+noted for the running test — its name (:mod:`pyvfio.uapi`), and for VFIO_DEVICE_FEATURE the
 feature index from the argument's ``flags`` — with whether it returned or failed.  When a test
-passes, one JSON line goes to ``DIR/ioctls.jsonl``::
+passes, one JSON line goes to ``DIR/ioctls.jsonl`` (emptied when the run starts)::
 
     {"test": nodeid, "profile": ..., "linux": "7.3.4-...", "ok": [names], "failed": [names]}
 
-Tests that fail or skip write nothing.  tools/uapi_coverage.py reads these files.  Without the
-option the plugin changes nothing (LinuxKernel.ioctl stays the hot path it is).
+Tests that fail, skip or issue nothing on a real kernel write nothing.  tools/uapi_coverage.py
+reads these files.  Without the option the plugin changes nothing (LinuxKernel.ioctl stays the
+hot path it is).
 """
 
 from __future__ import annotations
@@ -56,6 +60,8 @@ class Recorder:
 
     def write(self, item: pytest.Item) -> None:
         assert self.ok is not None
+        if not self.ok and not self.failed:
+            return  # a test that issued nothing on a real kernel (the fake's, or no ioctl)
         line = {"test": item.nodeid, "profile": os.environ.get("PYVFIO_VM_PROFILE", "host"),
                 "linux": os.uname().release, "ok": sorted(self.ok),
                 "failed": sorted(self.failed - self.ok)}
@@ -88,6 +94,7 @@ def pytest_configure(config: pytest.Config) -> None:
         out = os.path.join(os.environ["PYVFIO_VM_RESULTS"], out)
     os.makedirs(out, exist_ok=True)
     recorder = Recorder(os.path.join(out, "ioctls.jsonl"))
+    open(recorder.path, "w").close()  # one run's records, not an earlier run's too
     original = LinuxKernel.ioctl
 
     def ioctl(self: LinuxKernel, fd: int, request: int, arg: Any = 0) -> int:

@@ -12,7 +12,7 @@ Linux 7.3 uAPI, marked wrapped / faked / tested on real.  Nothing in the table i
   for the request — anything else is ENOTTY there; a feature is faked when the fake's code
   handles its constant (a static scan of pyvfio/fake/);
 - tested on real: the ``ioctls.jsonl`` files tests/ioctl_recorder.py leaves in a lane run's results
-  (``-p tests.ioctl_recorder --record-ioctls results``): the requests and features each *passing*
+  (``-p tests.ioctl_recorder --record-ioctls .``): the requests and features each *passing*
   conformance test issued through LinuxKernel on a real kernel, kept in docs/uapi-coverage.json.
 
     python3 tools/uapi_coverage.py --lane results/vm-iommufd-7.3 --lane results/vm-mock-7.3
@@ -193,7 +193,7 @@ def read_lane(dirs: list[Path]) -> dict[str, Any]:
         path = d / "ioctls.jsonl" if d.is_dir() else d
         if not path.is_file():
             raise SystemExit(f"tools/uapi_coverage.py: {path} missing (run the lane with "
-                             "-p tests.ioctl_recorder --record-ioctls results)")
+                             "-p tests.ioctl_recorder --record-ioctls .)")
         tests = 0
         for line in path.read_text().splitlines():
             rec = json.loads(line)
