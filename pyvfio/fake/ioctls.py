@@ -72,6 +72,7 @@ def spaces(*, cdev_config: bool) -> dict[str, tuple[int, tuple[str, ...]]]:
         "vfio-migration": (errno.ENOTTY, ("migration",)),  # vfio_check_precopy_ioctl
         "vfio-migration-resume": (errno.ENOTTY, ()),
         "dma-buf": (errno.ENOTTY, ()),  # no dma-buf ioctl is modelled (DMA_BUF_IOCTL_SYNC)
+        "pagemap": (errno.ENOTTY, ()),  # /proc/self/pagemap (fake/physmem.py): no ioctls
     }
 
 
