@@ -205,11 +205,13 @@ class PCIBus:
         if driver == VFIO_PCI:
             index = self.next_vfio_index()
             self.vfio_dev[bdf] = index
-            self.sysfs.add_attr(f"{base}/vfio-dev/{self.cdev_name(index)}/dev", f"511:{index}\n")
+            self.sysfs.add_attr(f"{base}/vfio-dev/{self.cdev_name(bdf)}/dev", f"511:{index}\n")
 
-    def cdev_name(self, index: int) -> str:
-        """The name of VFIO device ``index``'s cdev under /dev/vfio/devices."""
-        return f"noiommu-vfio{index}" if self.noiommu_cdev else f"vfio{index}"
+    def cdev_name(self, key: str) -> str:
+        """The name under /dev/vfio/devices of the cdev of ``key`` (a BDF, or an mdev's name:
+        an mdev sits behind its emulated IOMMU group, never in no-IOMMU mode)."""
+        prefix = "noiommu-" if self.noiommu_cdev and key in self.devices else ""
+        return f"{prefix}vfio{self.vfio_dev[key]}"
 
     def _drivers_probe(self, value: str) -> None:
         bdf = value.strip()

@@ -49,7 +49,7 @@ class IommuNodes:
         if not self.kernel.knobs.iommufd or not path.startswith(CDEV_DIR):
             return None
         name, bus = path[len(CDEV_DIR) :], self.kernel.bus
-        return next((b for b, i in bus.vfio_dev.items() if bus.cdev_name(i) == name), None)
+        return next((b for b in bus.vfio_dev if bus.cdev_name(b) == name), None)
 
     def exists(self, path: str) -> bool:
         """Tell whether the node exists."""
