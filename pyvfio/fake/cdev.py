@@ -32,6 +32,8 @@ class GroupGate:
     group_open: Callable[[int], bool] = lambda number: False
     cdev_bound: dict[int, int] = field(default_factory=dict)  # group -> bound cdev count
     owners: dict[int, Any] = field(default_factory=dict)  # group -> iommufd ctx owning its DMA
+    # the iommufd a device opened through the group (and still open) is bound to
+    compat_owner: Callable[[int], Any] = lambda number: None
 
     def block_group(self, number: int) -> None:
         """vfio_device_block_group: EBUSY while the group fd is open."""
@@ -119,7 +121,7 @@ class CdevFile(FakeFile):
             raise kerr(errno.EBADFD)
         if getattr(self.device, "opens", 0):
             raise kerr(errno.EINVAL)  # vfio_df_open: opened already
-        owner = self.gate.owners.get(self.group)
+        owner = self.gate.owners.get(self.group) or self.gate.compat_owner(self.group)
         if owner is not None and owner is not target.ctx:
             raise kerr(errno.EPERM)  # iommu_device_claim_dma_owner: another owner
         if emulated.is_emulated(self.device):

@@ -12,7 +12,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from pyvfio.fake.container import Container
-from pyvfio.fake.group import GroupFile
+from pyvfio.fake.group import GroupFile, compat_owner
 from pyvfio.fake.hot_reset import ResetDomain
 from pyvfio.fake.iommu_nodes import IommuNodes
 from pyvfio.fake.memory import PAGE_SIZE, foreign, kerr
@@ -153,6 +153,10 @@ class DevNodes:
                     self.held_groups.remove(group)
                 else:
                     self._release_group(group)
+
+    def compat_owner(self, number: int) -> Any:
+        """The iommufd owning group ``number``'s DMA through a device opened by its group."""
+        return compat_owner(self.bus, self.compat_bound, number)
 
     def group_files(self) -> list[GroupFile]:
         """The open group files and the released ones that still have open devices."""

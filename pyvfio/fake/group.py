@@ -62,9 +62,7 @@ class GroupFile(FakeFile):
     def iommufd_owner(self) -> IommufdCtx | None:
         """The iommufd a member of the group is bound to through the group's compat path (it
         owns the group's DMA: iommu_device_claim_dma_owner), or None."""
-        return next((ctx for bdf, (ctx, obj) in self.bound.items()
-                     if self.bus.group_of.get(bdf) == self.number
-                     and not isinstance(obj, emulated.AccessObj)), None)
+        return compat_owner(self.bus, self.bound, self.number)
 
     def VFIO_GROUP_GET_STATUS(self, arg: IoctlArg) -> int:  # noqa: N802
         status = arg.cmd
@@ -186,6 +184,15 @@ class GroupFile(FakeFile):
     def release(self) -> None:
         self.unset_container()
 
+
+
+def compat_owner(bus: PCIBus, bound: dict[str, tuple[IommufdCtx, Any]],
+                 number: int) -> IommufdCtx | None:
+    """The iommufd that a device of group ``number`` opened through the group (``bound``: the
+    compat bindings) is bound to, or None: the owner of the group's DMA."""
+    return next((ctx for bdf, (ctx, obj) in bound.items()
+                 if bus.group_of.get(bdf) == number and not isinstance(obj, emulated.AccessObj)),
+                None)
 
 
 OPS = (

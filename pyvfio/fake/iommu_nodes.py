@@ -38,7 +38,8 @@ class IommuNodes:
             knobs.iova_ranges, pgsize_bitmap=knobs.pgsize_bitmap,
             max_iova_alignment=HPAGE_SIZE if knobs.transparent_hugepage else PAGE_SIZE,
             enforce_cache_coherency=knobs.cache_coherency)
-        self.gate = GroupGate(group_open=kernel.open_groups.__contains__)
+        self.gate = GroupGate(group_open=kernel.open_groups.__contains__,
+                              compat_owner=kernel.compat_owner)
         self.cdevs: dict[str, CdevFile] = {}  # bdf -> the bound cdev file
 
     def handles(self, path: str) -> bool:

@@ -119,3 +119,19 @@ def test_attach_pins_what_was_mapped_efault(host: Host) -> None:
         expect_errno(errno.EFAULT, s.attach, cdev, ioas)
         assert s.unmap(fd, ioas, iova, PAGE) == PAGE
         expect_ok(s.attach, cdev, ioas)
+
+
+def test_cdev_bind_under_a_group_opened_neighbour(host: Host) -> None:
+    """The group file is closed but a neighbour opened through it stays bound to iommufd A:
+    the other device's cdev BIND is not blocked by the group (vfio_device_block_group), and
+    iommu_device_claim_dma_owner lets only A in (B -> EPERM)."""
+    with iommufd_session(host) as s:
+        fd_a, fd_b = s.iommufd(), s.iommufd()
+        group = s.track(s.k.open(host.group_path(host.pair_group)))
+        s.k.ioctl(group, uapi.VFIO_GROUP_SET_CONTAINER, ffi.new("int32_t *", fd_a))
+        s.track(s.k.ioctl(group, uapi.VFIO_GROUP_GET_DEVICE_FD,
+                          ffi.new("char[]", host.pair[0].encode())))
+        s.close(group)
+        cdev = s.cdev(host.pair[1])
+        expect_errno(errno.EPERM, s.bind, cdev, fd_b)
+        assert s.bind(cdev, fd_a) >= 1
