@@ -207,6 +207,17 @@ def test_ioctl_logged_at_debug(host: Host, caplog: pytest.LogCaptureFixture) -> 
     assert f"errno {errno.EINVAL}" in text
 
 
+def test_ioctl_logged_once_the_level_drops_to_debug(host: Host,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    # _ioctl.call reads logging's cached answer: a later setLevel must still be seen
+    caplog.set_level(logging.INFO, logger="pyvfio")
+    with Container(host.kernel) as c:
+        c.api_version()
+        caplog.set_level(logging.DEBUG, logger="pyvfio")
+        c.api_version()
+    assert caplog.text.count("VFIO_GET_API_VERSION fd=") == 1
+
+
 def test_api_version_error_closes_fd(host: Host) -> None:
     host.kernel.inject(uapi.VFIO_GET_API_VERSION, errno.EPERM)  # type: ignore[attr-defined]
     expect_errno(errno.EPERM, Container, host.kernel)  # fd closed again: assert_clean checks

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pyvfio import uapi
+from pyvfio import _ioctl, uapi
 from pyvfio._ffi import ffi
 from pyvfio.kernel import LinuxKernel
 from tests.helpers import expect_errno
@@ -174,3 +174,39 @@ def test_host_pci_tree_read_only(lk: LinuxKernel) -> None:
         assert vendor.startswith("0x") and len(vendor) == 6
         if lk.sysfs_exists(f"bus/pci/devices/{bdf}/driver"):
             assert "/drivers/" in lk.sysfs_readlink(f"bus/pci/devices/{bdf}/driver")
+
+
+def test_ioctl_call_reissues_a_struct_the_kernel_writes_each_time(lk: LinuxKernel) -> None:
+    # _ioctl.call's fast path reuses a struct's buffer: it must stay the struct's own bytes
+    r, w = os.pipe()
+    try:
+        count, other = ffi.new("int *"), ffi.new("int *")
+        for n in (3, 7):
+            lk.write(w, b"x" * (n - (3 if n == 7 else 0)))
+            assert _ioctl.call(lk, r, termios.FIONREAD, count) == 0
+            assert _ioctl.call(lk, r, termios.FIONREAD, other) == 0
+            assert count[0] == other[0] == n
+    finally:
+        os.close(r)
+        os.close(w)
+
+
+@pytest.mark.parametrize("fd", [9999, -1])
+def test_ioctl_call_on_linux_names_the_ioctl_and_keeps_ebadf(lk: LinuxKernel, fd: int) -> None:
+    arg = ffi.new("struct vfio_device_info *")
+    for _ in range(2):  # the second call finds the struct's buffer remembered
+        err = expect_errno(errno.EBADF, _ioctl.call, lk, fd, uapi.VFIO_DEVICE_GET_INFO, arg)
+        assert err.filename == "VFIO_DEVICE_GET_INFO"
+
+
+def test_ioctl_call_of_a_struct_over_a_buffer_spans_argsz(lk: LinuxKernel, tmp_path: Path) -> None:
+    # not an ffi.new struct: LinuxKernel.ioctl's own path (argsz bytes), unchanged
+    buf = bytearray(64)
+    info = ffi.from_buffer("struct vfio_device_info *", buf)
+    info.argsz = 64
+    fd = lk.open(str(tmp_path / "f"), os.O_RDWR | os.O_CREAT)
+    try:
+        err = expect_errno(errno.ENOTTY, _ioctl.call, lk, fd, uapi.VFIO_DEVICE_GET_INFO, info)
+        assert err.filename == "VFIO_DEVICE_GET_INFO"
+    finally:
+        lk.close(fd)
