@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from pyvfio.group import Group
 
 PATH = "/dev/vfio/vfio"
+_READ, _WRITE = int(C.VFIO_DMA_MAP_FLAG_READ), int(C.VFIO_DMA_MAP_FLAG_WRITE)  # ffi lib lookups
 _AUTO_TYPES = (uapi.IOMMUType.TYPE1v2, uapi.IOMMUType.TYPE1)
 
 
@@ -204,8 +205,7 @@ class Container(FdOwner, DMASpace):
             self._check_open()
         assert iova is not None  # type1 has no kernel-chosen IOVA: DMASpace allocates one
         arg = self._map_arg  # reused: DMASpace holds its lock around every raw call
-        arg.flags = (C.VFIO_DMA_MAP_FLAG_READ if readable else 0) | (
-            C.VFIO_DMA_MAP_FLAG_WRITE if writable else 0)
+        arg.flags = (_READ if readable else 0) | (_WRITE if writable else 0)
         arg.vaddr, arg.iova, arg.size = vaddr, iova, size
         _ioctl.call(self._kernel, self._fd, uapi.VFIO_IOMMU_MAP_DMA, arg)
         return iova

@@ -61,7 +61,7 @@ def buffer_address(buffer: Any, *, writable: bool = True) -> tuple[Any, int, int
         TypeError: ``buffer`` does not export a buffer, or a read-only one while ``writable``.
         ValueError: ``buffer`` is empty, or its address or size is not page aligned.
     """
-    export = _hooks(type(buffer))[0]
+    export = (_HOOKS.get(type(buffer)) or _hooks(type(buffer)))[0]
     target = export(buffer) if export is not None else buffer
     if isinstance(target, str):
         raise TypeError(f"buffer must support the buffer protocol, not {type(buffer).__name__}")

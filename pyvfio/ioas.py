@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from pyvfio.iommufd import IOMMUFD
 
 U64_MAX = (1 << 64) - 1
+_READ, _WRITE = int(C.IOMMU_IOAS_MAP_READABLE), int(C.IOMMU_IOAS_MAP_WRITEABLE)
+_FIXED = int(C.IOMMU_IOAS_MAP_FIXED_IOVA)
 
 
 class IOAS(DMASpace):
@@ -72,9 +74,8 @@ class IOAS(DMASpace):
         if self._destroyed:
             raise ValueError(f"operation on destroyed {self!r}")
         arg = self._map_arg  # reused: DMASpace holds its lock around every raw call
-        arg.flags = (C.IOMMU_IOAS_MAP_READABLE if readable else 0) | (
-            C.IOMMU_IOAS_MAP_WRITEABLE if writable else 0) | (
-            C.IOMMU_IOAS_MAP_FIXED_IOVA if iova is not None else 0)
+        arg.flags = (_READ if readable else 0) | (_WRITE if writable else 0) | (
+            _FIXED if iova is not None else 0)
         arg.user_va, arg.length, arg.iova = vaddr, size, iova or 0
         self.iommufd.call(uapi.IOMMU_IOAS_MAP, arg)
         return int(arg.iova)
@@ -151,7 +152,7 @@ class IOAS(DMASpace):
 
     def _drop_gone(self, iova: int, size: int, *, probe: bool) -> None:
         """Forget the Mappings inside ``[iova, iova+size)`` the kernel no longer has."""
-        for start in self._iovas.irange(iova, iova + size):
+        for start in self._index().irange(iova, iova + size):
             m = self._table[start]
             if m.iova + m.size <= iova + size and not (probe and self._still_mapped(m)):
                 self._remove(m)

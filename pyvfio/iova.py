@@ -99,7 +99,10 @@ class IOVAAllocator:
         """Take ``[start, start + size)`` out of the free space (no-op where already taken)."""
         check_int("start", start)
         check_int("size", size, 1)
-        end, holes = start + size, self._holes
+        self._reserve(start, start + size)
+
+    def _reserve(self, start: int, end: int) -> None:
+        holes = self._holes
         i = max(bisect.bisect_right(holes, (start, U64_MAX + 1)) - 1, 0)
         while i < len(holes) and holes[i][0] < end:
             lo, hi = holes[i]
@@ -111,9 +114,16 @@ class IOVAAllocator:
             i += len(pieces)
 
     def _take(self, i: int, at: int, size: int) -> None:
-        start, end = self._holes[i]
-        pieces = [p for p in ((start, at), (at + size, end)) if p[0] < p[1]]
-        self._holes[i : i + 1] = pieces
+        holes, (start, end), stop = self._holes, self._holes[i], at + size
+        if start < at:
+            if stop < end:
+                holes[i : i + 1] = [(start, at), (stop, end)]
+            else:
+                holes[i] = (start, at)
+        elif stop < end:
+            holes[i] = (stop, end)
+        else:
+            del holes[i]
 
     def free(self, iova: int) -> None:
         """Give back the block :meth:`allocate` returned at ``iova``, merging with neighbours.
@@ -127,8 +137,14 @@ class IOVAAllocator:
         """Make ``[start, start + size)`` free again, as far as it lies in the allocator's ranges
         (a block :meth:`reserve` or :meth:`allocate` took)."""
         self._used.pop(start, None)
-        end, bounds = start + size, self._bounds
+        self._release(start, start + size)
+
+    def _release(self, start: int, end: int) -> None:
+        bounds = self._bounds
         i = max(bisect.bisect_right(bounds, (start, U64_MAX + 1)) - 1, 0)
+        if bounds and bounds[i][0] <= start and end <= bounds[i][1]:
+            self._give(start, end)  # inside one range: every block the DMA space allocated
+            return
         while i < len(bounds) and bounds[i][0] < end:
             lo, hi = max(bounds[i][0], start), min(bounds[i][1], end)
             if lo < hi:

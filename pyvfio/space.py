@@ -7,9 +7,11 @@ iommufd :class:`~pyvfio.ioas.IOAS` are DMA spaces: each supplies only three raw 
 - ``map(buffer, iova=None)``: with no IOVA, iommufd lets the kernel choose (``IOMMU_IOAS_MAP``
   without ``FIXED_IOVA``); type1 has no such call, so an :class:`~pyvfio.iova.IOVAAllocator` picks
   one inside the kernel's IOVA ranges and below :attr:`DMASpace.dma_mask`;
-- one table of the open :class:`~pyvfio.dma.Mapping` s, indexed by IOVA and by process address in
-  :class:`~pyvfio._sorted.SortedKeys` (insert, remove and lookup O(log n)), so translating
-  ``vaddr <-> iova`` and unmapping cost the same with 10^5 mappings as with 10;
+- one table of the open :class:`~pyvfio.dma.Mapping` s (a dict by IOVA), indexed by IOVA and by
+  process address in :class:`~pyvfio._sorted.SortedKeys` (insert, remove and lookup O(log n)),
+  so translating ``vaddr <-> iova`` and unmapping cost the same with 10^5 mappings as with 10;
+  each index is built on its first use and kept from then on: a driver that maps and unmaps
+  whole mappings never pays for them (the hot path: tools/bench part 6);
 - one lock around table and ioctl: two threads mapping into one space never get overlapping
   IOVAs, and an unmap the kernel refused leaves the mapping open and indexed.
 """
@@ -22,9 +24,13 @@ from typing import Any
 
 from pyvfio._sorted import SortedKeys
 from pyvfio.dma import (
+    _HOOKS,
+    _UINTPTR,
     PAGE_SIZE,
     IOVARange,
     Mapping,
+    _cast,
+    _from_buffer,
     _hooks,
     allocate,
     buffer_address,
@@ -34,6 +40,7 @@ from pyvfio.errors import NotMappedError
 from pyvfio.iova import IOVAAllocator
 
 U64_MAX = (1 << 64) - 1
+_object_new = object.__new__
 _HUGE_ALIGN = 2 << 20  # the largest alignment the allocator gives a big buffer (a 2 MiB page)
 
 
@@ -52,9 +59,9 @@ class DMASpace(ABC):
     def _init_space(self) -> None:
         self._lock = threading.RLock()
         self._table: dict[int, Mapping] = {}
-        self._iovas = SortedKeys()
-        # (vaddr, iova) keys, one buffer may be mapped twice; built on the first iova(vaddr) call
-        # and kept from then on, so a driver that never translates that way never pays for it
+        # start IOVAs, built by _index() on the first lookup or range unmap; (vaddr, iova) keys
+        # (one buffer may be mapped twice), built on the first iova(vaddr) call
+        self._iovas: SortedKeys | None = None
         self._vaddrs: SortedKeys | None = None
         self._allocator: IOVAAllocator | None = None
 
@@ -88,7 +95,15 @@ class DMASpace(ABC):
     def mappings(self) -> list[Mapping]:
         """Return the open mappings, lowest IOVA first."""
         with self._lock:
-            return [self._table[i] for i in self._iovas]
+            return [self._table[i] for i in sorted(self._table)]
+
+    def _index(self) -> SortedKeys:
+        """The IOVA index, built from the table on first use (call under the lock)."""
+        if self._iovas is None:
+            self._iovas = SortedKeys()
+            for iova in sorted(self._table):
+                self._iovas.add(iova)
+        return self._iovas
 
     def map(self, buffer: Any, iova: int | None = None, *, readable: bool = True,
             writable: bool = True) -> Mapping:
@@ -122,33 +137,57 @@ class DMASpace(ABC):
         """
         return self.map(allocate(size), readable=readable, writable=writable)
 
-    def _map(self, buffer: Any, iova: int | None, readable: bool, writable: bool,
-             limit: int) -> Mapping:
+    def _map(self, buffer: Any, iova: int | None, readable: bool,  # noqa: C901, PLR0912
+             writable: bool, limit: int) -> Mapping:
+        # The hot path of a driver (tools/bench part 6): buffer_address, _place, Mapping() and
+        # _insert inlined for the common case; anything unusual takes the general helpers.
         if (readable is not True and readable is not False) or \
                 (writable is not True and writable is not False):
             raise TypeError("readable and writable must be bools")
         if not (readable or writable):
             raise ValueError("readable or writable must be True")
-        if iova is not None:
+        if iova is not None and (type(iova) is not int or not 0 <= iova <= U64_MAX):
             check_int("iova", iova)
-        cdata, vaddr, size = buffer_address(buffer, writable=writable)
+        kind = type(buffer)
+        export, track = _HOOKS.get(kind) or _hooks(kind)
+        cdata = None
+        if export is None:  # a plain buffer (mmap, bytearray, ...): no DMABuffer export
+            try:
+                cdata = _from_buffer(buffer, require_writable=writable)
+            except (TypeError, BufferError):
+                pass  # buffer_address says what is wrong
+            else:
+                vaddr, size = int(_cast(_UINTPTR, cdata)), len(cdata)
+        if cdata is None or not size or (vaddr | size) % PAGE_SIZE:
+            cdata, vaddr, size = buffer_address(buffer, writable=writable)
         with self._lock:
-            at = self._place(vaddr, size, iova, readable, writable, limit)
-            mapping = Mapping(self, buffer, cdata, at, rw=(readable, writable), vaddr=vaddr,
-                              size=size)
-            self._insert(mapping)
-        track = _hooks(type(buffer))[1]
+            if iova is None:
+                at = self._place(vaddr, size, readable, writable, limit)
+            else:
+                self._raw_map(vaddr, size, iova, readable, writable)
+                at = iova
+                if self._allocator is not None:
+                    self._allocator._reserve(iova, iova + size)
+            mapping = _object_new(Mapping)
+            mapping._owner, mapping._buffer, mapping._cdata = self, buffer, cdata
+            mapping.iova, mapping.size, mapping.vaddr = at, size, vaddr
+            mapping.readable, mapping.writable = readable, writable
+            self._table[at] = mapping
+            if self._iovas is not None:
+                self._iovas.add(at)
+            if self._vaddrs is not None:
+                self._vaddrs.add((vaddr, at))
         if track is not None:
             track(buffer, mapping)  # a DMABuffer refuses to close while mapped
         return mapping
 
-    def _place(self, vaddr: int, size: int, iova: int | None, readable: bool, writable: bool,
-               limit: int) -> int:
-        if iova is not None or self.kernel_chooses_iova:
-            got = self._raw_map(vaddr, size, iova, readable, writable)
-            if iova is not None or got + size - 1 <= limit:
+    def _place(self, vaddr: int, size: int, readable: bool, writable: bool, limit: int) -> int:
+        """Choose an IOVA for ``[vaddr, +size)`` at or below ``limit`` and map it there."""
+        if self.kernel_chooses_iova:
+            got = self._raw_map(vaddr, size, None, readable, writable)
+            if got + size - 1 <= limit:
                 if self._allocator is not None:
-                    self._allocator.reserve(got, size)
+                    self._allocator._reserve(got, got + size)
                 return got
             self._raw_unmap(got, size)  # above the device's mask: choose ourselves
         allocator = self._iova_allocator()
@@ -171,14 +210,16 @@ class DMASpace(ABC):
 
     def _insert(self, mapping: Mapping) -> None:
         self._table[mapping.iova] = mapping
-        self._iovas.add(mapping.iova)
+        if self._iovas is not None:
+            self._iovas.add(mapping.iova)
         if self._vaddrs is not None:
             self._vaddrs.add((mapping.vaddr, mapping.iova))
 
     def _remove(self, mapping: Mapping) -> None:
         """Forget ``mapping`` (the kernel no longer has it) and give its IOVAs back."""
         del self._table[mapping.iova]
-        self._iovas.remove(mapping.iova)
+        if self._iovas is not None:
+            self._iovas.remove(mapping.iova)
         if self._vaddrs is not None:
             self._vaddrs.remove((mapping.vaddr, mapping.iova))
         if self._allocator is not None:
@@ -187,7 +228,7 @@ class DMASpace(ABC):
 
     def _drop_range(self, iova: int, size: int) -> None:
         """Forget the mappings that start inside ``[iova, iova + size)``."""
-        for start in self._iovas.irange(iova, iova + size):
+        for start in self._index().irange(iova, iova + size):
             self._remove(self._table[start])
 
     def _release_all(self) -> None:
@@ -196,19 +237,30 @@ class DMASpace(ABC):
             for mapping in self._table.values():
                 mapping._release()
             self._table.clear()
-            self._iovas.clear()
-            self._vaddrs = None
+            self._iovas = self._vaddrs = None
             self._allocator = None  # the IOVA ranges may differ next time
 
     def _unmap_mapping(self, mapping: Mapping) -> None:
+        iova = mapping.iova
         with self._lock:
-            if self._table.get(mapping.iova) is not mapping:
+            if self._table.get(iova) is not mapping:
                 mapping._release()  # forgotten already (an unmap of its range)
-            elif self._space_alive():
-                self._raw_unmap(mapping.iova, mapping.size)  # raises: stays mapped, indexed
-                self._remove(mapping)
             else:
-                self._release_all()
+                try:
+                    self._raw_unmap(iova, mapping.size)
+                except Exception:
+                    if self._space_alive():
+                        raise  # the kernel refused: it stays mapped, indexed
+                    self._release_all()  # the space is gone, and its mappings with it
+                    return
+                del self._table[iova]  # _remove, inlined: the hot path
+                if self._iovas is not None:
+                    self._iovas.remove(iova)
+                if self._vaddrs is not None:
+                    self._vaddrs.remove((mapping.vaddr, iova))
+                if self._allocator is not None:
+                    self._allocator._release(iova, iova + mapping.size)
+                mapping._owner = mapping._cdata = None
 
     def unmap(self, iova: int, size: int) -> int:
         """Unmap the mappings starting inside ``[iova, iova + size)``; return the bytes unmapped.
@@ -244,7 +296,7 @@ class DMASpace(ABC):
             NotMappedError: no mapping covers it.
         """
         with self._lock:
-            start = self._iovas.floor(iova)
+            start = self._index().floor(iova)
             if start is not None:
                 m = self._table[start]
                 if iova < start + m.size:
