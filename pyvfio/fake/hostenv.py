@@ -15,12 +15,12 @@ import os
 import posixpath
 from dataclasses import dataclass, field
 
+from pyvfio.disksig import SIGNATURES, head_with  # SIGNATURES re-exported
 from pyvfio.fake.kernel import FakeKernel
 from pyvfio.fake.memory import kerr
 from pyvfio.fake.sriov import add_sriov  # re-exported: the SR-IOV PF model lives there
-from pyvfio.host.inuse import SIGNATURES
 
-EXT4_HEAD = b"\0" * 0x438 + b"\x53\xef"
+EXT4_HEAD = head_with("ext2/3/4 filesystem")
 
 
 @dataclass

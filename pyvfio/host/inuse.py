@@ -15,29 +15,13 @@ import posixpath
 import struct
 from dataclasses import asdict, dataclass
 
+from pyvfio.disksig import HEAD_SIZE, signature  # signature re-exported
 from pyvfio.host import validate
 from pyvfio.host.hostos import HostOS
 from pyvfio.kernel import Kernel
 
 IFF_UP = 0x1
 IPV6_SCOPE_LINK = 0x20
-# (offset, magic, what): on-disk signatures, after util-linux libblkid's probers
-SIGNATURES: tuple[tuple[int, bytes, str], ...] = (
-    (0x438, b"\x53\xef", "ext2/3/4 filesystem"),
-    (0, b"XFSB", "xfs filesystem"),
-    (0x10040, b"_BHRfS_M", "btrfs filesystem"),
-    (4086, b"SWAPSPACE2", "swap signature"),
-    (4086, b"SWAP-SPACE", "swap signature"),
-    (0x218, b"LVM2 001", "LVM2 physical volume"),
-    (0x1000, b"\xfc\x4e\x2b\xa9", "Linux RAID member"),
-    (0x200, b"EFI PART", "GPT partition table"),
-    (3, b"NTFS    ", "ntfs filesystem"),
-    (0x52, b"FAT32   ", "vfat filesystem"),
-    (0x36, b"FAT1", "vfat filesystem"),
-    (0x8001, b"CD001", "iso9660 filesystem"),
-    (0x1FE, b"\x55\xaa", "MBR partition table"),
-)
-HEAD_SIZE = 0x10048
 
 
 @dataclass(frozen=True)
@@ -72,14 +56,6 @@ def owned(kernel: Kernel, bdf: str, cls: str) -> list[str]:
         if bdf in target.split("/"):
             out.append(name)
     return out
-
-
-def signature(head: bytes) -> str | None:
-    """Return what the first bytes of a block device hold (``ext2/3/4 filesystem``), or None."""
-    for offset, magic, what in SIGNATURES:
-        if magic and head[offset : offset + len(magic)] == magic:
-            return what
-    return None
 
 
 def _mounts(host: HostOS) -> dict[str, list[str]]:

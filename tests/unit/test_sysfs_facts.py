@@ -75,3 +75,22 @@ def test_library_entry_points_check_the_bdf(fake_kernel: FakeKernel, bad: str) -
         with pytest.raises(ValueError, match="PCI address"):
             call()
     assert not fake_kernel.calls
+
+
+def test_the_fake_imports_no_host_tooling() -> None:
+    # the fake is below pyvfio.host (issue 11): the facts both need live below both
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    code = ("import sys, pyvfio.fake, pyvfio.fake.hostenv, pyvfio.fake.host; "
+            "print(sorted(m for m in sys.modules if m.startswith('pyvfio.host')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_fake_disk_head_is_what_the_in_use_check_recognizes() -> None:
+    from pyvfio.fake.hostenv import EXT4_HEAD  # noqa: PLC0415
+    from pyvfio.host import inuse  # noqa: PLC0415
+
+    assert inuse.signature(EXT4_HEAD) == "ext2/3/4 filesystem"
