@@ -440,12 +440,7 @@ class Device(FdOwner):
         irq.set_irqs(self._kernel, self._fd, index, irq.TRIGGER_NONE, start=start, count=count)
 
 
-def _attempt(failures: list[tuple[str, BaseException]], step: str, fn: Any, *args: Any) -> None:
-    """Run one close step; record its failure instead of stopping the others."""
-    try:
-        fn(*args)
-    except Exception as exc:
-        failures.append((step, exc))
+_attempt = CloseError.attempt
 
 
 __all__ = ["DependentDevice", "Device", "DeviceCap", "DeviceInfo"]

@@ -217,6 +217,15 @@ class CloseError(PyvfioError):
         super().__init__(f"closing {what}: {len(self.failures)} step(s) failed ({steps}); "
                          "every fd, mapping and mmap was released anyway")
 
+    @staticmethod
+    def attempt(failures: list[tuple[str, BaseException]], step: str, fn: Any,
+                *args: Any) -> None:
+        """Run one close step; record its failure in ``failures`` instead of stopping the rest."""
+        try:
+            fn(*args)
+        except Exception as exc:
+            failures.append((step, exc))
+
     @property
     def errno(self) -> int | None:
         """The errno of the first failure that was an ``OSError``, or None."""

@@ -11,11 +11,12 @@ the IOAS, so they outlive the groups.
 
 from __future__ import annotations
 
-import contextlib
+import errno
 import weakref
 from typing import TYPE_CHECKING
 
 from pyvfio.container import Container
+from pyvfio.errors import CloseError
 
 if TYPE_CHECKING:
     from pyvfio.group import Group
@@ -61,20 +62,30 @@ class CompatContainer(Container):
     def close(self) -> None:
         """Close the groups that joined and unmap this container's mappings; idempotent.
 
-        The iommufd stays open (closing it closes this container first).
+        The iommufd stays open (closing it closes this container first).  A failing step does
+        not stop the others; the table is forgotten all the same.
+
+        Raises:
+            CloseError: a group failed to close or the kernel refused an unmap (``failures``
+                names each with its exception).  ENOENT is not a failure: the mapping was gone
+                already (its IOAS changed under the container).
         """
         if self._fd < 0:
             return
-        try:
-            for group in list(self._groups):
-                group.close()
-        finally:
-            if not self.iommufd.closed:
-                for mapping in self.mappings():
-                    with contextlib.suppress(OSError):  # the kernel may have dropped it already
-                        self._unmap_dma(0, mapping.iova, mapping.size)
-            self._release_all()
-            self._fd = -1
+        failures: list[tuple[str, BaseException]] = []
+        for group in list(self._groups):
+            CloseError.attempt(failures, f"close {group!r}", group.close)
+        if not self.iommufd.closed:
+            for mapping in self.mappings():
+                try:
+                    self._unmap_dma(0, mapping.iova, mapping.size)
+                except OSError as exc:
+                    if exc.errno != errno.ENOENT:
+                        failures.append((f"unmap IOVA {mapping.iova:#x}+{mapping.size:#x}", exc))
+        self._release_all()
+        self._fd = -1
+        if failures:
+            raise CloseError(repr(self), failures)
 
     @property
     def ioas_id(self) -> int | None:

@@ -9,6 +9,7 @@ import pytest
 
 from pyvfio import uapi
 from pyvfio.dma import allocate
+from pyvfio.errors import CloseError
 from pyvfio.fake import FakeKernel
 from pyvfio.group import Group
 from pyvfio.iommufd import IOMMUFD
@@ -92,3 +93,18 @@ def test_mappings_outlive_the_group(kernel: FakeKernel) -> None:
         group.close()
         assert not mapping.closed
         assert container.unmap(1 << 20, PAGE) == PAGE
+
+
+def test_close_reports_a_refused_unmap_after_releasing_everything(kernel: FakeKernel) -> None:
+    # fake-only: the real kernel cannot be made to refuse one unmap on demand (fault injection)
+    with IOMMUFD(kernel) as fd:
+        container = CompatContainer(fd, fd.ioas())
+        first = container.map(allocate(PAGE), 1 << 20)
+        second = container.map(allocate(PAGE), 2 << 20)
+        kernel.inject(uapi.VFIO_IOMMU_UNMAP_DMA, errno.EIO)
+        with pytest.raises(CloseError) as info:
+            container.close()
+        assert [step for step, _ in info.value.failures] == [f"unmap IOVA {1 << 20:#x}+{PAGE:#x}"]
+        assert info.value.errno == errno.EIO
+        assert first.closed and second.closed and container.closed and len(container) == 0
+        container.close()  # a second close does nothing
