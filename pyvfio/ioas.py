@@ -7,6 +7,7 @@ success, size 0) and a range that would split a mapping is ENOENT (type1v2: EINV
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING
 
 from pyvfio import uapi
@@ -158,16 +159,7 @@ class IOAS(DMASpace):
                 self._remove(m)
 
     def _still_mapped(self, m: Mapping) -> bool:
-        # copying the range onto itself: EEXIST if it is still mapped, ENOENT from
-        # io_pagetable.c:iopt_get_pages if its pages are gone
-        arg = new("struct iommu_ioas_copy *", flags=C.IOMMU_IOAS_MAP_READABLE
-                  | C.IOMMU_IOAS_MAP_FIXED_IOVA, dst_ioas_id=self.id, src_ioas_id=self.id,
-                  length=m.size, dst_iova=m.iova, src_iova=m.iova)
-        try:
-            self.iommufd.call(uapi.IOMMU_IOAS_COPY, arg)
-        except OSError as exc:
-            return exc.errno != 2  # ENOENT
-        return True  # not reached: the range cannot be free and mapped at once
+        return still_mapped(self.iommufd, self.id, m.iova, m.size)
 
     def copy(self, mapping: Mapping, dst: IOAS | None = None, iova: int | None = None, *,
              readable: bool = True, writable: bool = True) -> Mapping:
@@ -254,6 +246,19 @@ class IOAS(DMASpace):
     @huge_pages.setter
     def huge_pages(self, value: bool) -> None:
         self.iommufd.set_option(C.IOMMU_OPTION_HUGE_PAGES, int(bool(value)), self.id)
+
+
+def still_mapped(iommufd: IOMMUFD, ioas_id: int, iova: int, length: int) -> bool:
+    """Whether ``[iova, +length)`` of IOAS ``ioas_id`` is still mapped (iommufd has no call
+    listing an IOAS's areas): copying the range onto itself is EEXIST while it is mapped,
+    ENOENT from io_pagetable.c:iopt_get_pages once its pages are gone."""
+    arg = new("struct iommu_ioas_copy *", flags=_READ | _FIXED, dst_ioas_id=ioas_id,
+              src_ioas_id=ioas_id, length=length, dst_iova=iova, src_iova=iova)
+    try:
+        iommufd.call(uapi.IOMMU_IOAS_COPY, arg)
+    except OSError as exc:
+        return exc.errno != errno.ENOENT
+    return True  # not reached: the range cannot be free and mapped at once
 
 
 def _rw_flags(readable: object, writable: object) -> int:

@@ -217,19 +217,75 @@ class DMASpace(ABC):
 
     def _remove(self, mapping: Mapping) -> None:
         """Forget ``mapping`` (the kernel no longer has it) and give its IOVAs back."""
+        self._unindex(mapping)
+        if self._allocator is not None:
+            self._allocator.release(mapping.iova, mapping.size)
+        mapping._release()
+
+    #: True where an unmap may cut a mapping and unmap only the requested part of it (iommufd's
+    #: compat container in type1 v1 mode); type1 itself removes whole mappings only.
+    _cuts_mappings = False
+
+    def _forget_unmapped(self, iova: int, size: int, done: int) -> None:
+        """Forget what the kernel just unmapped of ``[iova, iova + size)``: ``done`` bytes.
+
+        type1 removes whole mappings, those starting inside the range, lowest first, and stops
+        early where v1 finds a mapping starting below ``iova`` (nothing unmapped; one starting
+        inside and reaching past the end goes whole): vfio_iommu_type1.c:vfio_dma_do_unmap.  So
+        the mappings forgotten are the prefix the ``done`` bytes pay for.  Where the kernel cuts
+        (:attr:`_cuts_mappings`), the unmapped part of each mapping is cut out of it instead.
+        """
+        if self._cuts_mappings:
+            first = self._index().floor(iova)
+            starts = ([first] if first is not None and first < iova else [])
+            for start in starts + self._index().irange(iova, iova + size):
+                self._cut(self._table[start], iova, iova + size)
+            return
+        for start in self._index().irange(iova, iova + size):
+            mapping = self._table[start]
+            if mapping.size > done:
+                break
+            done -= mapping.size
+            self._remove(mapping)
+
+    def _cut(self, mapping: Mapping, lo: int, hi: int) -> None:
+        """Take ``[lo, hi)`` out of ``mapping``: what remains stays mapped and open (the
+        mapping keeps its buffer), a remainder past the hole becomes a mapping of its own."""
+        start, end = mapping.iova, mapping.iova + mapping.size
+        lo, hi = max(lo, start), min(hi, end)
+        if lo >= hi:
+            return
+        if lo == start and hi == end:
+            self._remove(mapping)
+            return
+        if self._allocator is not None:
+            self._allocator._release(lo, hi)
+        vaddr = mapping.vaddr
+        self._unindex(mapping)
+        if lo > start:  # the mapping keeps its head; a tail past the hole is a new mapping
+            mapping.size = lo - start
+            if hi < end:
+                self._add_piece(mapping, hi, end - hi, vaddr + hi - start)
+        else:  # the head went: the mapping is its tail now
+            mapping.iova, mapping.size, mapping.vaddr = hi, end - hi, vaddr + hi - start
+        self._insert(mapping)
+
+    def _add_piece(self, whole: Mapping, iova: int, size: int, vaddr: int) -> None:
+        piece: Mapping = _object_new(Mapping)
+        piece._owner, piece._buffer, piece._cdata = self, whole._buffer, whole._cdata
+        piece.iova, piece.size, piece.vaddr = iova, size, vaddr
+        piece.readable, piece.writable = whole.readable, whole.writable
+        self._insert(piece)
+        track = _hooks(type(whole._buffer))[1]
+        if track is not None:
+            track(whole._buffer, piece)  # a DMABuffer stays open while any piece is mapped
+
+    def _unindex(self, mapping: Mapping) -> None:
         del self._table[mapping.iova]
         if self._iovas is not None:
             self._iovas.remove(mapping.iova)
         if self._vaddrs is not None:
             self._vaddrs.remove((mapping.vaddr, mapping.iova))
-        if self._allocator is not None:
-            self._allocator.release(mapping.iova, mapping.size)
-        mapping._release()
-
-    def _drop_range(self, iova: int, size: int) -> None:
-        """Forget the mappings that start inside ``[iova, iova + size)``."""
-        for start in self._index().irange(iova, iova + size):
-            self._remove(self._table[start])
 
     def _release_all(self) -> None:
         """Forget every mapping: the kernel dropped them all (last group gone, fd closed)."""
@@ -265,6 +321,10 @@ class DMASpace(ABC):
     def unmap(self, iova: int, size: int) -> int:
         """Unmap the mappings starting inside ``[iova, iova + size)``; return the bytes unmapped.
 
+        The table keeps what the kernel says it did: type1 v1 unmaps nothing when a mapping
+        starts below ``iova`` (0 bytes), and iommufd's compat container in v1 mode cuts
+        mappings (what remains of one stays open; a remainder past the hole is a new mapping).
+
         Raises:
             TypeError, ValueError: ``iova``/``size`` not ints in range, ``size`` 0.
             OSError: the kernel's refusal (type1v2: EINVAL to split a mapping; iommufd: ENOENT
@@ -274,7 +334,7 @@ class DMASpace(ABC):
         check_int("size", size, 1, U64_MAX - iova + 1 if iova else U64_MAX)
         with self._lock:
             done = self._raw_unmap(iova, size)
-            self._drop_range(iova, size)
+            self._forget_unmapped(iova, size, done)
         return done
 
     def unmap_dma_all(self) -> list[tuple[str, BaseException]]:

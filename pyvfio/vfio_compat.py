@@ -15,8 +15,10 @@ import errno
 import weakref
 from typing import TYPE_CHECKING
 
+from pyvfio import uapi
 from pyvfio.container import Container
 from pyvfio.errors import CloseError
+from pyvfio.ioas import still_mapped
 
 if TYPE_CHECKING:
     from pyvfio.group import Group
@@ -86,6 +88,35 @@ class CompatContainer(Container):
         self._fd = -1
         if failures:
             raise CloseError(repr(self), failures)
+
+    @property
+    def _cuts_mappings(self) -> bool:  # type: ignore[override]
+        # SET_IOMMU(VFIO_TYPE1_IOMMU) turns the IOAS's huge pages off so an unmap may cut an
+        # area (vfio_compat.c:iommufd_vfio_set_iommu, iommufd_vfio_unmap_dma)
+        return self.iommu_type == uapi.IOMMUType.TYPE1
+
+    def unmap(self, iova: int, size: int) -> int:
+        """Unmap ``[iova, iova + size)`` of the compat IOAS; return the bytes unmapped.
+
+        Raises:
+            TypeError, ValueError: ``iova``/``size`` not ints in range, ``size`` 0.
+            OSError: ENOENT if the range would split a mapping (type1v2 mode; the mappings the
+                kernel removed before it found that one are forgotten: it does not roll back).
+        """
+        with self._lock:
+            try:
+                return Container.unmap(self, iova, size)
+            except OSError as exc:
+                ioas = self.ioas_id if exc.errno == errno.ENOENT else None
+                if ioas is not None:  # iopt_unmap_iova_range removed areas before failing
+                    for start in self._index().irange(iova, iova + size):
+                        m = self._table[start]
+                        if m.iova + m.size <= iova + size and \
+                                not still_mapped(self.iommufd, ioas, m.iova, m.size):
+                            self._remove(m)
+                raise
+
+    unmap_dma = unmap
 
     @property
     def ioas_id(self) -> int | None:

@@ -115,3 +115,54 @@ def test_close_releases_everything_and_twice_is_nothing(host: Host) -> None:
     # the group (or the cdev) is free again: it opens once more
     with pyvfio.open_device(host.edu, kernel=host.kernel) as again:
         assert again.mode == dev.mode
+
+
+def test_the_table_keeps_what_an_unmap_left_mapped(dev: pyvfio.Device) -> None:
+    """vfio_iommu_type1.c:vfio_dma_do_unmap: v1 unmaps nothing when a mapping starts below the
+    range (0 bytes; v2: EINVAL), the compat IOAS in v1 mode cuts it (vfio_compat.c), iommufd
+    says ENOENT: in every mode the table afterwards is what the kernel still maps."""
+    space, page = dev.dma, 4096
+    assert space is not None
+    a = space.map(pyvfio.allocate(2 * page), 1 << 24)
+    b = space.map(pyvfio.allocate(page), (1 << 24) + 2 * page)
+    try:
+        done = space.unmap((1 << 24) + page, 2 * page)  # cuts a, covers b
+    except OSError as exc:
+        assert exc.errno in (errno.EINVAL, errno.ENOENT) and dev.iommu_mode in (
+            "type1v2", "compat-type1v2", "iommufd")
+        done = None
+    kept = [(m.iova, m.size) for m in space.mappings()]
+    if dev.iommu_mode == "type1":
+        assert done == 0 and kept == [(1 << 24, 2 * page), ((1 << 24) + 2 * page, page)]
+    elif dev.iommu_mode == "compat-type1":
+        assert done == 2 * page and kept == [(1 << 24, page)] and b.closed and not a.closed
+    else:  # refused, nothing unmapped: a sticks out first (iommufd stops at it, before b)
+        assert kept == [(1 << 24, 2 * page), ((1 << 24) + 2 * page, page)]
+    for m in space.mappings():
+        m.close()
+    assert len(space) == 0 and a.closed and b.closed
+
+
+def test_an_unmap_stopped_midway_forgets_what_went_before(dev: pyvfio.Device) -> None:
+    """iommufd (and its compat IOAS in v2 mode) removes areas lowest first and fails with ENOENT
+    at the first that sticks out, without rolling back (io_pagetable.c:iopt_unmap_iova_range);
+    type1 v1 removes each mapping starting in the range whole; v2 refuses up front."""
+    space, page, base = dev.dma, 4096, 1 << 24
+    assert space is not None
+    a = space.map(pyvfio.allocate(page), base)
+    b = space.map(pyvfio.allocate(2 * page), base + page)
+    try:
+        done: int | None = space.unmap(base, 2 * page)
+    except OSError as exc:
+        done = -exc.errno
+    kept = [(m.iova, m.size) for m in space.mappings()]
+    want = {"type1v2": (-errno.EINVAL, [(base, page), (base + page, 2 * page)]),
+            "type1": (3 * page, []),
+            "compat-type1": (2 * page, [(base + 2 * page, page)]),
+            "compat-type1v2": (-errno.ENOENT, [(base + page, 2 * page)]),
+            "iommufd": (-errno.ENOENT, [(base + page, 2 * page)])}[str(dev.iommu_mode)]
+    assert (done, kept) == want
+    assert a.closed == (want[1][:1] != [(base, page)])
+    for m in space.mappings():
+        m.close()
+    assert len(space) == 0 and a.closed and b.closed
