@@ -18,6 +18,7 @@ iommufd :class:`~pyvfio.ioas.IOAS` are DMA spaces: each supplies only three raw 
 
 from __future__ import annotations
 
+import errno
 import threading
 from abc import ABC, abstractmethod
 from typing import Any
@@ -192,13 +193,28 @@ class DMASpace(ABC):
             self._raw_unmap(got, size)  # above the device's mask: choose ourselves
         allocator = self._iova_allocator()
         align = min(1 << (size.bit_length() - 1), _HUGE_ALIGN)
-        at = allocator._alloc(size, align, limit)  # size and align are whole pages
-        try:
-            self._raw_map(vaddr, size, at, readable, writable)
-        except BaseException:
-            allocator.release(at, size)
-            raise
-        return at
+        collisions = 0
+        while True:
+            at = allocator._alloc(size, align, limit)  # size and align are whole pages
+            try:
+                self._raw_map(vaddr, size, at, readable, writable)
+            except OSError as exc:
+                if exc.errno != errno.EEXIST:
+                    allocator.release(at, size)
+                    raise
+                # Mapped outside this space (another IOAS object, IOAS.map_file, a raw ioctl).
+                # Neither type1 nor iommufd has a call listing the mappings, so pyvfio learns
+                # by retrying: the block stays taken, the next collision takes twice as much
+                # beyond it (a foreign area of n bytes costs log2(n / size) tries), and the
+                # free space shrinks each time, so this ends, at worst in IOVAExhaustedError.
+                # IOVAs taken that way stay taken until the space forgets everything.
+                allocator._reserve(at, at + (size << collisions))
+                collisions += 1
+                continue
+            except BaseException:
+                allocator.release(at, size)
+                raise
+            return at
 
     def _iova_allocator(self) -> IOVAAllocator:
         if self._allocator is None:

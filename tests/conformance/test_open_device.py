@@ -166,3 +166,37 @@ def test_an_unmap_stopped_midway_forgets_what_went_before(dev: pyvfio.Device) ->
     for m in space.mappings():
         m.close()
     assert len(space) == 0 and a.closed and b.closed
+
+
+def _map_behind_the_space(dev: pyvfio.Device, vaddr: int, iova: int, size: int) -> None:
+    """Map with the bare ioctl of the device's mode, so the DMA space's table never sees it."""
+    from pyvfio import uapi  # noqa: PLC0415
+    from pyvfio._ffi import C, new  # noqa: PLC0415
+
+    space = dev.dma
+    if dev.mode == "iommufd":
+        arg = new("struct iommu_ioas_map *", ioas_id=space.id, user_va=vaddr,  # type: ignore
+                  length=size, iova=iova, flags=C.IOMMU_IOAS_MAP_FIXED_IOVA
+                  | C.IOMMU_IOAS_MAP_READABLE | C.IOMMU_IOAS_MAP_WRITEABLE)
+        dev._kernel.ioctl(space.iommufd.fileno(), uapi.IOMMU_IOAS_MAP, arg)  # type: ignore
+    else:
+        arg = new("struct vfio_iommu_type1_dma_map *", vaddr=vaddr, iova=iova, size=size,
+                  flags=C.VFIO_DMA_MAP_FLAG_READ | C.VFIO_DMA_MAP_FLAG_WRITE)
+        dev._kernel.ioctl(space.fileno(), uapi.VFIO_IOMMU_MAP_DMA, arg)  # type: ignore
+
+
+def test_a_chosen_iova_steps_over_mappings_made_behind_the_space(dev: pyvfio.Device) -> None:
+    """The kernel answers EEXIST for an IOVA pyvfio's allocator chose over a mapping it never
+    saw (type1 and iommufd cannot list mappings): the space tries further, below the mask."""
+    space, page = dev.dma, 4096
+    assert space is not None
+    foreign = pyvfio.allocate(8 * page)
+    vaddr = int(pyvfio.dma.buffer_address(foreign)[1])
+    _map_behind_the_space(dev, vaddr, page, 8 * page)  # where the allocator looks first
+    if dev.mode == "iommufd":  # the kernel's own choice is above the mask: pyvfio chooses
+        space.allow_iovas([(1 << 30, (1 << 31) - 1)])  # type: ignore[union-attr]
+    space.dma_mask = (1 << 24) - 1
+    m = space.map(pyvfio.allocate(page))
+    assert 9 * page <= m.iova and m.iova + page - 1 <= space.dma_mask
+    m.close()
+    assert space.unmap(page, 8 * page) == 8 * page  # the table had no part of it
