@@ -1,4 +1,5 @@
-"""A VFIO device fd: info, regions (pread/pwrite/mmap), interrupts, resets, ioeventfds, features.
+"""A VFIO device fd: info, resets, features, and what it owns; its regions and interrupts are
+:mod:`pyvfio.device_regions` and :mod:`pyvfio.device_irqs` (mixed in).
 
 Opened by :func:`pyvfio.open_device` it is also the driver's one handle: it owns its DMA space,
 BARs, eventfds and the group/container or iommufd behind it, and releases them all on close.
@@ -7,17 +8,18 @@ BARs, eventfds and the group/container or iommufd behind it, and releases them a
 from __future__ import annotations
 
 import errno
-import mmap
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from pyvfio import _ioctl, irq, region, uapi
+from pyvfio import _ioctl, uapi
 from pyvfio._ffi import C, CData, ffi, new, sizeof
 from pyvfio._resource import FdOwner
+from pyvfio.device_irqs import DeviceInterrupts
+from pyvfio.device_regions import DeviceRegions
 from pyvfio.devinfo import DependentDevice, DeviceCap, DeviceInfo, decode_cap
 from pyvfio.dma import check_int
 from pyvfio.errors import CloseError
-from pyvfio.irq import EventFD, IrqInfo
+from pyvfio.irq import EventFD
 from pyvfio.kernel import MMIO
 from pyvfio.pci import PCIConfig
 from pyvfio.region import RegionInfo
@@ -26,18 +28,10 @@ if TYPE_CHECKING:
     from pyvfio.group import Group
     from pyvfio.space import DMASpace
 
-_IRQ_NAMES = {"intx": C.VFIO_PCI_INTX_IRQ_INDEX, "msi": C.VFIO_PCI_MSI_IRQ_INDEX,
-              "msix": C.VFIO_PCI_MSIX_IRQ_INDEX}
 _FEATURE_FLAGS = C.VFIO_DEVICE_FEATURE_GET | C.VFIO_DEVICE_FEATURE_SET | C.VFIO_DEVICE_FEATURE_PROBE
-_IOEVENTFD_WIDTH = {
-    1: C.VFIO_DEVICE_IOEVENTFD_8,
-    2: C.VFIO_DEVICE_IOEVENTFD_16,
-    4: C.VFIO_DEVICE_IOEVENTFD_32,
-    8: C.VFIO_DEVICE_IOEVENTFD_64,
-}
 
 
-class Device(FdOwner):
+class Device(FdOwner, DeviceRegions, DeviceInterrupts):
     """An open VFIO device.  Obtain it with :meth:`pyvfio.group.Group.open_device`."""
 
     #: The IOMMU family the device was opened in: ``"legacy"``, ``"compat"`` or ``"iommufd"``
@@ -141,155 +135,6 @@ class Device(FdOwner):
             tuple(decode_cap(c) for c in caps),
         )
 
-    def region_info(self, index: int) -> RegionInfo:
-        """Return region ``index`` (see :func:`pyvfio.region.region_info` for errors)."""
-        self._check_open()
-        info = region.region_info(self._kernel, self._fd, index)
-        self._regions[index] = info
-        return info
-
-    def _region(self, index: int) -> RegionInfo:
-        return self._regions.get(index) or self.region_info(index)
-
-    def read(self, index: int, offset: int, size: int) -> bytes:
-        """Read ``size`` bytes at ``offset`` of region ``index`` (pread; may return fewer).
-
-        Raises:
-            TypeError, ValueError: bad arguments, span outside the region, region not readable.
-            OSError: EIO (memory BAR while COMMAND.MEMORY is off), EFAULT, EINVAL.
-        """
-        r = self._region(index)
-        region.check_span(r, offset, size)
-        if not r.readable:
-            raise ValueError(f"region {index} is not readable")
-        return self._kernel.pread(self._fd, size, r.offset + offset)
-
-    def write(self, index: int, offset: int, data: bytes) -> int:
-        """Write ``data`` at ``offset`` of region ``index`` (pwrite); return the count written.
-
-        Raises:
-            TypeError, ValueError: bad arguments, span outside the region, region not writable.
-            OSError: EIO (memory BAR while COMMAND.MEMORY is off), EFAULT, EINVAL.
-        """
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes, not {type(data).__name__}")
-        r = self._region(index)
-        region.check_span(r, offset, len(data))
-        if not r.writable:
-            raise ValueError(f"region {index} is not writable")
-        return self._kernel.pwrite(self._fd, bytes(data), r.offset + offset)
-
-    def mmap(self, index: int, offset: int = 0, length: int | None = None) -> MMIO:
-        """Map part of a region; the result has exact-width ``read``/``write``.
-
-        A region the kernel lets map only in parts (sparse mmap areas, e.g. around an MSI-X
-        table) comes back as a :class:`~pyvfio.sparse.SparseMMIO`: the areas mapped, the holes
-        (listed in its ``holes``) served by pread/pwrite.
-
-        The mapping closes with the device.
-
-        Raises:
-            TypeError, ValueError: bad arguments; region or area not mmappable; unaligned offset.
-            OSError: EINVAL (not mmappable for the kernel), ENOMEM.
-        """
-        r = self._region(index)
-        length = r.size - check_int("offset", offset) if length is None else length
-        region.check_span(r, offset, length)
-        if offset % mmap.PAGESIZE:
-            raise ValueError(f"offset {offset:#x} is not page aligned")
-        if not r.mmap_allowed(offset, length):
-            if r.mmappable and r.sparse_areas:
-                return self._mmap_sparse(r, offset, length)
-            raise ValueError(f"[{offset:#x}, +{length:#x}) of region {index} is not mmappable")
-        m = self._kernel.mmap(self._fd, length, r.offset + offset)
-        self._maps.append(m)
-        return m
-
-    def _mmap_sparse(self, r: RegionInfo, offset: int, length: int) -> MMIO:
-        """Map the sparse areas of ``[offset, +length)``; the holes (e.g. an MSI-X table the
-        kernel keeps) are served by pread/pwrite: :attr:`SparseMMIO.holes` names them."""
-        from pyvfio.sparse import SparseMMIO  # noqa: PLC0415 - only sparse BARs need it
-
-        areas: list[tuple[int, MMIO]] = []
-        try:
-            for a in r.sparse_areas or ():
-                start, end = max(a.offset, offset), min(a.offset + a.size, offset + length)
-                if start < end:
-                    m = self._kernel.mmap(self._fd, end - start, r.offset + start)
-                    areas.append((start - offset, m))
-        except BaseException:
-            for _, m in areas:
-                m.close()
-            raise
-        base = r.offset + offset
-        sparse = SparseMMIO(areas, length, lambda at, n: self._kernel.pread(self._fd, n, base + at),
-                            lambda at, data: self._kernel.pwrite(self._fd, data, base + at))
-        self._maps.append(sparse)
-        return sparse
-
-    def bar(self, index: int) -> MMIO:
-        """Map all of BAR ``index`` (cached: the same mapping each time; closed with the device).
-
-        Raises:
-            ValueError: the BAR is not mmappable (size 0, I/O port BAR, or no mmap flag).
-            OSError: EINVAL, ENOMEM from mmap.
-        """
-        m = self._bars.get(index)
-        if m is None:
-            m = self._bars[index] = self.mmap(index)
-        return m
-
-    @property
-    def config(self) -> PCIConfig:
-        """PCI config space accessors (region 7)."""
-        if self._config is None:
-            self._config = PCIConfig(self)
-        return self._config
-
-    def enable_bus_master(self) -> None:
-        """Set PCI COMMAND bit 2: vfio-pci leaves it off, and DMA and MSI need it.
-
-        Raises:
-            OSError: the config write failed.
-        """
-        self.config.enable_bus_master()
-
-    def eventfd(self) -> EventFD:
-        """Return a new eventfd on the device's kernel, closed with the device."""
-        self._check_open()
-        efd = EventFD(self._kernel)
-        self._eventfds.append(efd)
-        return efd
-
-    def enable_interrupts(self, index: int | str = "msi", count: int = 1) -> list[EventFD]:
-        """Signal ``count`` new eventfds for vectors 0.. of ``index`` (``"intx"``, ``"msi"``,
-        ``"msix"``, or a ``VFIO_PCI_*_IRQ_INDEX``); disabled and closed with the device.
-
-        Returns:
-            The eventfds, one per vector: ``wait()`` on them.
-
-        Raises:
-            ValueError: an unknown index name, ``count`` out of range.
-            OSError: EINVAL (no such vectors, another MSI type on), and as :meth:`enable_irq`.
-        """
-        idx = _IRQ_NAMES.get(index) if isinstance(index, str) else index
-        if idx is None:
-            raise ValueError(f"index must be one of {sorted(_IRQ_NAMES)} or an int, not {index!r}")
-        check_int("count", count, 1, 2048)
-        efds = [self.eventfd() for _ in range(count)]
-        try:
-            got = self.enable_irq(idx, efds)
-            if got:  # fewer vectors available: nothing was enabled
-                raise OSError(errno.ENOSPC, f"only {got} vectors available",
-                              "VFIO_DEVICE_SET_IRQS")
-        except BaseException:
-            for efd in efds:
-                self._eventfds.remove(efd)
-                efd.close()
-            raise
-        self._irqs_on.add(idx)
-        return efds
-
     def reset(self) -> None:
         """Reset the device (``VFIO_DEVICE_RESET``).
 
@@ -334,33 +179,6 @@ class Device(FdOwner):
             arg.group_fds[i] = fd
         self._call(uapi.VFIO_DEVICE_PCI_HOT_RESET, arg)
 
-    def ioeventfd(
-        self, index: int, offset: int, width: int, data: int, *, eventfd: EventFD | None
-    ) -> None:
-        """Make the kernel write ``data`` at BAR ``index`` + ``offset`` whenever ``eventfd`` fires.
-
-        ``eventfd`` None removes the matching ioeventfd.
-
-        Raises:
-            TypeError, ValueError: bad arguments, span outside the region.
-            OSError: EINVAL (not a BAR, overlaps the MSI-X table), EEXIST, ENODEV (nothing to
-                remove), ENOSPC (over 1000).
-        """
-        if width not in _IOEVENTFD_WIDTH:
-            raise ValueError(f"width must be 1, 2, 4 or 8, not {width!r}")
-        check_int("data", data, 0, (1 << (8 * width)) - 1)
-        r = self._region(index)
-        region.check_span(r, offset, width)
-        fd = -1 if eventfd is None else eventfd.fileno()
-        arg = new(
-            "struct vfio_device_ioeventfd *",
-            flags=_IOEVENTFD_WIDTH[width],
-            offset=r.offset + offset,
-            data=data,
-            fd=fd,
-        )
-        self._call(uapi.VFIO_DEVICE_IOEVENTFD, arg)
-
     def feature(self, feature: int, flags: int, data: bytes | int = b"") -> bytes:
         """Issue ``VFIO_DEVICE_FEATURE``: ``flags`` is GET, SET and/or PROBE; ``data`` the payload
         (or, for GET, its size).  Returns the payload after the call.
@@ -392,53 +210,6 @@ class Device(FdOwner):
                 return False
             raise
         return True
-
-    def irq_info(self, index: int) -> IrqInfo:
-        """Return interrupt info of ``index`` (see :func:`pyvfio.irq.irq_info` for errors)."""
-        self._check_open()
-        return irq.irq_info(self._kernel, self._fd, index)
-
-    def enable_irq(self, index: int, eventfds: Sequence[EventFD | None], *, start: int = 0) -> int:
-        """Signal ``eventfds`` for vectors ``start..`` of ``index`` (None: detach that vector).
-
-        Returns:
-            0; for MSI/MSI-X, the vectors available if fewer could be allocated (none enabled).
-
-        Raises:
-            OSError: as :func:`pyvfio.irq.set_irqs`.
-        """
-        if not eventfds:
-            raise ValueError("eventfds must not be empty (use disable_irq)")
-        fds = [-1 if e is None else e.fileno() for e in eventfds]
-        self._check_open()
-        flags = irq.TRIGGER_EVENTFD
-        return irq.set_irqs(self._kernel, self._fd, index, flags, start=start, fds=fds)
-
-    def disable_irq(self, index: int) -> None:
-        """Disable every vector of ``index`` (DATA_NONE|ACTION_TRIGGER, count 0).
-
-        Raises:
-            OSError: EINVAL if the index has no interrupts or is not enabled.
-        """
-        self._check_open()
-        irq.set_irqs(self._kernel, self._fd, index, irq.TRIGGER_NONE, count=0)
-        self._irqs_on.discard(index)
-
-    def mask_irq(self, index: int, *, start: int = 0, count: int = 1) -> None:
-        """Mask vectors of a maskable index (INTx). Raises OSError: EINVAL, ENOTTY (MSI/MSI-X)."""
-        self._check_open()
-        irq.set_irqs(self._kernel, self._fd, index, irq.MASK_NONE, start=start, count=count)
-
-    def unmask_irq(self, index: int, *, start: int = 0, count: int = 1) -> None:
-        """Unmask vectors (INTx is automasked after each interrupt). Raises OSError as mask_irq."""
-        self._check_open()
-        irq.set_irqs(self._kernel, self._fd, index, irq.UNMASK_NONE, start=start, count=count)
-
-    def trigger_irq(self, index: int, *, start: int = 0, count: int = 1) -> None:
-        """Signal vectors' eventfds from the kernel (loopback). Raises OSError EINVAL if off."""
-        self._check_open()
-        irq.set_irqs(self._kernel, self._fd, index, irq.TRIGGER_NONE, start=start, count=count)
-
 
 _attempt = CloseError.attempt
 

@@ -15,7 +15,7 @@ from pyvfio.dma import check_int
 from pyvfio.uapi import PCIRegion
 
 if TYPE_CHECKING:
-    from pyvfio.device import Device
+    from pyvfio.device_regions import DeviceRegions
 
 from pyvfio.pci_regs import (  # noqa: F401 - re-exported: pyvfio.pci.PCI_COMMAND etc.
     PCI_CAP_ID_EXP,
@@ -55,7 +55,7 @@ class PCICap:
 class PCIConfig:
     """Config-space accessors over ``device``'s config region (index 7)."""
 
-    def __init__(self, device: Device) -> None:
+    def __init__(self, device: DeviceRegions) -> None:
         self.device = device
 
     def __repr__(self) -> str:
