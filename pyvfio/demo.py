@@ -84,6 +84,34 @@ class Run:
         entry["result"] = result if isinstance(result, (int, str, bool)) else repr(result)
         return result
 
+    def verify(self, got: bytes, want: bytes) -> None:
+        """The step ``verify round trip``: ``got`` must be ``want``."""
+        def same() -> str:
+            if got != want:
+                raise DriverError("verify", "the data came back different")
+            return "identical"
+
+        self.step("verify round trip", same)
+
+    def drive(self, data: dict[str, Any], name: str, start: Callable[[], Any],
+              describe: Callable[[Any], str], exercise: Callable[[Run, Any], None],
+              close_name: str = "close") -> bool:
+        """Open and start a driver (step ``name``), exercise it, close it; fill ``data``'s mode
+        and reason; return False once a step failed (the driver closed all the same)."""
+        try:
+            driver = self.step(name, start)
+            self.steps[-1]["result"] = describe(driver)
+            data["mode"], data["mode_reason"] = driver.mode, driver.device.mode_reason
+            try:
+                exercise(self, driver)
+            except BaseException:
+                driver.close()
+                raise
+            self.step(close_name, driver.close)
+        except DriverError:
+            return False
+        return True
+
 
 def _exercise(run: Run, edu: EduDriver) -> None:
     from pyvfio.edu import DMA_MAX  # noqa: PLC0415 - see the imports
@@ -97,13 +125,7 @@ def _exercise(run: Run, edu: EduDriver) -> None:
     run.step(f"DMA {DMA_MAX} bytes RAM -> device", lambda: edu.dma_to_device(pattern))
     back = run.step(f"DMA {DMA_MAX} bytes device -> RAM", lambda: edu.dma_from_device(DMA_MAX))
     run.steps[-1]["result"] = f"{len(back)} bytes"
-
-    def verify() -> str:
-        if back != pattern:
-            raise DriverError("verify", "the data came back different")
-        return "identical"
-
-    run.step("verify round trip", verify)
+    run.verify(back, pattern)
 
 
 def run_demo(kernel: Kernel, bdf: str, mode: str, timeout: float) -> tuple[bool, dict[str, Any]]:
@@ -112,21 +134,11 @@ def run_demo(kernel: Kernel, bdf: str, mode: str, timeout: float) -> tuple[bool,
 
     run = Run()
     data: dict[str, Any] = {"device": bdf, "mode": None, "mode_reason": None, "steps": run.steps}
-    try:
-        edu = run.step(f"open {bdf} ({mode})", lambda: EduDriver.open(bdf, mode, kernel=kernel,
-                                                                      timeout=timeout))
-        run.steps[-1]["result"] = f"{edu.mode} mode, DMA buffer at IOVA {edu.mapping.iova:#x}"
-        data["mode"] = edu.mode
-        data["mode_reason"] = edu.device.mode_reason
-        try:
-            _exercise(run, edu)
-        except BaseException:
-            edu.close()
-            raise
-        run.step("close", edu.close)
-    except DriverError:
-        return False, data
-    return True, data
+    ok = run.drive(data, f"open {bdf} ({mode})",
+                   lambda: EduDriver.open(bdf, mode, kernel=kernel, timeout=timeout),
+                   lambda edu: f"{edu.mode} mode, DMA buffer at IOVA {edu.mapping.iova:#x}",
+                   _exercise)
+    return ok, data
 
 
 def cmd_demo(ctx: Context, args: argparse.Namespace) -> Output:

@@ -18,7 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pyvfio import DriverError, open_device
+from pyvfio import DriverError
+from pyvfio.driver import Driver
 from pyvfio.registers import Register, RegisterMap
 
 if TYPE_CHECKING:
@@ -56,7 +57,7 @@ class EduIdent:
     raw: int
 
 
-class EduDriver:
+class EduDriver(Driver):
     """Drive one edu device through its :class:`~pyvfio.device.Device` handle: BAR 0, MSI on an
     eventfd, and DMA through ``device.dma`` (any IOMMU mode)."""
 
@@ -81,25 +82,6 @@ class EduDriver:
         except BaseException:
             self.close()
             raise
-
-    @classmethod
-    def open(cls, bdf: str, mode: str = "auto", *, kernel: Any = None,
-             timeout: float = 5.0) -> EduDriver:
-        """Open edu ``bdf`` in IOMMU ``mode`` (see :func:`pyvfio.open_device`) and start it.
-
-        Raises:
-            DriverError: step ``open``, or a step of :meth:`__init__`.
-        """
-        try:
-            device = open_device(bdf, mode=mode, kernel=kernel)
-        except Exception as exc:  # OSError, ValueError, or a PyvfioError (not viable, no mode)
-            raise DriverError("open", f"opening {bdf} in {mode} mode failed", exc) from exc
-        return cls(device, timeout=timeout, owned=True)
-
-    @property
-    def mode(self) -> str:
-        """The IOMMU mode the device was opened in (``iommufd``, ``legacy``, ``compat``)."""
-        return self.device.mode or "unknown"
 
     def _start(self) -> None:
         with DriverError.during("map BAR0"):

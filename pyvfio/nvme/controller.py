@@ -18,12 +18,11 @@ from typing import Any
 
 from pyvfio.device import Device
 from pyvfio.dmaalloc import DMAAllocator
+from pyvfio.driver import Driver
 from pyvfio.errors import DriverError, step
 from pyvfio.irq import EventFD
-from pyvfio.kernel import Kernel
 from pyvfio.nvme import spec
 from pyvfio.nvme.queue import NvmeQueue
-from pyvfio.opener import open_device
 from pyvfio.registers import RegisterArray
 from pyvfio.uapi import PCIIrq, PCIRegion
 
@@ -49,7 +48,7 @@ class ControllerInfo:
     namespaces: int
 
 
-class NvmeController:
+class NvmeController(Driver):
     """Drive one NVMe controller through its :class:`~pyvfio.device.Device` handle."""
 
     def __init__(self, device: Device, *, io_queues: int = 1, depth: int = 64,
@@ -80,25 +79,6 @@ class NvmeController:
         except BaseException:
             self.close()
             raise
-
-    @classmethod
-    def open(cls, bdf: str, mode: str = "auto", *, kernel: Kernel | None = None,
-             **kw: Any) -> NvmeController:
-        """Open ``bdf`` in IOMMU ``mode`` (see :func:`pyvfio.open_device`) and start it.
-
-        Raises:
-            DriverError: step ``open``, or a step of :meth:`__init__`.
-        """
-        try:
-            device = open_device(bdf, mode=mode, kernel=kernel)
-        except Exception as exc:  # OSError, ValueError, or a PyvfioError (not viable, no mode)
-            raise DriverError("open", f"opening {bdf} in {mode} mode failed", exc) from exc
-        return cls(device, owned=True, **kw)
-
-    @property
-    def mode(self) -> str:
-        """The IOMMU mode the device was opened in."""
-        return self.device.mode or "unknown"
 
     def _start(self, io_queues: int, depth: int, timeout: float | None) -> None:
         with step("map BAR0"):

@@ -4,40 +4,34 @@ QEMU's nvme (default) or a real controller bound to vfio-pci (``--device BDF``).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyvfio.errors import DriverError
 from pyvfio.kernel import Kernel
 from pyvfio.nvme.controller import NvmeController
+
+if TYPE_CHECKING:
+    from pyvfio.demo import Run
 
 PATTERN = bytes(i * 13 % 251 for i in range(64 << 10))
 
 
 def run_demo(kernel: Kernel, bdf: str, mode: str, timeout: float) -> tuple[bool, dict[str, Any]]:
     """Run the NVMe demo on ``bdf``; return (ok, JSON data) as :func:`pyvfio.demo.run_demo`."""
-    from pyvfio.demo import Run  # noqa: PLC0415 - demo imports this module lazily, and us it
+    from pyvfio import demo  # noqa: PLC0415 - demo imports this module lazily, and us it
 
-    run = Run()
+    run = demo.Run()
     data: dict[str, Any] = {"driver": "nvme", "device": bdf, "mode": None, "mode_reason": None,
                             "steps": run.steps}
-    try:
-        nvme = run.step(f"open {bdf} ({mode}), reset, enable, admin + 1 I/O queue (MSI-X)",
-                        lambda: NvmeController.open(bdf, mode, kernel=kernel, timeout=timeout))
-        data["mode"], data["mode_reason"] = nvme.mode, nvme.device.mode_reason
-        run.steps[-1]["result"] = (f"{nvme.mode} mode, CAP.MQES {nvme.mqes}, doorbell stride "
-                                   f"{nvme.stride} B, timeout {nvme.timeout} s")
-        try:
-            _exercise(run, nvme)
-        except BaseException:
-            nvme.close()
-            raise
-        run.step("shutdown and close", nvme.close)
-    except DriverError:
-        return False, data
-    return True, data
+    ok = run.drive(data, f"open {bdf} ({mode}), reset, enable, admin + 1 I/O queue (MSI-X)",
+                   lambda: NvmeController.open(bdf, mode, kernel=kernel, timeout=timeout),
+                   lambda nvme: (f"{nvme.mode} mode, CAP.MQES {nvme.mqes}, doorbell stride "
+                                 f"{nvme.stride} B, timeout {nvme.timeout} s"),
+                   _exercise, "shutdown and close")
+    return ok, data
 
 
-def _exercise(run: Any, nvme: NvmeController) -> None:
+def _exercise(run: Run, nvme: NvmeController) -> None:
     info = nvme.info
     run.step("identify controller", lambda: f"{info.model} {info.serial} fw {info.firmware}, "
              f"MDTS {info.mdts}")
@@ -57,13 +51,7 @@ def _exercise(run: Any, nvme: NvmeController) -> None:
         return f"{len(got[0])} bytes"
 
     run.step(f"read {len(PATTERN) >> 10} KiB back", read)
-
-    def verify() -> str:
-        if got[0] != PATTERN:
-            raise DriverError("verify", "the data came back different")
-        return "identical"
-
-    run.step("verify round trip", verify)
+    run.verify(got[0], PATTERN)
     per = 4096 // ns.block_size
 
     async def qd32() -> int:
