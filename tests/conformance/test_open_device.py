@@ -58,7 +58,9 @@ def test_chosen_iovas_lie_in_the_ranges_and_below_the_mask(dev: pyvfio.Device) -
         assert dev.dma.vaddr(m.iova + 10) == m.vaddr + 10
         assert dev.dma.iova(m.vaddr + 10) == m.iova + 10
     spans = sorted((m.iova, m.iova + m.size) for m in maps)
-    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # no overlap
+    assert all(m.iova > 0 for m in maps)
+    assert dev.dma.mappings() == sorted(maps, key=lambda m: m.iova)
 
 
 def test_a_given_iova_that_overlaps_is_eexist(dev: pyvfio.Device) -> None:
@@ -66,6 +68,10 @@ def test_a_given_iova_that_overlaps_is_eexist(dev: pyvfio.Device) -> None:
     m = dev.dma.allocate(8192)
     expect_errno(errno.EEXIST, dev.dma.map, pyvfio.allocate(4096), m.iova + 4096)
     assert dev.dma.lookup(m.iova) is m and len(dev.dma) == 1
+    given = dev.dma.map(pyvfio.allocate(8192), 0x400000)
+    assert given.iova == 0x400000 and dev.dma.vaddr(0x401000) == given.vaddr + 0x1000
+    chosen = dev.dma.allocate(4096)  # the allocator knows the given IOVA is taken
+    assert not 0x400000 <= chosen.iova < 0x402000
 
 
 def test_bar_interrupt_and_dma_through_the_handle(dev: pyvfio.Device) -> None:
@@ -84,12 +90,13 @@ def test_two_threads_share_one_space(dev: pyvfio.Device) -> None:
     assert space is not None
     errors: list[BaseException] = []
 
-    def worker() -> None:
+    def worker() -> None:  # one lock around the table and the ioctl (issue 15 item 3)
         try:
-            for _ in range(20):
-                a = space.allocate(4096)
-                assert space.lookup(a.iova) is a
+            for _ in range(40):
+                a, b = space.allocate(4096), space.allocate(8192)
+                assert space.lookup(a.iova) is a and space.iova(b.vaddr) == b.iova
                 a.close()
+                b.close()
         except BaseException as exc:  # reported below
             errors.append(exc)
 

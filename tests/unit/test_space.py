@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import errno
-import itertools
 import random
 import sys
 import threading
-from collections.abc import Iterator
 
 import pytest
 
@@ -26,24 +24,6 @@ def kernel(fake_kernel: FakeKernel) -> FakeKernel:
 @pytest.fixture
 def dev(fake_device: pyvfio.Device) -> pyvfio.Device:
     return fake_device  # the plugin's: the edu opened once per IOMMU mode
-
-
-def test_map_without_iova_chooses_one_in_every_mode(dev: pyvfio.Device) -> None:
-    assert dev.dma is not None
-    maps = [dev.dma.allocate(4096 << i) for i in range(4)]
-    spans = sorted((m.iova, m.iova + m.size) for m in maps)
-    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))  # no overlap
-    assert all(m.iova > 0 for m in maps)
-    assert dev.dma.mappings() == sorted(maps, key=lambda m: m.iova)
-
-
-def test_map_at_a_given_iova_in_every_mode(dev: pyvfio.Device) -> None:
-    assert dev.dma is not None
-    m = dev.dma.map(pyvfio.allocate(8192), 0x400000)
-    assert m.iova == 0x400000 and dev.dma.vaddr(0x401000) == m.vaddr + 0x1000
-    expect_errno(errno.EEXIST, dev.dma.map, pyvfio.allocate(4096), 0x401000)
-    chosen = dev.dma.allocate(4096)  # the allocator knows the given IOVA is taken
-    assert not 0x400000 <= chosen.iova < 0x402000
 
 
 def test_dma_mask_bounds_chosen_iovas_and_exhaustion_is_a_pyvfio_error(
@@ -99,32 +79,6 @@ def test_bad_arguments_are_refused_before_any_syscall(dev: pyvfio.Device,
     with pytest.raises(TypeError, match="iova"):
         dev.dma.map(pyvfio.allocate(4096), "0x1000")  # type: ignore[arg-type]
     assert len(kernel.calls) == before
-
-
-@pytest.mark.parametrize("mode", ["type1v2", "iommufd", "compat-type1v2"])
-def test_two_threads_never_overlap_nor_lose_mappings(kernel: FakeKernel, mode: str) -> None:
-    """Issue 15 item 3: one lock around the table and the ioctl."""
-    with pyvfio.open_device(kernel.labels["edu"], mode=mode, kernel=kernel) as dev:
-        space = dev.dma
-        assert space is not None
-        errors: list[BaseException] = []
-
-        def worker() -> None:
-            try:
-                for _ in range(150):
-                    a, b = space.allocate(4096), space.allocate(8192)
-                    assert space.lookup(a.iova) is a and space.iova(b.vaddr) == b.iova
-                    a.close()
-                    b.close()
-            except BaseException as exc:  # reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=worker) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert errors == [] and len(space) == 0
 
 
 def test_a_shared_mapper_maps_from_two_threads(kernel: FakeKernel) -> None:
