@@ -29,16 +29,21 @@ class NvmeQueue:
         self._cqe = self.cq_mem.mem.array(spec.CQE, 0, depth)
         sq = SubmissionQueue(self.sq_mem.mem, 64, depth, sq_db)
         cq = CompletionQueue(self.cq_mem.mem, 16, depth, cq_db, phase_offset=spec.STATUS_OFFSET)
-        self.pair = QueuePair(sq, cq, self._decode, irq=irq)
+        # a closure over the CQE array, not a bound method: the queue pair must not hold the
+        # queue (a cycle keeps the DMA views' buffer exports alive until a GC pass, which then
+        # may clear a memoryview before the cdata exporting it: "BufferError ... ignored")
+        cqe = self._cqe
+
+        def decode(mem: DMAView, offset: int) -> tuple[int, int, tuple[int, int]]:
+            c = cqe[offset >> 4]
+            return c.cid, c.sq_head, (c.status >> 1, c.result)
+
+        self.pair = QueuePair(sq, cq, decode, irq=irq)
 
     def _page_aligned(self, size: int) -> DMAAllocation:
         a = self.alloc.alloc(size, align=spec.PAGE)
         self._owned.append(a)
         return a
-
-    def _decode(self, mem: DMAView, offset: int) -> tuple[int, int, tuple[int, int]]:
-        c = self._cqe[offset >> 4]
-        return c.cid, c.sq_head, (c.status >> 1, c.result)
 
     def submit(self, opcode: int, *, nsid: int = 0, data: tuple[int, int] | None = None,
                cdw: tuple[int, ...] = (), tag: Any = None, ring: bool = True) -> int:
