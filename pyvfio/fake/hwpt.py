@@ -90,9 +90,8 @@ def _domains_changed(ctx: IommufdCtx, ioas: IOASObj) -> None:
 
 
 def add_domain(ctx: IommufdCtx, ioas: IOASObj, model: IOMMUModel | None = None) -> None:
-    """Reserve outside the aperture, raise the alignment, fill the domain
-    (io_pagetable.c:iopt_table_add_domain). Raises EADDRINUSE, EINVAL (an area the domain cannot
-    map)."""
+    """Reserve outside the aperture, raise the alignment (io_pagetable.c:iopt_table_add_domain,
+    before :func:`fill_domain`). Raises EADDRINUSE."""
     model, iopt = model or ctx.model, ioas.iopt
     if any(o == "aperture" for _, _, o in iopt.reserved.items()):
         return
@@ -106,12 +105,21 @@ def add_domain(ctx: IommufdCtx, ioas: IOASObj, model: IOMMUModel | None = None) 
         if last < (1 << 64) - 1:
             iopt.reserve(last + 1, (1 << 64) - 1, "aperture")
         iopt.update_alignment(model.page_size)
-        if model.map_needs_access and any(not a.prot for _, _, a in iopt.areas.items()):
-            raise kerr(errno.EINVAL)  # iopt_fill_domain: the domain cannot map such an area
     except OSError:
         iopt.unreserve("aperture")
         iopt.update_alignment(before)
         raise
+
+
+def fill_domain(ctx: IommufdCtx, ioas: IOASObj, model: IOMMUModel) -> None:
+    """io_pagetable.c:iopt_fill_domain for an IOAS's first domain: no area's pages are pinned
+    while no domain exists (pages.c), so the domain pins and maps every area now, area by area.
+    Raises EFAULT (user pages not mapped, read-only pages of a writable mapping), EINVAL (a file
+    area memfd_pin_folios refuses; VT-d: an area neither readable nor writable)."""
+    for start, last, area in ioas.iopt.areas.items():
+        area.pin(ctx.memory, last - start + 1)
+        if model.map_needs_access and not area.prot:
+            raise kerr(errno.EINVAL)  # intel/iommu.c:__domain_mapping
 
 
 # -- ioctls ------------------------------------------------------------------------------------
@@ -183,7 +191,14 @@ def check_paging_flags(flags: int, model: IOMMUModel, linux: Linux) -> None:
 
 def paging_hwpt(ctx: IommufdCtx, ioas: IOASObj, flags: int, model: IOMMUModel) -> HWPTObj:
     """A manual paging HWPT of ``model`` on ``ioas`` (its domain joins the IOAS)."""
+    first = not ioas.hwpts
     add_domain(ctx, ioas, model)
+    if first:
+        try:
+            fill_domain(ctx, ioas, model)
+        except OSError:
+            _domains_changed(ctx, ioas)
+            raise
     hwpt = HWPTObj(ioas, flags, auto=False)
     hwpt.model = model
     return hwpt

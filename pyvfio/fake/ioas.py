@@ -233,6 +233,16 @@ class Area:
         self.prot = prot  # IOMMU_IOAS_MAP_{READABLE,WRITEABLE} bits
         self.pages_writable = pages_writable  # as pinned by the original MAP (iopt_alloc_pages)
 
+    def alloc_hint(self) -> int:
+        """The address iopt_alloc_iova keeps the alignment and page offset of: the user address
+        (a file's or dma-buf's offset for those, io_pagetable.c:iopt_alloc_area_pages)."""
+        return self.uptr
+
+    def pin(self, memory: Any, length: int) -> None:
+        """Pin the area's pages for a domain (pages.c: user memory through pin_user_pages).
+        Raises EFAULT (a page not mapped, or read-only for a writable mapping)."""
+        memory.check_pinnable(self.uptr, length, write=self.pages_writable)
+
 
 def _fit(start: int, last: int, length: int, align: int, offset: int) -> int | None:
     """Return the first ``align``-aligned IOVA (with ``offset``) in ``[start, last]`` that fits."""
@@ -339,7 +349,7 @@ class IOPageTable:
         if length == 0 or length % self.iova_alignment:
             raise kerr(errno.EINVAL)
         if iova is None:
-            iova = self.alloc_iova(pieces[0][1].uptr, length)
+            iova = self.alloc_iova(pieces[0][1].alloc_hint(), length)
         else:
             self.check_iova(iova, length)
         for _, area in pieces:

@@ -15,7 +15,6 @@ from pyvfio._ffi import C
 from pyvfio.fake import hwpt as fhwpt
 from pyvfio.fake import mock_hwpt, vdevice
 from pyvfio.fake import pasid as fpasid
-from pyvfio.fake.ioas import Area
 from pyvfio.fake.iommu import IOMMUModel
 from pyvfio.fake.iommufd import IOASObj, IommufdCtx
 from pyvfio.fake.memory import kerr
@@ -92,7 +91,7 @@ def attach_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj, pt_id: int) -> int:
         fhwpt.add_domain(ctx, ioas, obj.iommu(ctx))
         _reserve_device(ctx, ioas, obj)
         if first_domain:
-            fill_domain(ctx, ioas)
+            fhwpt.fill_domain(ctx, ioas, obj.iommu(ctx))
     except OSError:
         ioas.iopt.unreserve(obj)
         if created:
@@ -102,16 +101,6 @@ def attach_device(ctx: IommufdCtx, obj: fhwpt.DeviceObj, pt_id: int) -> int:
     for m in set(movers):
         _set_hwpt(ctx, m, hwpt)
     return hwpt.id
-
-
-def fill_domain(ctx: IommufdCtx, ioas: IOASObj) -> None:
-    """io_pagetable.c:iopt_fill_domain for an IOAS's first domain: IOAS_MAP and compat MAP_DMA
-    pin nothing while no domain exists (pages.c), so the domain's fill pins every area's user
-    pages now, after the device's reserved regions.  Raises EFAULT (unmapped pages, read-only
-    pages of a writable mapping)."""
-    for start, last, area in ioas.iopt.areas.items():
-        if type(area) is Area:  # user memory; file and dma-buf areas hold their pages already
-            ctx.memory.check_pinnable(area.uptr, last - start + 1, write=area.pages_writable)
 
 
 def _set_hwpt(ctx: IommufdCtx, obj: fhwpt.DeviceObj, hwpt: fhwpt.HWPTObj | None) -> None:

@@ -302,9 +302,12 @@ class FakeKernel:
             self.faults.operation("mmap")
             f = self.fds.get(fd)
             if isinstance(f, IommufdFile):  # the vIOMMU pages iommufd offers (7.3)
+                if not length:
+                    raise kerr(errno.EINVAL)  # do_mmap, before the file's mmap op
                 if not self.linux.at_least("6.17"):  # no iommufd_fops_mmap before: do_mmap
                     raise kerr(errno.ENODEV)  # answers ENODEV for a file without mmap
-                return iommufd_mmap(f.ctx, length, offset)
+                # the vma is whole pages: iommufd_fops_mmap sees the length rounded up
+                return iommufd_mmap(f.ctx, -(-length // PAGE_SIZE) * PAGE_SIZE, offset)
             nodes = self.nodes
             mmio = nodes.device_mmap(nodes.device_of(fd, errno.ENODEV), length, offset)
             self._mmaps.append(mmio)

@@ -3,13 +3,14 @@ io_pagetable.c:iopt_map_file_pages, pages.c).
 
 A file mapping is backed by the file's own pages: the fake maps the memfd (a real fd of this
 process) shared, so a fake device's DMA through the area reads and writes the file, as on Linux.
-Pinning follows the kernel: pages are pinned (here: checked) when a domain maps the IOAS; a memfd
-shorter than the range, or a file that is no memfd (memfd_pin_folios), is EINVAL then.
+Pinning follows the kernel: pages are pinned (here: checked) when a domain maps the IOAS, at the
+MAP_FILE if one is there, else when the first one comes (hwpt.py:fill_domain); a memfd shorter
+than the range, or a file that is no memfd (memfd_pin_folios), is EINVAL then.
 CHANGE_PROCESS moves the pin accounting of every mapping of the context to the caller: EINVAL
 while any mapping is not a file one, EOPNOTSUPP for a non-zero ``__reserved``.
 
 Known limits: an IOAS_COPY of a file area becomes a plain area in the fake (the kernel keeps it a
-file area for CHANGE_PROCESS); a file mapped before any domain is not re-checked when one comes.
+file area for CHANGE_PROCESS); a memfd grown after its MAP_FILE stays unpinnable in the fake.
 """
 
 from __future__ import annotations
@@ -32,14 +33,29 @@ MAP_FLAGS = C.IOMMU_IOAS_MAP_FIXED_IOVA | RW
 
 
 class FileArea(Area):
-    """A mapping of a file: ``backing`` is the fake's shared mmap of its pages."""
+    """A mapping of a file range.  ``backing`` is the fake's shared mmap of its pages when the
+    kernel could pin them (memfd_pin_folios: a memfd covering the whole range), else None: such
+    an area maps only while no domain is there (the kernel pins file pages for a domain only;
+    nothing reads it before), and a domain cannot fill it (EINVAL, :meth:`pin`)."""
 
-    __slots__ = ("backing",)
+    __slots__ = ("backing", "start")
 
-    def __init__(self, backing: mmap.mmap, offset: int, prot: int) -> None:
-        addr = int(ffi.cast("uintptr_t", ffi.from_buffer(backing)))
-        super().__init__(addr + offset, prot, True)
-        self.backing = backing
+    def __init__(self, backing: mmap.mmap | None, start: int, prot: int) -> None:
+        addr = int(ffi.cast("uintptr_t", ffi.from_buffer(backing))) if backing else 1 << 62
+        super().__init__(addr + start % PAGE_SIZE, prot, True)  # backing: from the page of start
+        self.backing, self.start = backing, start
+
+    def alloc_hint(self) -> int:
+        return int(self.start)  # the file offset (iopt_alloc_area_pages: IOPT_ADDRESS_FILE)
+
+    def pin(self, memory: Any, length: int) -> None:
+        """memfd_pin_folios: EINVAL for a file that is no memfd or a range past its end."""
+        if self.backing is None:
+            raise kerr(errno.EINVAL)
+
+    def close(self) -> None:
+        if self.backing is not None:
+            self.backing.close()
 
 
 def _is_memfd(fd: int) -> bool:
@@ -49,25 +65,29 @@ def _is_memfd(fd: int) -> bool:
         return False
 
 
-def _file_pages(fd: int, start: int, length: int, pin: bool) -> tuple[mmap.mmap, int]:
-    """Map the file range; check what pinning would (EINVAL) when ``pin``. Raises EBADF."""
-    try:
-        size = os.fstat(fd).st_size
-    except OSError:
-        raise kerr(errno.EBADF) from None
-    if pin and (not _is_memfd(fd) or start + length > size):
-        raise kerr(errno.EINVAL)  # memfd_pin_folios: not shmem/hugetlbfs, or past EOF
+def _file_area(fd: int, start: int, length: int, prot: int) -> FileArea:
+    """The area of a file range: its pages mapped when pinnable (:class:`FileArea`)."""
+    size = os.fstat(fd).st_size
+    if not _is_memfd(fd) or start + length > size:
+        return FileArea(None, start, prot)
     first = start - start % PAGE_SIZE
-    span = -(-(start + length - first) // PAGE_SIZE) * PAGE_SIZE
+    span = min(-(-(start + length - first) // PAGE_SIZE) * PAGE_SIZE, size - first)
     try:
         backing = mmap.mmap(fd, span, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE,
                             offset=first)
     except (OSError, ValueError):
-        raise kerr(errno.EINVAL) from None  # not mappable (the kernel fails the pin likewise)
-    return backing, start - first
+        return FileArea(None, start, prot)  # not mappable here: the kernel's pin fails likewise
+    return FileArea(backing, start, prot)
 
 
 def IOMMU_IOAS_MAP_FILE(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802 - kernel name
+    """ioas.c:iommufd_ioas_map_file + io_pagetable.c:iopt_map_file_pages: a file's pages are
+    looked at only when a domain maps the IOAS (at once if one is there, else when one comes).
+
+    Errors: EOPNOTSUPP (flags), EOVERFLOW, EINVAL (no READ/WRITE, length 0 or above
+    ULONG_MAX - PAGE_SIZE, a range past a dma-buf, pages a domain cannot pin), ENOENT (ioas),
+    EBADF (fd), EEXIST/ENOSPC (IOVA), ENODEV (a revoked dma-buf).
+    """
     cmd = io.cmd
     if cmd.flags & ~MAP_FLAGS:
         raise kerr(errno.EOPNOTSUPP)
@@ -80,32 +100,55 @@ def IOMMU_IOAS_MAP_FILE(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802 - 
         raise kerr(errno.EINVAL)
     if cmd.start + cmd.length - 1 > U64_MAX:
         raise kerr(errno.EOVERFLOW)
+    area = _pages(ctx, cmd)
+    fixed = cmd.iova if cmd.flags & C.IOMMU_IOAS_MAP_FIXED_IOVA else None
+    try:
+        iova = ioas.iopt.insert(fixed, cmd.length, area)
+    except OSError:
+        if isinstance(area, FileArea):
+            area.close()
+        raise
+    if ioas.hwpts:  # iopt_fill_domains_pages, once the IOVA is taken
+        try:
+            area.pin(ctx.memory, cmd.length)
+        except OSError:
+            ioas.iopt.unmap(iova, iova + cmd.length - 1)
+            raise
+    cmd.iova = iova
+
+
+def _pages(ctx: IommufdCtx, cmd: Any) -> Area:
+    """The pages half of iopt_map_file_pages: a dma-buf's (iopt_alloc_dmabuf_pages) or a
+    file's (fget, iopt_alloc_file_pages). Raises EBADF, EINVAL, ENODEV, EOPNOTSUPP."""
     if cmd.fd < 0:
         raise kerr(errno.EBADF)
     buf = ctx.lookup_fd(cmd.fd)
     if isinstance(buf, DmaBufFile):
-        area: Area = _dmabuf_area(buf, cmd)
-    else:
-        backing, offset = _file_pages(cmd.fd, cmd.start, cmd.length, pin=bool(ioas.hwpts))
-        area = FileArea(backing, offset, cmd.flags & RW)
-    fixed = cmd.iova if cmd.flags & C.IOMMU_IOAS_MAP_FIXED_IOVA else None
+        return _dmabuf_area(buf, cmd)
     try:
-        cmd.iova = ioas.iopt.insert(fixed, cmd.length, area)
+        os.fstat(cmd.fd)  # fget
     except OSError:
-        if isinstance(area, FileArea):
-            area.backing.close()
-        raise
+        raise kerr(errno.EBADF) from None
+    if cmd.length > ULONG_MAX - PAGE_SIZE:
+        raise kerr(errno.EINVAL)  # pages.c:iopt_alloc_pages
+    return _file_area(cmd.fd, cmd.start, cmd.length, cmd.flags & RW)
 
 
 class DmaBufArea(Area):
     """A mapping of a vfio-pci BAR dma-buf: peer-to-peer MMIO, which the fake's DMA does not
     reach (a pseudo address outside user memory), and no pinned-page accounting."""
 
-    __slots__ = ("dmabuf",)
+    __slots__ = ("dmabuf", "start")
 
-    def __init__(self, dmabuf: DmaBufFile, prot: int) -> None:
-        super().__init__(1 << 63, prot, True)
-        self.dmabuf = dmabuf
+    def __init__(self, dmabuf: DmaBufFile, start: int, prot: int) -> None:
+        super().__init__((1 << 63) + start % PAGE_SIZE, prot, True)
+        self.dmabuf, self.start = dmabuf, start
+
+    def alloc_hint(self) -> int:
+        return int(self.start)  # the offset in the dma-buf (IOPT_ADDRESS_DMABUF)
+
+    def pin(self, memory: Any, length: int) -> None:
+        """dma-buf pages are not pinned user memory (vfio_pci_dma_buf_iommufd_map at MAP)."""
 
 
 def _dmabuf_area(buf: DmaBufFile, cmd: Any) -> Area:
@@ -116,7 +159,7 @@ def _dmabuf_area(buf: DmaBufFile, cmd: Any) -> Area:
         raise kerr(errno.ENODEV)
     if len(buf.ranges) != 1:
         raise kerr(errno.EOPNOTSUPP)  # "more than one range to iommufd" is not supported yet
-    return DmaBufArea(buf, cmd.flags & RW)
+    return DmaBufArea(buf, cmd.start, cmd.flags & RW)
 
 
 def IOMMU_IOAS_CHANGE_PROCESS(ctx: IommufdCtx, io: IoctlArg) -> None:  # noqa: N802

@@ -22,6 +22,7 @@ from pyvfio.device import Device
 from pyvfio.dma import allocate
 from pyvfio.edu import CMD_IRQ, CMD_START, CMD_TO_RAM, DMA_IRQ, DMA_WINDOW, EduDriver
 from pyvfio.ioas import IOAS
+from tests.conformance.iommufd_helpers import FIXED, RW, U64_MAX, Session, iommufd_session
 from tests.conformance.mock_helpers import since
 from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
@@ -75,6 +76,52 @@ def test_map_file_checks(host: Host, edu_iommufd: Device, memfd: int) -> None:
     closed = os.memfd_create("pyvfio-closed")
     os.close(closed)
     expect_errno(errno.EBADF, ioas.map_file, closed, 0, PAGE, IOVA)
+
+
+def _map_file(s: Session, fd: int, ioas: int, memfd: int, start: int, length: int,
+              iova: int | None = None) -> int:
+    """IOMMU_IOAS_MAP_FILE, read+write (FIXED_IOVA when ``iova`` is given); return the IOVA."""
+    flags = RW | (FIXED if iova is not None else 0)
+    arg = new("struct iommu_ioas_map_file *", flags=flags, ioas_id=ioas, fd=memfd, start=start,
+              length=length, iova=iova or 0)
+    s.k.ioctl(fd, uapi.IOMMU_IOAS_MAP_FILE, arg)
+    return int(arg.iova)
+
+
+def test_map_file_pins_only_for_a_domain(host: Host, memfd: int) -> None:
+    """io_pagetable.c:iopt_map_file_pages: without a domain nothing looks at the file's pages, so
+    a range past the memfd's end maps; the first domain must pin it and cannot
+    (iopt_table_add_domain -> memfd_pin_folios: HWPT_ALLOC EINVAL); unmapped, the domain comes."""
+    with iommufd_session(host) as s:
+        fd, ioas, _, dev_id = s.bound_edu()
+        since(host, "6.13", _map_file, s, fd, ioas, memfd, PAGE, 16 * PAGE, IOVA)
+        expect_errno(errno.EINVAL, s.hwpt, fd, dev_id, ioas)
+        assert s.unmap(fd, ioas, IOVA, 16 * PAGE) == 16 * PAGE
+        expect_ok(s.destroy, fd, s.hwpt(fd, dev_id, ioas))
+
+
+def test_map_file_iova_follows_the_file_offset(host: Host, memfd: int) -> None:
+    """io_pagetable.c:iopt_alloc_area_pages: a kernel-chosen IOVA keeps the page offset (and the
+    alignment) of the file offset, not of a user address."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        ioas = s.ioas(fd)
+        iova = since(host, "6.13", _map_file, s, fd, ioas, memfd, 0x800, PAGE)
+        assert iova % PAGE == 0x800 and iova % 0x1000 == 0x800
+
+
+def test_map_file_huge_length_einval(host: Host, memfd: int) -> None:
+    """pages.c:iopt_alloc_pages: a length above SIZE_MAX - PAGE_SIZE -> EINVAL (after the fd is
+    looked up: a closed fd is EBADF first)."""
+    with iommufd_session(host) as s:
+        fd = s.iommufd()
+        ioas = s.ioas(fd)
+        since(host, "6.13", _map_file, s, fd, ioas, memfd, 0, PAGE)
+        huge = U64_MAX - PAGE + 1
+        expect_errno(errno.EINVAL, _map_file, s, fd, ioas, memfd, 0, huge)
+        closed = os.memfd_create("pyvfio-closed")
+        os.close(closed)
+        expect_errno(errno.EBADF, _map_file, s, fd, ioas, closed, 0, huge)
 
 
 def test_change_process(host: Host, edu_iommufd: Device, memfd: int) -> None:
