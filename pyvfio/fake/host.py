@@ -33,15 +33,15 @@ def _edu(kernel: FakeKernel, bdf: str, group: int, address: int, dma_delay: floa
     kernel.add_device(dev, group, VFIO_PCI)
 
 
-def standard_host(*, dma_delay: float = 0.0, edu_group: int = 1, pair_group: int = 6,
+def standard_host(*, dma_delay: float = 0.0, groups: dict[str, int] | None = None,
                   **knobs: Any) -> FakeKernel:
     """Return a FakeKernel laid out like the VM lane's guest (see the module docstring).
 
     Args:
         dma_delay: seconds before an edu DMA completes (QEMU: 0.1; default 0: at once).
-        edu_group, pair_group: the IOMMU group numbers of edu 00:01.0 and of the bridged pair
-            (a lane profile with more devices, such as iommufd-7.3's SR-IOV nvme, numbers the
-            pair's group 7).
+        groups: IOMMU group numbers by edu BDF, where they are not 1 and 6 (a lane profile with
+            more devices, such as iommufd-7.3's SR-IOV nvme, numbers the pair's group 7; in
+            no-IOMMU mode each device has a group of its own: 0, 1, 2).
         **knobs: FakeKernel knobs (dma_entry_limit, memlock_limit, iova_ranges, ...).
     """
     knobs.setdefault("cache_coherency", False)  # QEMU's intel-iommu: no snoop control
@@ -51,17 +51,27 @@ def standard_host(*, dma_delay: float = 0.0, edu_group: int = 1, pair_group: int
     host = PCIDevice("0000:00:00.0", DeviceConfig(vendor=0x8086, device=0x29C0,
                                                   class_code=0x060000, bars=(), msi_vectors=0,
                                                   intx=False))
-    kernel.add_device(host, 0)
-    _edu(kernel, EDU, edu_group, 0xFEA00000, dma_delay)
-    kernel.add_device(_nic(NIC), 2, "e1000e")
+    group = {EDU: 1, PAIR[0]: 6, PAIR[1]: 6, **(groups or {})}
+    taken = set(group.values())
+
+    def other(n: int) -> int:  # the non-edu devices' groups: 0, 2, 3 unless an edu has it
+        if n in taken:
+            n = max(taken) + 1
+        taken.add(n)
+        return n
+
+    kernel.add_device(host, other(0))
+    _edu(kernel, EDU, group[EDU], 0xFEA00000, dma_delay)
+    nic_group = other(2)
+    kernel.add_device(_nic(NIC), nic_group, "e1000e")
     port = bridge("0000:00:03.0", 1)
     port.cfg.device = 0x000C
-    kernel.add_device(port, 3, "pcieport")
-    kernel.add_device(bridge("0000:01:00.0", 2), pair_group)
+    kernel.add_device(port, other(3), "pcieport")
+    kernel.add_device(bridge("0000:01:00.0", 2), group[PAIR[0]])
     for i, bdf in enumerate(PAIR):
-        _edu(kernel, bdf, pair_group, 0xFE800000 + i * 0x100000, dma_delay)
-    kernel.labels.update(edu=EDU, edu_group=edu_group, pair=PAIR, pair_group=pair_group, nic=NIC,
-                         nic_group=2)
+        _edu(kernel, bdf, group[bdf], 0xFE800000 + i * 0x100000, dma_delay)
+    kernel.labels.update(edu=EDU, edu_group=group[EDU], pair=PAIR, pair_group=group[PAIR[0]],
+                         nic=NIC, nic_group=nic_group)
     kernel.mark_clean()
     return kernel
 

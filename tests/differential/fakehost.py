@@ -6,7 +6,6 @@ import inspect
 from typing import Any
 
 from pyvfio.fake import FakeKernel, standard_host
-from pyvfio.fake.host import EDU, PAIR
 from tests.differential.harness import edu_devices, linux_version
 from tests.differential.runner import Env
 
@@ -35,9 +34,7 @@ def fake_for(header: dict[str, Any]) -> tuple[FakeKernel, Env]:
                              "iova_ranges": LANE_IOVA_RANGES, "cache_coherency": False}
     if "linux" in inspect.signature(FakeKernel.__init__).parameters:  # fake with kernel versions
         knobs["linux"] = linux_version(header["kernel"])
-    groups = {d["bdf"]: d["group"] for d in header["devices"]}
-    kernel = standard_host(edu_group=groups.get(EDU, 1), pair_group=groups.get(PAIR[0], 6),
-                           **knobs)
+    kernel = standard_host(groups={d["bdf"]: d["group"] for d in header["devices"]}, **knobs)
     kernel.iommu.model.aperture = (0, LANE_IOVA_RANGES[-1][1])
     for bdf, address in header.get("bar0", LANE_BAR0).items():
         kernel.bus.devices[bdf].bars[0].address = address
