@@ -82,18 +82,18 @@ class IOVAAllocator:
 
     def _alloc(self, size: int, align: int, limit: int) -> int:
         """:meth:`allocate` without the argument checks (the DMA space's own, checked sizes)."""
-        best: tuple[int, int, int] | None = None  # (hole size, index, aligned start)
+        best, best_len, best_at, top = -1, 0, 0, limit + 1
         for i, (start, end) in enumerate(self._holes):
             at = -(-start // align) * align
-            if at + size <= min(end, limit + 1) and (best is None or end - start < best[0]):
-                best = (end - start, i, at)
-        if best is None:
+            if at + size <= (end if end < top else top) and (best < 0 or end - start < best_len):
+                best, best_len, best_at = i, end - start, at
+        if best < 0:
             raise IOVAExhaustedError(
                 size, align, limit, f"no free IOVA block of {size:#x} bytes aligned to "
                 f"{align:#x} at or below {limit:#x} ({self.free_bytes:#x} bytes free in "
                 f"{len(self._holes)} holes)")
-        self._take(best[1], best[2], size)
-        return best[2]
+        self._take(best, best_at, size)
+        return best_at
 
     def reserve(self, start: int, size: int) -> None:
         """Take ``[start, start + size)`` out of the free space (no-op where already taken)."""
@@ -154,12 +154,13 @@ class IOVAAllocator:
     def _give(self, start: int, end: int) -> None:
         holes = self._holes
         i = bisect.bisect_left(holes, (start, 0))
-        if i < len(holes) and holes[i][0] == end:
-            end = holes.pop(i)[1]
-        if i > 0 and holes[i - 1][1] == start:
-            i -= 1
-            start = holes.pop(i)[0]
-        holes.insert(i, (start, end))
+        after = i < len(holes) and holes[i][0] == end  # merges with the hole after it
+        if i > 0 and holes[i - 1][1] == start:  # ... and/or the one before: in place
+            holes[i - 1] = (holes[i - 1][0], holes.pop(i)[1] if after else end)
+        elif after:
+            holes[i] = (start, holes[i][1])
+        else:
+            holes.insert(i, (start, end))
 
 
 def _check_block(size: int, align: int) -> None:

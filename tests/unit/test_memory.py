@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import errno
+import itertools
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -175,3 +177,25 @@ def test_iommufd_fallback_below_mask_avoids_kernel_choices() -> None:
         for buf in (a, b, c, big):
             buf.close()
     k.assert_clean()
+
+
+def test_allocator_churn_keeps_holes_sorted_coalesced_and_blocks_apart() -> None:
+    rng = random.Random(5)
+    a = IOVAAllocator([IOVARange(0, 0x3FFFFF), IOVARange(0x500000, 0x7FFFFF)])
+    total, live = a.free_bytes, {}
+    for _ in range(3000):
+        if live and rng.random() < 0.45:
+            at = rng.choice(list(live))
+            a.free(at)
+            del live[at]
+            continue
+        size = rng.choice([1, 2, 3, 4, 8, 16]) * 4096
+        try:
+            at = a.allocate(size, 4096 * rng.choice([1, 2, 4]), rng.choice([0x3FFFFF, 0x7FFFFF]))
+        except IOVAExhaustedError:
+            continue
+        assert all(at + size <= s or s + z <= at for s, z in live.items())
+        live[at] = size
+        holes = a.holes()
+        assert all(x[1] < y[0] for x, y in itertools.pairwise(holes))  # sorted, merged
+        assert a.free_bytes + sum(live.values()) == total
