@@ -207,6 +207,8 @@ def read_lane(dirs: list[Path]) -> dict[str, Any]:
                 entry["ok"] = entry["ok"] or name in rec["ok"]
         runs.append({"results": str(path.relative_to(TOP) if path.is_relative_to(TOP) else path),
                      "passing_tests": tests})
+    known = {*uapi.IOCTLS, *uapi.TEST_IOCTLS, *feature_names()}
+    real = {name: entry for name, entry in real.items() if name in known}  # not bogus numbers
     for entry in real.values():
         entry["profiles"].sort()
     commit = subprocess.run(["git", "-C", str(TOP), "rev-parse", "--short", "HEAD"],
