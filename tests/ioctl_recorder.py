@@ -28,14 +28,14 @@ from typing import Any
 
 import pytest
 
-from pyvfio import uapi
+from pyvfio import _ioctl, uapi
 from pyvfio._ffi import C, ffi
 from pyvfio.kernel import LinuxKernel
 from pyvfio.uapi_vfio import DeviceFeature
 
 NAMES: dict[int, str] = {}
-for _ioctl in uapi.IOCTLS.values():  # sPAPR's REGISTER_MEMORY shares VFIO_DEVICE_FEATURE's number
-    NAMES.setdefault(int(_ioctl), _ioctl.name)
+for _request in uapi.IOCTLS.values():  # sPAPR's REGISTER_MEMORY shares VFIO_DEVICE_FEATURE's nr
+    NAMES.setdefault(int(_request), _request.name)
 FEATURES = {int(f): f"VFIO_DEVICE_FEATURE_{f.name}" for f in DeviceFeature}
 
 
@@ -107,6 +107,9 @@ def pytest_configure(config: pytest.Config) -> None:
         return rc
 
     LinuxKernel.ioctl = ioctl  # type: ignore[method-assign]
+    # pyvfio._ioctl.call issues LinuxKernel's fcntl path itself (a frame less on the hot path):
+    # while recording, every call goes through kernel.ioctl, so through the wrapper above
+    _ioctl.call = lambda kernel, fd, request, arg=0: kernel.ioctl(fd, request, arg)
     config.stash[_KEY] = recorder
 
 

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
+import termios
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
-from pyvfio import uapi
-from pyvfio._ffi import C, new
+from pyvfio import _ioctl, uapi
+from pyvfio._ffi import C, ffi, new
+from pyvfio.kernel import LinuxKernel
 from pyvfio.uapi_vfio import DeviceFeature
 from tests import ioctl_recorder
 
@@ -65,3 +69,31 @@ def test_recorder_names_requests_and_features(tmp_path: Path) -> None:
     rec.note(uapi.IOMMU_IOAS_MAP, 0, False)
     assert rec.ok == {"VFIO_DEVICE_FEATURE", "VFIO_DEVICE_FEATURE_MIGRATION"}
     assert rec.failed == {"IOMMU_IOAS_MAP"}
+
+
+def test_recording_sees_the_inlined_hot_path(tmp_path: Path) -> None:
+    """pyvfio._ioctl.call issues LinuxKernel's fcntl path itself; with the recorder configured,
+    an ioctl through it reaches the recording wrapper (here: FIONREAD on a pipe, no VFIO)."""
+    saved = (LinuxKernel.ioctl, _ioctl.call)
+
+    class Config:  # the two things pytest_configure uses
+        stash: ClassVar[dict[object, object]] = {}
+
+        @staticmethod
+        def getoption(name: str) -> str:
+            return str(tmp_path)
+
+    try:
+        ioctl_recorder.pytest_configure(Config)  # type: ignore[arg-type]
+        rec = Config.stash[ioctl_recorder._KEY]
+        assert isinstance(rec, ioctl_recorder.Recorder)
+        rec.ok = set()
+        r, w = os.pipe()
+        try:
+            _ioctl.call(LinuxKernel(), r, termios.FIONREAD, ffi.new("int *"))
+        finally:
+            os.close(r)
+            os.close(w)
+        assert rec.ok == {f"{termios.FIONREAD:#x}"}
+    finally:
+        LinuxKernel.ioctl, _ioctl.call = saved  # type: ignore[method-assign]
