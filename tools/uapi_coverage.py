@@ -58,6 +58,7 @@ NOTES = {  # why a row may stay empty on the x86-64 lane; facts about the kernel
     "VFIO_IOMMU_DISABLE": "ppc64 (sPAPR TCE IOMMU) only",
     "VFIO_EEH_PE_OP": "ppc64 (EEH) only",
     "VFIO_DEVICE_FEATURE_ZPCI_ERROR": "s390 (zPCI) only",
+    "VFIO_DEVICE_FEATURE_BUS_MASTER": "vfio-cdx only (AMD CDX bus, drivers/vfio/cdx/main.c)",
     "VFIO_DEVICE_QUERY_GFX_PLANE": "mdev display devices (mdpy, mbochs, GVT-g)",
     "VFIO_DEVICE_GET_GFX_DMABUF": "mdev display devices (mbochs, GVT-g)",
     "VFIO_IOMMU_DIRTY_PAGES": "type1 dirty tracking needs a device that pins pages (an mdev)",
