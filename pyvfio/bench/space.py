@@ -12,13 +12,12 @@ Issue 11's targets, as ratios and differences this part prints (fake kernel, hos
 from __future__ import annotations
 
 import mmap
-import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from pyvfio import _ioctl, uapi
 from pyvfio._ffi import C, new
-from pyvfio.bench.timing import ratio, render
+from pyvfio.bench.timing import cpu_ns_many, ratio, render
 from pyvfio.device import Device
 from pyvfio.fake import standard_host
 from pyvfio.opener import open_device
@@ -75,20 +74,6 @@ class NullDMAKernel:
         return 0
 
 
-def cpu_ns(fns: dict[str, Callable[[], object]], number: int, repeat: int = 7) -> dict[str, float]:
-    """The fastest per-call CPU time (``thread_time_ns``) of each variant, interleaved round by
-    round.  CPU time, not wall time: on a shared machine a loop is preempted, and wall time
-    then measures the other processes as much as this one."""
-    best = dict.fromkeys(fns, float("inf"))
-    for _ in range(repeat):
-        for name, fn in fns.items():
-            t0 = time.thread_time_ns()
-            for _ in range(number):
-                fn()
-            best[name] = min(best[name], (time.thread_time_ns() - t0) / number)
-    return best
-
-
 def overhead(mode: str, number: int, *, null: bool) -> dict[str, float | None]:
     """ns per 4 KiB map+unmap: object API at a given and at a chosen IOVA, bare ioctls; with
     ``null`` on :class:`NullDMAKernel` (pyvfio's Python alone), else on the fake."""
@@ -102,7 +87,7 @@ def overhead(mode: str, number: int, *, null: bool) -> dict[str, float | None]:
         k.null = null
         first = space.map(buf, IOVA)
         first.close()
-        ns = cpu_ns({
+        ns = cpu_ns_many({
             "object API, given IOVA": lambda: space.map(buf, IOVA).close(),
             "object API, chosen IOVA": lambda: space.map(buf).close(),
             "_ioctl.call": _raw(dev, first.vaddr),
@@ -129,7 +114,7 @@ def with_population(mode: str, population: int, number: int) -> float:
         assert space is not None
         k.null = True
         maps = [space.map(view[i * PAGE:(i + 1) * PAGE]) for i in range(population)]
-        ns = cpu_ns({"pair": lambda: space.map(buf).close()}, number)["pair"]
+        ns = cpu_ns_many({"pair": lambda: space.map(buf).close()}, number)["pair"]
         for m in maps:
             m.close()
         del maps
@@ -159,7 +144,8 @@ def run(number: int, population: int = 100_000) -> tuple[str, dict[str, Any]]:
                      large, population, scale, on_fake["python us (given)"]])
     text = render("6. the DMA space over the bare ioctls (ns per 4 KiB map+unmap, DMA ioctls "
                   "answered at once; targets: python us <= 3, scaling <= 1.5)", HEADERS, rows)
-    text += ("\n   CPU time per pair (thread_time_ns); fake: python us = the same difference "
+    text += ("\n   CPU time per pair (thread_time_ns), the fastest of 15 interleaved rounds; "
+             "fake: python us = the same difference "
              "with the fake kernel's model of the map in both terms (noisy: the model costs "
              "hundreds of us)")
     return text, data
