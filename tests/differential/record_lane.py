@@ -11,7 +11,7 @@ Not collected by the host suite (no ``test_`` prefix); the lane runs it by path:
 ``--diff-ops DIR``: run the sequences the host generated ahead into DIR (opsfile.py; the guest
 generates them itself when there is no matching file).  The recording is written uncompressed
 (``<profile>-<uname -r>.rec``): xz at its strongest preset is the host's job (tools/diff-record),
-it took the TCG guest longer than a minute per recording.
+it took the TCG guest ~25 s for 1.8 MB.
 """
 
 from __future__ import annotations
