@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 from pyvfio import uapi
 from pyvfio._ffi import C
 from pyvfio.fake.dispatch import Conv, Op
+from pyvfio.fake.linux import Linux
 from pyvfio.fake.memory import PAGE_SIZE, UserMemory, kerr
 from pyvfio.fake.type1 import U64, DmaMap, Knobs, Mapping
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
@@ -31,6 +32,12 @@ class HasModel(Protocol):
 _TYPE1_TYPES = (C.VFIO_TYPE1_IOMMU, C.VFIO_TYPE1v2_IOMMU)
 _NESTING = C.__VFIO_RESERVED_TYPE1_NESTING_IOMMU  # module level: a class body would mangle __name
 _TYPE1_EXT = {C.VFIO_TYPE1_IOMMU, C.VFIO_TYPE1v2_IOMMU, _NESTING, C.VFIO_UNMAP_ALL}
+
+
+def _type1_ext(linux: Linux) -> set[int]:
+    """vfio_iommu_type1_check_extension's yes: 6.13 removed VFIO_TYPE1_NESTING_IOMMU (the uapi
+    renamed it __VFIO_RESERVED_TYPE1_NESTING_IOMMU; the lane's 7.3 answers 0, 6.12 1)."""
+    return _TYPE1_EXT - {_NESTING} if linux.at_least("6.13") else _TYPE1_EXT
 _SET_EXT = {C.VFIO_UPDATE_VADDR, C.VFIO_DMA_CC_IOMMU}
 _MAP_FLAGS = C.VFIO_DMA_MAP_FLAG_READ | C.VFIO_DMA_MAP_FLAG_WRITE | C.VFIO_DMA_MAP_FLAG_VADDR
 _UNMAP_FLAGS = (C.VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP | C.VFIO_DMA_UNMAP_FLAG_ALL
@@ -110,10 +117,10 @@ class Container(FakeFile):
                 return int(self.knobs.cache_coherency or not self.has_domain)
             if ext == C.VFIO_UPDATE_VADDR and any(g.emulated for g in self.groups):
                 return 0  # vfio_iommu_has_emulated: mdevs cannot pin while vaddrs change
-            return int(ext in _TYPE1_EXT or ext in _SET_EXT)
+            return int(ext in _type1_ext(arg.linux) or ext in _SET_EXT)
         if ext == C.VFIO_NOIOMMU_IOMMU:
             return int(noiommu_ok)
-        return int(type1_ok and ext in _TYPE1_EXT)
+        return int(type1_ok and ext in _type1_ext(arg.linux))
 
     def VFIO_SET_IOMMU(self, arg: IoctlArg) -> int:  # noqa: N802
         kind = arg.cmd

@@ -25,6 +25,7 @@ from pyvfio.fake.bus import PCIBus
 from pyvfio.fake.container import Container
 from pyvfio.fake.dev import DevNodes
 from pyvfio.fake.dispatch import Op
+from pyvfio.fake.dmabuf import DmaBufFile
 from pyvfio.fake.faults import FaultInjector
 from pyvfio.fake.fdtable import FdTable
 from pyvfio.fake.group import GroupFile
@@ -308,6 +309,8 @@ class FakeKernel:
                     raise kerr(errno.ENODEV)  # answers ENODEV for a file without mmap
                 # the vma is whole pages: iommufd_fops_mmap sees the length rounded up
                 return iommufd_mmap(f.ctx, -(-length // PAGE_SIZE) * PAGE_SIZE, offset)
+            if isinstance(f, DmaBufFile):  # dma_buf_mmap_internal: vfio-pci's dma_buf_ops
+                raise kerr(errno.EINVAL)  # have no mmap
             nodes = self.nodes
             mmio = nodes.device_mmap(nodes.device_of(fd, errno.ENODEV), length, offset)
             self._mmaps.append(mmio)

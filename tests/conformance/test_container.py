@@ -144,3 +144,21 @@ def test_set_iommu_unmap_all_einval(host: Host) -> None:
         s.attach(g, c)
         expect_errno(errno.EINVAL, s.k.ioctl, c, uapi.VFIO_SET_IOMMU, C.VFIO_UNMAP_ALL)
         expect_errno(errno.ENODEV, s.k.ioctl, c, uapi.VFIO_SET_IOMMU, 99)
+
+
+def test_nesting_extension_by_version(host: Host) -> None:
+    """vfio_iommu_type1_check_extension: 6.12 still claims VFIO_TYPE1_NESTING_IOMMU (1; SET_IOMMU
+    then fails in iommu_enable_nesting: EINVAL), 6.13 removed it (0, and SET_IOMMU finds no
+    driver: ENODEV); before and after SET_IOMMU alike (found by tests/differential on 7.3)."""
+    if host.noiommu:
+        pytest.skip("noiommu: no type1")
+    nesting = C.__VFIO_RESERVED_TYPE1_NESTING_IOMMU
+    old = not host.linux_at_least(6, 13)
+    with session(host) as s:
+        c, g = s.container(), s.group(host.edu_group)
+        assert s.k.ioctl(c, uapi.VFIO_CHECK_EXTENSION, nesting) == int(old)
+        s.attach(g, c)
+        expect_errno(errno.EINVAL if old else errno.ENODEV, s.k.ioctl, c, uapi.VFIO_SET_IOMMU,
+                     nesting)
+        expect_ok(s.k.ioctl, c, uapi.VFIO_SET_IOMMU, C.VFIO_TYPE1v2_IOMMU)
+        assert s.k.ioctl(c, uapi.VFIO_CHECK_EXTENSION, nesting) == int(old)

@@ -7,6 +7,7 @@ drivers/iommu/iommufd/main.c, ioas.c, vfio_compat.c.
 from __future__ import annotations
 
 import errno
+import struct
 
 import pytest
 
@@ -208,6 +209,25 @@ def test_mmap_of_iommufd_by_version(host: Host) -> None:
         for length, offset in ((4096, 0), (1 << 20, 6 << 40), (2048, 4096)):
             expect_errno(want, s.k.mmap, fd, length, offset)
         expect_errno(errno.EINVAL, s.k.mmap, fd, 0, 0)
+
+
+def test_mmap_of_a_vfio_dma_buf_einval(host: Host) -> None:
+    """dma-buf.c:dma_buf_mmap_internal: vfio-pci's dma-buf ops have no mmap -> EINVAL (the fd of
+    VFIO_DEVICE_FEATURE_DMA_BUF, Linux 6.19+)."""
+    with iommufd_session(host) as s:
+        cdev = s.cdev(host.edu)
+        s.bind(cdev, s.iommufd())
+        arg = ffi.new("uint8_t[40]")
+        struct.pack_into("<IIIIIIQQ", ffi.buffer(arg), 0, 40,
+                         C.VFIO_DEVICE_FEATURE_GET | C.VFIO_DEVICE_FEATURE_DMA_BUF, 0, 0, 0, 1,
+                         0, 4096)
+        try:
+            dmabuf = s.track(s.k.ioctl(cdev, uapi.VFIO_DEVICE_FEATURE, arg))
+        except OSError as exc:
+            if exc.errno in (errno.ENOTTY, errno.EINVAL) and not host.linux_at_least(6, 19):
+                pytest.skip(f"{host.profile}: kernel before Linux 6.19 (no DMA_BUF feature)")
+            raise
+        expect_errno(errno.EINVAL, s.k.mmap, dmabuf, 4096, 0)
 
 
 def _vfio_ioas(s: object, fd: int, op: int, ioas_id: int = 0) -> int:
