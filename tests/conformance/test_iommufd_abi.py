@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from typing import Any
 
 import pytest
 
@@ -211,23 +212,37 @@ def test_mmap_of_iommufd_by_version(host: Host) -> None:
         expect_errno(errno.EINVAL, s.k.mmap, fd, 0, 0)
 
 
+def _dma_buf(host: Host, s: Any, cdev: int, nr_ranges: int = 1) -> int:
+    """VFIO_DEVICE_FEATURE_DMA_BUF of BAR0's first page; skips before Linux 6.19."""
+    arg = ffi.new("uint8_t[40]")
+    struct.pack_into("<IIIIIIQQ", ffi.buffer(arg), 0, 40,
+                     C.VFIO_DEVICE_FEATURE_GET | C.VFIO_DEVICE_FEATURE_DMA_BUF, 0, 0, 0,
+                     nr_ranges, 0, 4096)
+    try:
+        return s.track(s.k.ioctl(cdev, uapi.VFIO_DEVICE_FEATURE, arg))  # type: ignore[no-any-return]
+    except OSError as exc:
+        if exc.errno in (errno.ENOTTY, errno.EINVAL) and not host.linux_at_least(6, 19):
+            pytest.skip(f"{host.profile}: kernel before Linux 6.19 (no DMA_BUF feature)")
+        raise
+
+
 def test_mmap_of_a_vfio_dma_buf_einval(host: Host) -> None:
     """dma-buf.c:dma_buf_mmap_internal: vfio-pci's dma-buf ops have no mmap -> EINVAL (the fd of
     VFIO_DEVICE_FEATURE_DMA_BUF, Linux 6.19+)."""
     with iommufd_session(host) as s:
         cdev = s.cdev(host.edu)
         s.bind(cdev, s.iommufd())
-        arg = ffi.new("uint8_t[40]")
-        struct.pack_into("<IIIIIIQQ", ffi.buffer(arg), 0, 40,
-                         C.VFIO_DEVICE_FEATURE_GET | C.VFIO_DEVICE_FEATURE_DMA_BUF, 0, 0, 0, 1,
-                         0, 4096)
-        try:
-            dmabuf = s.track(s.k.ioctl(cdev, uapi.VFIO_DEVICE_FEATURE, arg))
-        except OSError as exc:
-            if exc.errno in (errno.ENOTTY, errno.EINVAL) and not host.linux_at_least(6, 19):
-                pytest.skip(f"{host.profile}: kernel before Linux 6.19 (no DMA_BUF feature)")
-            raise
-        expect_errno(errno.EINVAL, s.k.mmap, dmabuf, 4096, 0)
+        expect_errno(errno.EINVAL, s.k.mmap, _dma_buf(host, s, cdev), 4096, 0)
+
+
+def test_dma_buf_huge_range_count_enomem(host: Host) -> None:
+    """vfio_pci_dmabuf.c: memdup_array_user of nr_ranges entries: 2^32 - 1 of them is more than
+    kmalloc gives -> ENOMEM (before the ranges are read)."""
+    with iommufd_session(host) as s:
+        cdev = s.cdev(host.edu)
+        s.bind(cdev, s.iommufd())
+        _dma_buf(host, s, cdev)  # the feature exists (else skip)
+        expect_errno(errno.ENOMEM, _dma_buf, host, s, cdev, 0xFFFFFFFF)
 
 
 def _vfio_ioas(s: object, fd: int, op: int, ioas_id: int = 0) -> int:
