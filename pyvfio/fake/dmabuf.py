@@ -12,6 +12,8 @@ pages behind it: a device DMA through its IOVAs finds nothing (the fake does not
 from __future__ import annotations
 
 import errno
+import mmap
+import os
 import struct
 from typing import Any
 
@@ -30,9 +32,20 @@ class DmaBufFile(FakeFile):
     kind = "dma-buf"
     positional = False  # anon_inode_getfile: no FMODE_PREAD/PWRITE (pread is ESPIPE)
 
-    def __init__(self, dev: Any, index: int, ranges: list[tuple[int, int]]) -> None:
+    def __init__(self, dev: Any, index: int, ranges: list[tuple[int, int]],
+                 open_flags: int = os.O_RDWR) -> None:
         self.dev, self.index, self.ranges = dev, index, ranges
         self.size = sum(n for _, n in ranges)
+        self.accmode = open_flags & os.O_ACCMODE
+
+    def check_mmap(self, prot: int) -> None:
+        """do_mmap's file-mode checks (a shared writable map needs FMODE_WRITE, any map
+        FMODE_READ: EACCES), then dma_buf_mmap_internal: vfio-pci's ops have no mmap (EINVAL)."""
+        if prot & mmap.PROT_WRITE and self.accmode not in (os.O_WRONLY, os.O_RDWR):
+            raise kerr(errno.EACCES)
+        if self.accmode not in (os.O_RDONLY, os.O_RDWR):
+            raise kerr(errno.EACCES)
+        raise kerr(errno.EINVAL)
 
 
 def feature_dma_buf(dev: Any, flags: int, arg: IoctlArg, install_fd: Any) -> int:
@@ -52,8 +65,7 @@ def feature_dma_buf(dev: Any, flags: int, arg: IoctlArg, install_fd: Any) -> int
     if 16 * nr > KMALLOC_MAX_SIZE:
         raise kerr(errno.ENOMEM)  # memdup_array_user of the ranges: kmalloc refuses the size
     ranges = _ranges(dev, index, arg.mem.read(arg.value + 24, 16 * nr))
-    del open_flags  # O_CLOEXEC/O_RDWR of the new file: nothing to model
-    return int(install_fd(DmaBufFile(dev, index, ranges)))
+    return int(install_fd(DmaBufFile(dev, index, ranges, open_flags)))
 
 
 def _ranges(dev: Any, index: int, raw: bytes) -> list[tuple[int, int]]:

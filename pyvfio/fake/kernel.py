@@ -309,8 +309,8 @@ class FakeKernel:
                     raise kerr(errno.ENODEV)  # answers ENODEV for a file without mmap
                 # the vma is whole pages: iommufd_fops_mmap sees the length rounded up
                 return iommufd_mmap(f.ctx, -(-length // PAGE_SIZE) * PAGE_SIZE, offset)
-            if isinstance(f, DmaBufFile):  # dma_buf_mmap_internal: vfio-pci's dma_buf_ops
-                raise kerr(errno.EINVAL)  # have no mmap
+            if isinstance(f, DmaBufFile):
+                f.check_mmap(prot)  # always raises: vfio-pci's dma-bufs cannot be mapped
             nodes = self.nodes
             mmio = nodes.device_mmap(nodes.device_of(fd, errno.ENODEV), length, offset)
             self._mmaps.append(mmio)

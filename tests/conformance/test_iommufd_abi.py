@@ -7,6 +7,7 @@ drivers/iommu/iommufd/main.c, ioas.c, vfio_compat.c.
 from __future__ import annotations
 
 import errno
+import os
 import struct
 from typing import Any
 
@@ -212,12 +213,13 @@ def test_mmap_of_iommufd_by_version(host: Host) -> None:
         expect_errno(errno.EINVAL, s.k.mmap, fd, 0, 0)
 
 
-def _dma_buf(host: Host, s: Any, cdev: int, nr_ranges: int = 1) -> int:
+def _dma_buf(host: Host, s: Any, cdev: int, nr_ranges: int = 1,
+             open_flags: int = os.O_RDWR) -> int:
     """VFIO_DEVICE_FEATURE_DMA_BUF of BAR0's first page; skips before Linux 6.19."""
     arg = ffi.new("uint8_t[40]")
     struct.pack_into("<IIIIIIQQ", ffi.buffer(arg), 0, 40,
-                     C.VFIO_DEVICE_FEATURE_GET | C.VFIO_DEVICE_FEATURE_DMA_BUF, 0, 0, 0,
-                     nr_ranges, 0, 4096)
+                     C.VFIO_DEVICE_FEATURE_GET | C.VFIO_DEVICE_FEATURE_DMA_BUF, 0, open_flags,
+                     0, nr_ranges, 0, 4096)
     try:
         return s.track(s.k.ioctl(cdev, uapi.VFIO_DEVICE_FEATURE, arg))  # type: ignore[no-any-return]
     except OSError as exc:
@@ -228,11 +230,14 @@ def _dma_buf(host: Host, s: Any, cdev: int, nr_ranges: int = 1) -> int:
 
 def test_mmap_of_a_vfio_dma_buf_einval(host: Host) -> None:
     """dma-buf.c:dma_buf_mmap_internal: vfio-pci's dma-buf ops have no mmap -> EINVAL (the fd of
-    VFIO_DEVICE_FEATURE_DMA_BUF, Linux 6.19+)."""
+    VFIO_DEVICE_FEATURE_DMA_BUF, Linux 6.19+); opened read-only, do_mmap's EACCES for a shared
+    writable map comes first."""
     with iommufd_session(host) as s:
         cdev = s.cdev(host.edu)
         s.bind(cdev, s.iommufd())
         expect_errno(errno.EINVAL, s.k.mmap, _dma_buf(host, s, cdev), 4096, 0)
+        readonly = _dma_buf(host, s, cdev, open_flags=os.O_RDONLY)
+        expect_errno(errno.EACCES, s.k.mmap, readonly, 4096, 0)
 
 
 def test_dma_buf_huge_range_count_enomem(host: Host) -> None:
