@@ -3,10 +3,10 @@
 GET with a region (a BAR) and page-aligned ranges of it returns a dma-buf fd as the ioctl's
 result; iommufd's IOAS_MAP_FILE takes such a fd when it has exactly one range (pages.c:
 iopt_alloc_dmabuf_pages), mapping the BAR for peer-to-peer DMA.  Rules modelled: PROBE/GET only
-(vfio_check_feature), ``nr_ranges`` 0 or ``flags`` set -> EINVAL, a region past the BARs -> ENODEV,
-a range array kmalloc cannot hold -> ENOMEM, one not readable -> EFAULT, a BAR not implemented ->
-ENODEV, a range empty, unaligned or outside the BAR -> EINVAL.  The fake's dma-buf has no
-pages behind it: a device DMA through its IOVAs finds nothing (the fake does not model P2P).
+(vfio_check_feature), ``nr_ranges`` 0 or ``flags`` set -> EINVAL, a region that is no implemented
+BAR -> ENODEV, a range array kmalloc cannot hold -> ENOMEM, one not readable -> EFAULT, a range
+empty, unaligned or outside the BAR -> EINVAL.  The fake's dma-buf has no pages behind it: a
+device DMA through its IOVAs finds nothing (the fake does not model P2P).
 """
 
 from __future__ import annotations
@@ -60,18 +60,16 @@ def feature_dma_buf(dev: Any, flags: int, arg: IoctlArg, install_fd: Any) -> int
     index, open_flags, dflags, nr = struct.unpack("<IIII", arg.mem.read(arg.value + 8, 16))
     if not nr or dflags:
         raise kerr(errno.EINVAL)
-    if index >= ROM_INDEX:
-        raise kerr(errno.ENODEV)
-    if 16 * nr > KMALLOC_MAX_SIZE:
+    if index >= ROM_INDEX or not dev.bars[index].size:
+        raise kerr(errno.ENODEV)  # vfio_pci_core_get_iomap: no such BAR (before the copy-in:
+    if 16 * nr > KMALLOC_MAX_SIZE:  # the lane's 7.3 answers ENODEV for 2^32-1 ranges of BAR2)
         raise kerr(errno.ENOMEM)  # memdup_array_user of the ranges: kmalloc refuses the size
     ranges = _ranges(dev, index, arg.mem.read(arg.value + 24, 16 * nr))
     return int(install_fd(DmaBufFile(dev, index, ranges, open_flags)))
 
 
 def _ranges(dev: Any, index: int, raw: bytes) -> list[tuple[int, int]]:
-    """The copied-in ranges, checked against BAR ``index`` (ENODEV: not implemented; EINVAL)."""
-    if not dev.bars[index].size:
-        raise kerr(errno.ENODEV)  # vfio_pci_core_get_iomap: no such BAR
+    """The copied-in ranges, checked against BAR ``index`` (EINVAL)."""
     ranges = [struct.unpack_from("<QQ", raw, 16 * i) for i in range(len(raw) // 16)]
     bar_size = dev.bars[index].size
     for offset, length in ranges:
