@@ -15,12 +15,6 @@ KNOWN: dict[str, str] = {
     # fails on Linux; the fake unmaps (or finds nothing) and answers 0.  Seeds 3 of 10000.
     "VFIO_IOMMU_UNMAP_DMA: real EINVAL / fake 0":
         "compat type1: unaligned UNMAP_DMA is EINVAL (iopt_cut_iova before iopt_unmap_iova)",
-    # MAP_DMA of PROT_NONE user memory succeeds while the compat IOAS has no domain (pinning
-    # waits for one); GET_DEVICE_FD then attaches the group's domain, which pins every area
-    # (io_pagetable.c:iopt_table_add_domain -> pages.c:iopt_area_fill_domain ->
-    # pin_user_pages): EFAULT.  The fake pins at that point too but answers EINVAL.  1 of 10000.
-    "VFIO_GROUP_GET_DEVICE_FD: real EFAULT / fake EINVAL":
-        "compat: the first domain's pin of an unreadable area is EFAULT",
     # compat GET_INFO (argsz 0x78, flags 0xffffffff in) after the group's only device was
     # opened and closed: Linux answers iova_pgsizes 4K|2M|1G and IOVA_RANGE [0, 0xfedfffff],
     # [0xfef00000, 2^39-1], argsz 0x58; the fake answers as for an IOAS that never had a domain
@@ -39,11 +33,6 @@ KNOWN: dict[str, str] = {
     "VFIO_IOMMU_MAP_DMA: real EOVERFLOW / fake EINVAL": "7.3 type1 map: wrap is EOVERFLOW",
     "VFIO_IOMMU_UNMAP_DMA: real EOVERFLOW / fake EINVAL": "7.3 type1 unmap: wrap is EOVERFLOW",
     "VFIO_IOMMU_DIRTY_PAGES: real EOVERFLOW / fake EINVAL": "7.3 GET_BITMAP: wrap is EOVERFLOW",
-    # 7.3 removed type1 nesting (__VFIO_RESERVED_TYPE1_NESTING_IOMMU): vfio_iommu_type1.c:
-    # vfio_iommu_type1_check_extension answers 0 for 6, so CHECK_EXTENSION(6) is 0 and
-    # container.c:vfio_ioctl_set_iommu finds no driver for SET_IOMMU(6): ENODEV.  Fake: 1, EINVAL.
-    "VFIO_CHECK_EXTENSION: return value differs": "7.3: CHECK_EXTENSION(TYPE1_NESTING) is 0",
-    "VFIO_SET_IOMMU: real ENODEV / fake EINVAL": "7.3: SET_IOMMU(TYPE1_NESTING) is ENODEV",
     # 7.3 vfio_pci_core.c:vfio_pci_get_irq_count gives every device one ERR IRQ (6.12: PCIe
     # devices only; QEMU's edu is conventional PCI), so SET_IRQS(VFIO_PCI_ERR_IRQ_INDEX) reaches
     # vfio_pci_intrs.c:vfio_pci_set_err_trigger: TRIGGER with an eventfd or -1 is 0, with a
@@ -55,18 +44,9 @@ KNOWN: dict[str, str] = {
     # (vfio_ioctl_device_feature_migration_precopy_info_v2): EINVAL without PRE_COPY migration;
     # the fake hands it to the driver (ENOTTY).
     "VFIO_DEVICE_FEATURE: real EINVAL / fake ENOTTY": "7.3: MIG_PRECOPY_INFOv2 is EINVAL",
-    # FEATURE_DMA_BUF (pci/vfio_pci_dmabuf.c:vfio_pci_core_feature_dma_buf): nr_ranges
-    # 0xffffffff is ENOMEM (memdup_array_user) where the fake crashes; a range whose offset +
-    # length wraps is EOVERFLOW (vfio_pci_core_fill_phys_vec) where the fake says EINVAL.
-    "VFIO_DEVICE_FEATURE: real ENOMEM / fake 1002": "DMA_BUF nr_ranges 2^32-1: ENOMEM, fake crash",
+    # FEATURE_DMA_BUF (pci/vfio_pci_dmabuf.c:vfio_pci_core_feature_dma_buf): a range whose
+    # offset + length wraps is EOVERFLOW (vfio_pci_core_fill_phys_vec) where the fake says EINVAL.
     "VFIO_DEVICE_FEATURE: real EOVERFLOW / fake EINVAL": "DMA_BUF range wraps: EOVERFLOW",
-    # mmap of a vfio-pci dma-buf: vfio_pci_dmabuf_ops has no .mmap, dma_buf_mmap says EINVAL;
-    # the fake ENODEV.
-    "mmap: real EINVAL / fake ENODEV": "mmap of a vfio dma-buf is EINVAL",
-    # mmap of an iommufd (main.c:iommufd_fops_mmap): mmap(2) rounds the length up to a page
-    # before the driver sees it, so a 2 KiB length is not EINVAL there; an offset no HW queue
-    # handed out is ENXIO (mtree_load finds no immap).  The fake checks the raw length: EINVAL.
-    "mmap: real ENXIO / fake EINVAL": "iommufd mmap: length rounded up first, then ENXIO",
     # BIND_IOMMUFD (device_cdev.c:vfio_df_ioctl_bind_iommufd) in 7.3 reads argsz with get_user
     # and the struct with copy_struct_from_user(argsz): an argsz reaching unreadable memory
     # (0xffffffff, 0x10000) is EFAULT before any other check (6.12 copied minsz only); and it
@@ -85,16 +65,6 @@ KNOWN: dict[str, str] = {
     "VFIO_DEVICE_ATTACH_IOMMUFD_PT: real EBUSY / fake EINVAL": "PASID 0 attach when attached",
     "VFIO_DEVICE_ATTACH_IOMMUFD_PT: real ENOSPC / fake EINVAL": "pasid > INT_MAX: ida ENOSPC",
     "VFIO_DEVICE_ATTACH_IOMMUFD_PT: real ENOSPC / fake ENOENT": "pasid > INT_MAX: ENOSPC first",
-    # IOAS_MAP_FILE (ioas.c:iommufd_ioas_map_file -> io_pagetable.c:iopt_map_file_pages): the
-    # memfd's pages are pinned only when a domain needs them, so a memfd shorter than
-    # start + length (even 0 bytes) maps (fake EINVAL); a FIXED_IOVA overlap is EEXIST before
-    # the file is looked at, a wrapping range EOVERFLOW; start near 2^64 is EINVAL where the
-    # fake crashes (mmap offset OverflowError in fake/mapfile.py:_file_pages).
-    "IOMMU_IOAS_MAP_FILE: real 0 / fake EINVAL": "MAP_FILE pins later: a short memfd maps",
-    "IOMMU_IOAS_MAP_FILE: real 0 / fake 1002": "MAP_FILE: fake crash where Linux maps",
-    "IOMMU_IOAS_MAP_FILE: real EEXIST / fake EINVAL": "MAP_FILE: IOVA overlap before the file",
-    "IOMMU_IOAS_MAP_FILE: real EOVERFLOW / fake EINVAL": "MAP_FILE: wrapping range EOVERFLOW",
-    "IOMMU_IOAS_MAP_FILE: real EINVAL / fake 1002": "MAP_FILE: start near 2^64, fake crash",
     # config space on 7.3 (and noiommu 6.12, 2 of 10000): bytes 0x42 (MSI flags), 0x51 and
     # 0x80-0x81 read back what earlier sequences wrote there (0x06, 0x04, 0x0406) on Linux and 0
     # on the fake (pci/vfio_pci_config.c: which written bits stick); state that outlives a
