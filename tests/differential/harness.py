@@ -93,3 +93,22 @@ def kernel_release() -> str:
 def linux_version(release: str) -> str:
     """ "6.12.117+deb13-amd64" -> "6.12"."""
     return ".".join(release.split(".")[:2])
+
+
+def stuck_groups(kernel: Any, env: Any) -> list[str]:
+    """The group nodes that cannot be opened although every fd of the run is closed.
+
+    After a mode's last sequence nothing of the recorder is open, so each edu's group opens;
+    one that answers EBUSY holds a device some kernel object never let go (Linux 7.3: a VFIO
+    cdev mapped into its own iommufd with IOAS_MAP_FILE, a reference cycle), and every later
+    sequence would record that broken state.  Opening a group file alone opens no device.
+    """
+    stuck = []
+    for k in range(len(env.devices)):
+        path = env.path(f"group:{k}")
+        try:
+            kernel.close(kernel.open(path))
+        except OSError as exc:
+            stuck.append(f"{path}: {os.strerror(exc.errno or 0)}")
+    return stuck
+

@@ -16,7 +16,7 @@ import json
 import pickle
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,7 @@ def write(directory: str | Path, mode: str, linux: str, bdfs: list[str], count: 
 
 
 def read(directory: str | Path, mode: str, linux: str,
-         bdfs: list[str]) -> Iterator[tuple[int, int, list[tuple[Any, ...]]]] | None:
+         bdfs: list[str]) -> Generator[tuple[int, int, list[tuple[Any, ...]]]] | None:
     """The sequences of ``directory``'s file for ``mode``, or None when there is none or it was
     made for another kernel version, other devices or another generator."""
     path = path_for(directory, mode)
@@ -67,7 +67,7 @@ def read(directory: str | Path, mode: str, linux: str,
     return _chunks(f)
 
 
-def _chunks(f: Any) -> Iterator[tuple[int, int, list[tuple[Any, ...]]]]:
+def _chunks(f: Any) -> Generator[tuple[int, int, list[tuple[Any, ...]]]]:
     with f:
         while head := f.read(4):
             (n,) = struct.unpack("<I", head)

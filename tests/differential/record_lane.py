@@ -34,6 +34,7 @@ from tests.differential.harness import (
     linux_version,
     profile_modes,
     run_sequences,
+    stuck_groups,
 )
 from tests.differential.recording import Recording
 from tests.differential.runner import Env, Runner
@@ -80,8 +81,15 @@ def _record_mode(runner: Runner, rec: Recording, mode: str, opts: dict[str, Any]
             break
     if prof:
         prof.disable()
+    if source is not None:
+        source.close()  # a budget that ran out leaves the file open otherwise
     took = time.monotonic() - start
     header["seconds"][mode] = round(took, 1)
+    stuck = stuck_groups(runner.kernel, runner.env)
+    if stuck:  # the replay refuses such a recording (test_replay.py)
+        header.setdefault("stuck", {})[mode] = stuck
+        print(f"diff-record: {mode}: the kernel's state broke, groups stay busy: {stuck}",
+              flush=True)
     line = (f"diff-record: {header['profile']} {mode}: {len(seqs)} sequences in {took:.0f} s "
             f"({60 * len(seqs) / took:.0f}/min; {'reading' if source else 'generating'} "
             f"{clock['generate']:.0f} s, running {clock['run']:.0f} s)")

@@ -3,6 +3,8 @@ newer than 6.12 only for a kernel that has it; sequences generated ahead are the
 
 from __future__ import annotations
 
+import ctypes
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,7 @@ from pyvfio import uapi
 from tests.differential import gen_newer, opsfile
 from tests.differential.fakehost import fake_for
 from tests.differential.gen import Gen, sequence
-from tests.differential.harness import profile_modes, run_sequences
+from tests.differential.harness import profile_modes, run_sequences, stuck_groups
 from tests.differential.recording import fingerprint
 from tests.differential.runner import Env, Runner
 from tests.differential.timing import TimedKernel
@@ -117,3 +119,29 @@ def test_timed_kernel_adds_up_calls_by_kind() -> None:
     assert timed.calls["ioctl VFIO_GROUP_SET_CONTAINER"] >= 1
     assert "close group" in timed.calls
     assert "open container" in timed.report(1.0)
+
+
+def test_stuck_groups_none_when_all_closed() -> None:
+    """The recorder's check after each mode: every edu group opens once the run closed all."""
+    kernel, env = fake_for(_header("6.12"))
+    runner = Runner(kernel, Env(env.devices))
+    try:
+        for _ in run_sequences(runner, "compat", range(20), BDFS, "6.12"):
+            pass
+    finally:
+        runner.close()
+    assert stuck_groups(kernel, env) == []
+
+
+def test_stuck_groups_names_a_busy_group() -> None:
+    """A group whose device is open through its cdev answers EBUSY: reported, not raised."""
+    kernel, env = fake_for(_header("6.12"))
+    iommufd = kernel.open("/dev/iommu")
+    cdev = kernel.open("/dev/vfio/devices/vfio0")
+    bind = ctypes.create_string_buffer(struct.pack("<IIiI", 16, 0, iommufd, 0))
+    try:
+        kernel.ioctl(cdev, uapi.VFIO_DEVICE_BIND_IOMMUFD, ctypes.addressof(bind))
+        assert stuck_groups(kernel, env) == ["/dev/vfio/1: Device or resource busy"]
+    finally:
+        kernel.close(cdev)
+        kernel.close(iommufd)

@@ -113,9 +113,15 @@ def replay(path: Path) -> dict[str, Outcome]:
     bdfs = [d["bdf"] for d in rec.header["devices"]]
     runner = Runner(kernel, env)
     outcomes: dict[str, Outcome] = {}
+    stuck = rec.header.get("stuck")
     try:
         for mode in rec.header["order"]:
             out = outcomes[mode] = Outcome()
+            if stuck:  # record_lane.py: groups stayed busy after a mode, the kernel's state broke
+                out.stale = (f"{path.name} was recorded on a kernel whose state broke ({stuck}); "
+                             "its later sequences recorded that state: fix the generator, "
+                             "re-record")
+                continue
             recorded = rec.sequences[mode]
             fresh = run_sequences(runner, mode, [s for s, _, _ in recorded], bdfs,
                                   linux_version(rec.header["kernel"]))
