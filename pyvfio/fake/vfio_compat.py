@@ -178,6 +178,9 @@ def VFIO_IOMMU_UNMAP_DMA(ctx: IommufdCtx, arg: IoctlArg) -> int:  # noqa: N802
         unmapped = iopt.mapped_bytes()
         iopt.areas.clear()  # iopt_unmap_all: success even when empty
     else:
+        if iopt.disable_large_pages:  # type1 v1: cut the areas at both ends first
+            ends = [(u.iova + u.size - 1) & ULONG_MAX] + ([u.iova - 1] if u.iova else [])
+            _cut_iova(iopt, ends)
         try:
             unmapped = _unmap_iova(iopt, u.iova, u.size)
         except OSError:
@@ -201,22 +204,35 @@ def _unmap_iova(iopt: Any, iova: int, size: int) -> int:
 
 
 def _unmap_range(iopt: Any, start: int, last: int) -> int:
-    """iopt_unmap_iova, after the v1 cuts when large pages are off (VFIO_TYPE1_IOMMU).
+    """io_pagetable.c:iopt_unmap_iova_range.
 
     Nothing mapped in the range is success with size 0 here, as on type1 (the native
     IOMMU_IOAS_UNMAP says ENOENT); an area sticking out is ENOENT (type1v2: EINVAL).
     """
     if iopt.areas.first_overlap(start, last) is None:
         return 0
-    if iopt.disable_large_pages:
-        for point in (last, start - 1) if start else (last,):
-            pos = iopt.areas.first_overlap(point, point)
-            if pos is not None and iopt.areas.get(pos)[1] != point:
-                a_start, a_last, area = iopt.areas.pop(pos)  # iopt_cut_iova: two areas
-                tail = Area(area.uptr + point + 1 - a_start, area.prot, area.pages_writable)
-                iopt.areas.insert(a_start, point, area)
-                iopt.areas.insert(point + 1, a_last, tail)
     return int(iopt.unmap(start, last))
+
+
+def _cut_iova(iopt: Any, points: list[int]) -> None:
+    """io_pagetable.c:iopt_cut_iova: split the area holding each IOVA after it (nothing to do at
+    an area's first or last IOVA); the part after must start aligned (iopt_area_split: EINVAL,
+    the cuts made before it stay)."""
+    align = iopt.iova_alignment
+    for point in points:
+        pos = iopt.areas.first_overlap(point, point)
+        if pos is None:
+            continue
+        a_start, a_last, area = iopt.areas.get(pos)
+        if point in (a_start, a_last):
+            continue
+        new_start = point + 1
+        if new_start % align or (area.uptr % PAGE_SIZE + new_start - a_start) % align:
+            raise kerr(errno.EINVAL)
+        iopt.areas.pop(pos)
+        tail = Area(area.uptr + new_start - a_start, area.prot, area.pages_writable)
+        iopt.areas.insert(a_start, point, area)
+        iopt.areas.insert(new_start, a_last, tail)
 
 
 OPS = (

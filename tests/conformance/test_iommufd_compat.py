@@ -248,6 +248,20 @@ def test_type1_v1_unmaps_inside_a_mapping(host: Host) -> None:
         assert unmap_dma(s, fd, 0, 0, C.VFIO_DMA_UNMAP_FLAG_ALL) == 3 * PAGE
 
 
+def test_type1_v1_unaligned_cut_einval(host: Host) -> None:
+    """vfio_compat.c:iommufd_vfio_unmap_dma cuts the IOAS at iova + size - 1 and iova - 1 before
+    unmapping (type1 v1: huge pages off); io_pagetable.c:iopt_area_split refuses a cut whose
+    second part would start off the page alignment: EINVAL, size not written back."""
+    with compat(host) as (s, fd, _):
+        expect_ok(s.k.ioctl, fd, uapi.VFIO_SET_IOMMU, C.VFIO_TYPE1_IOMMU)
+        map_dma(s, fd, s.buffer(4), 1 << 20, 4 * PAGE)
+        for iova in ((1 << 20) + 0x234, (1 << 20) + PAGE + 0x800):
+            arg = new("struct vfio_iommu_type1_dma_unmap *", iova=iova, size=PAGE)
+            expect_errno(errno.EINVAL, s.k.ioctl, fd, uapi.VFIO_IOMMU_UNMAP_DMA, arg)
+            assert arg.size == PAGE
+        assert unmap_dma(s, fd, 0, 0, C.VFIO_DMA_UNMAP_FLAG_ALL) == 4 * PAGE
+
+
 def test_map_without_read_or_write(host: Host) -> None:
     """The compat MAP_DMA has no READ/WRITE check of its own (IOMMU_IOAS_MAP has: EINVAL)."""
     with compat(host) as (s, fd, _):
