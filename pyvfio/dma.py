@@ -66,7 +66,7 @@ def buffer_address(buffer: Any, *, writable: bool = True) -> tuple[Any, int, int
     if isinstance(target, str):
         raise TypeError(f"buffer must support the buffer protocol, not {type(buffer).__name__}")
     try:
-        cdata = _from_buffer(target, require_writable=writable)
+        cdata = _from_buffer(_CHARS, target, writable)
     except TypeError as exc:
         if not _is_buffer(target):
             raise TypeError(
@@ -87,6 +87,9 @@ def buffer_address(buffer: Any, *, writable: bool = True) -> tuple[Any, int, int
 
 
 _from_buffer, _cast, _UINTPTR = ffi.from_buffer, ffi.cast, ffi.typeof("uintptr_t")
+# from_buffer's default type, passed so that require_writable can be positional: cffi parses a
+# keyword argument in ~200 ns, as much as the call itself (the hot path: tools/bench part 6)
+_CHARS = ffi.typeof("char[]")
 _HOOKS: dict[type, tuple[Any, Any]] = {}
 
 

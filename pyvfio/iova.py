@@ -10,8 +10,8 @@ mask and translates between process addresses and IOVAs.
 
 from __future__ import annotations
 
-import bisect
 import threading
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -28,10 +28,19 @@ U64_MAX = (1 << 64) - 1
 class IOVAAllocator:
     """Best-fit allocation of aligned IOVA blocks from a set of free ranges.
 
-    Free space is a sorted list of disjoint ``[start, end)`` holes: allocation scans for the
-    smallest hole that fits (O(holes); a space filled in order keeps one or two holes), taking
-    and giving back a given block bisect to its hole (O(log holes)).  Not thread-safe by itself:
+    Free space is a sorted set of disjoint ``[start, end)`` holes, kept as two parallel lists of
+    ints (starts, ends: bisecting ints is cheaper than building and comparing tuples, and this is
+    the legacy hot path, tools/bench part 6): allocation scans for the smallest hole that fits
+    (O(holes); a space filled in order keeps one or two holes), taking and giving back a given
+    block bisect to its hole (O(log holes) plus a list insert).  Not thread-safe by itself:
     :class:`pyvfio.space.DMASpace` calls it under its lock.
+
+    A driver's commonest pattern, map a buffer, unmap it, map one like it again, costs no hole
+    arithmetic: giving back the block the last allocation (or reservation) took only defers the
+    give-back, and the next allocation of the same size, alignment and limit (or reservation of
+    the same block) takes the deferred block as it is.  That is exactly the best fit: giving the
+    block back would restore the holes the allocation saw, where best fit chose this block.
+    Anything else first does the deferred give-back.
     """
 
     def __init__(self, ranges: Iterable[IOVARange], *, limit: int = U64_MAX,
@@ -45,27 +54,37 @@ class IOVAAllocator:
             limit: the highest IOVA any block may reach.
             reserved: ``(start, size)`` blocks never to hand out.
         """
-        self._holes: list[tuple[int, int]] = []
+        self._starts: list[int] = []
+        self._ends: list[int] = []
         for r in sorted(ranges, key=lambda r: r.start):
             start, end = max(r.start, PAGE_SIZE), min(r.last, limit) + 1
             if start < end:
-                self._holes.append((start, end))
-        self._bounds = list(self._holes)  # what release() may give back
+                self._starts.append(start)
+                self._ends.append(end)
+        # what release() may give back
+        self._bound_starts, self._bound_ends = list(self._starts), list(self._ends)
         self._used: dict[int, int] = {}
+        # the last change, if an allocation (start, size, align, limit) or a reservation
+        # (start, end); a give-back of exactly that block is deferred as _pending
+        self._last: tuple[int, ...] | None = None
+        self._pending: tuple[int, ...] | None = None
         for start, size in reserved:
             self.reserve(start, size)
 
     def __repr__(self) -> str:
-        return f"<IOVAAllocator {len(self._holes)} holes, {self.free_bytes:#x} bytes free>"
+        self._flush()
+        return f"<IOVAAllocator {len(self._starts)} holes, {self.free_bytes:#x} bytes free>"
 
     @property
     def free_bytes(self) -> int:
         """Bytes not allocated or reserved."""
-        return sum(end - start for start, end in self._holes)
+        self._flush()
+        return sum(self._ends) - sum(self._starts)
 
     def holes(self) -> list[tuple[int, int]]:
         """Return the free ``(start, end)`` ranges (end exclusive), lowest first."""
-        return list(self._holes)
+        self._flush()
+        return list(zip(self._starts, self._ends, strict=True))
 
     def allocate(self, size: int, align: int = PAGE_SIZE, limit: int = U64_MAX) -> int:
         """Return the start of a free block of ``size`` bytes aligned to ``align`` (best fit),
@@ -82,17 +101,47 @@ class IOVAAllocator:
 
     def _alloc(self, size: int, align: int, limit: int) -> int:
         """:meth:`allocate` without the argument checks (the DMA space's own, checked sizes)."""
+        pending = self._pending
+        if pending is not None:
+            if len(pending) == 4 and pending[1] == size and pending[2] == align and \
+                    pending[3] == limit:  # the block given back last: the best fit again
+                self._pending, self._last = None, pending
+                return pending[0]
+            self._flush()
+        starts, ends, mask = self._starts, self._ends, align - 1
+        if len(starts) == 1:  # a space filled in order keeps one hole: it is the best fit
+            start = starts[0]
+            stop = start + size
+            if not start & mask and stop < ends[0] and stop <= limit + 1:  # its aligned head
+                starts[0] = stop
+                self._last = (start, size, align, limit)
+                return start
+        return self._best_fit(size, align, limit)
+
+    def _best_fit(self, size: int, align: int, limit: int) -> int:
+        starts, ends, mask = self._starts, self._ends, align - 1
         best, best_len, best_at, top = -1, 0, 0, limit + 1
-        for i, (start, end) in enumerate(self._holes):
-            at = -(-start // align) * align
+        for i, start in enumerate(starts):
+            end = ends[i]
+            at = (start + mask) & ~mask
             if at + size <= (end if end < top else top) and (best < 0 or end - start < best_len):
                 best, best_len, best_at = i, end - start, at
         if best < 0:
             raise IOVAExhaustedError(
                 size, align, limit, f"no free IOVA block of {size:#x} bytes aligned to "
                 f"{align:#x} at or below {limit:#x} ({self.free_bytes:#x} bytes free in "
-                f"{len(self._holes)} holes)")
-        self._take(best, best_at, size)
+                f"{len(starts)} holes)")
+        stop, end = best_at + size, ends[best]
+        if starts[best] < best_at:  # an aligned block leaves a head
+            ends[best] = best_at
+            if stop < end:
+                starts.insert(best + 1, stop)
+                ends.insert(best + 1, end)
+        elif stop < end:
+            starts[best] = stop
+        else:
+            del starts[best], ends[best]
+        self._last = (best_at, size, align, limit)
         return best_at
 
     def reserve(self, start: int, size: int) -> None:
@@ -102,28 +151,31 @@ class IOVAAllocator:
         self._reserve(start, start + size)
 
     def _reserve(self, start: int, end: int) -> None:
-        holes = self._holes
-        i = max(bisect.bisect_right(holes, (start, U64_MAX + 1)) - 1, 0)
-        while i < len(holes) and holes[i][0] < end:
-            lo, hi = holes[i]
-            if hi <= start:
+        pending = self._pending
+        if pending is not None:
+            if len(pending) == 2 and pending[0] == start and pending[1] == end:
+                self._pending, self._last = None, pending  # given back, deferred: taken again
+                return
+            self._flush()
+        self._last = (start, end)
+        starts, ends = self._starts, self._ends
+        i = bisect_right(starts, start) - 1
+        if i < 0 or ends[i] <= start:
+            i += 1  # the hole holding start, else the first after it
+        while i < len(starts) and starts[i] < end:
+            lo, hi = starts[i], ends[i]
+            if lo < start:  # the hole keeps its head
+                ends[i] = start
+                if hi > end:  # ... and its tail: the block was inside it
+                    starts.insert(i + 1, end)
+                    ends.insert(i + 1, hi)
+                    return
                 i += 1
-                continue
-            pieces = [p for p in ((lo, min(hi, start)), (max(lo, end), hi)) if p[0] < p[1]]
-            holes[i : i + 1] = pieces
-            i += len(pieces)
-
-    def _take(self, i: int, at: int, size: int) -> None:
-        holes, (start, end), stop = self._holes, self._holes[i], at + size
-        if start < at:
-            if stop < end:
-                holes[i : i + 1] = [(start, at), (stop, end)]
+            elif hi > end:  # the hole keeps its tail
+                starts[i] = end
+                return
             else:
-                holes[i] = (start, at)
-        elif stop < end:
-            holes[i] = (stop, end)
-        else:
-            del holes[i]
+                del starts[i], ends[i]
 
     def free(self, iova: int) -> None:
         """Give back the block :meth:`allocate` returned at ``iova``, merging with neighbours.
@@ -140,27 +192,47 @@ class IOVAAllocator:
         self._release(start, start + size)
 
     def _release(self, start: int, end: int) -> None:
-        bounds = self._bounds
-        i = max(bisect.bisect_right(bounds, (start, U64_MAX + 1)) - 1, 0)
-        if bounds and bounds[i][0] <= start and end <= bounds[i][1]:
-            self._give(start, end)  # inside one range: every block the DMA space allocated
+        last = self._last
+        if last is not None and last[0] == start and \
+                end == (last[1] if len(last) == 2 else start + last[1]):
+            self._pending, self._last = last, None  # the block just taken: defer (class doc)
             return
-        while i < len(bounds) and bounds[i][0] < end:
-            lo, hi = max(bounds[i][0], start), min(bounds[i][1], end)
-            if lo < hi:
-                self._give(lo, hi)
-            i += 1
+        self._flush()
+        self._last = None
+        self._give_back(start, end)
 
-    def _give(self, start: int, end: int) -> None:
-        holes = self._holes
-        i = bisect.bisect_left(holes, (start, 0))
-        after = i < len(holes) and holes[i][0] == end  # merges with the hole after it
-        if i > 0 and holes[i - 1][1] == start:  # ... and/or the one before: in place
-            holes[i - 1] = (holes[i - 1][0], holes.pop(i)[1] if after else end)
-        elif after:
-            holes[i] = (start, holes[i][1])
+    def _flush(self) -> None:
+        """Do the deferred give-back, if any."""
+        pending = self._pending
+        if pending is not None:
+            self._pending = None
+            start = pending[0]
+            self._give_back(start, pending[1] if len(pending) == 2 else start + pending[1])
+
+    def _give_back(self, start: int, end: int) -> None:
+        i = bisect_right(self._bound_starts, start) - 1
+        if i < 0 or end > self._bound_ends[i]:  # not inside one range: give back each part
+            self._release_parts(start, end)
+            return
+        starts, ends = self._starts, self._ends
+        i = bisect_left(starts, start)
+        if i and ends[i - 1] == start:  # merges with the hole before it, in place
+            if i < len(starts) and starts[i] == end:  # ... and the one after it
+                ends[i - 1] = ends[i]
+                del starts[i], ends[i]
+            else:
+                ends[i - 1] = end
+        elif i < len(starts) and starts[i] == end:  # merges with the hole after it
+            starts[i] = start
         else:
-            holes.insert(i, (start, end))
+            starts.insert(i, start)
+            ends.insert(i, end)
+
+    def _release_parts(self, start: int, end: int) -> None:
+        for first, last in zip(self._bound_starts, self._bound_ends, strict=True):
+            lo, hi = max(first, start), min(last, end)
+            if lo < hi:
+                self._give_back(lo, hi)  # inside that range now
 
 
 def _check_block(size: int, align: int) -> None:
@@ -204,7 +276,8 @@ class DMAMapper:
                 with the errno, e.g. ENOMEM for RLIMIT_MEMLOCK).
         """
         try:
-            mapping = self.space._map(buffer, None, readable, writable, self.dma_mask)
+            mapping = self.space.map(buffer, readable=readable, writable=writable,
+                                     dma_mask=self.dma_mask)
         except (OSError, IOVAExhaustedError) as exc:
             raise DriverError("map", f"mapping {len(buffer):#x} bytes for DMA failed",
                               exc) from exc

@@ -25,6 +25,7 @@ from typing import Any
 
 from pyvfio._sorted import SortedKeys
 from pyvfio.dma import (
+    _CHARS,
     _HOOKS,
     _UINTPTR,
     PAGE_SIZE,
@@ -106,42 +107,33 @@ class DMASpace(ABC):
                 self._iovas.add(iova)
         return self._iovas
 
-    def map(self, buffer: Any, iova: int | None = None, *, readable: bool = True,
-            writable: bool = True) -> Mapping:
+    def map(self, buffer: Any, iova: int | None = None, *,  # noqa: C901, PLR0912, PLR0915
+            readable: bool = True, writable: bool = True,
+            dma_mask: int | None = None) -> Mapping:
         """Map all of ``buffer`` (page aligned: :func:`pyvfio.dma.allocate`, a
         :class:`~pyvfio.memory.DMABuffer`) at ``iova``, or at an IOVA chosen for it (None).
 
         With no ``iova`` the kernel chooses under iommufd (the lowest free IOVA aligned like the
         buffer, retried below :attr:`dma_mask` if it chose above); on a legacy container pyvfio
         allocates one (best fit, page aligned, up to 2 MiB aligned for big buffers).
+        ``dma_mask`` bounds a chosen IOVA for this call instead of :attr:`dma_mask` (a device
+        with a narrower mask sharing the space).
 
         Returns:
             The mapping; it keeps ``buffer`` alive until closed.
 
         Raises:
             TypeError: ``buffer`` exports no (writable, when ``writable``) buffer; a bad ``iova``.
-            ValueError: neither readable nor writable, unaligned or empty buffer, ``iova``
-                out of range.
+            ValueError: neither readable nor writable, unaligned or empty buffer, ``iova`` or
+                ``dma_mask`` out of range.
             IOVAExhaustedError: no free IOVA block fits below :attr:`dma_mask`.
             OSError: the kernel's refusal (EEXIST overlap, EINVAL unaligned or outside the IOVA
                 ranges, ENOSPC entry limit, ENOMEM memlock, EFAULT bad memory, ...).
         """
-        return self._map(buffer, iova, readable, writable, self.dma_mask)
-
-    def allocate(self, size: int, *, readable: bool = True, writable: bool = True) -> Mapping:
-        """Allocate ``size`` bytes of zeroed, page-aligned memory (rounded up to pages) and map
-        it as :meth:`map` does with no IOVA; ``mapping.buffer`` is the memory (an ``mmap``).
-
-        Raises:
-            TypeError, ValueError: ``size`` is not a positive int.
-            And as :meth:`map`.
-        """
-        return self.map(allocate(size), readable=readable, writable=writable)
-
-    def _map(self, buffer: Any, iova: int | None, readable: bool,  # noqa: C901, PLR0912
-             writable: bool, limit: int) -> Mapping:
         # The hot path of a driver (tools/bench part 6): buffer_address, _place, Mapping() and
         # _insert inlined for the common case; anything unusual takes the general helpers.
+        limit = self.dma_mask if dma_mask is None else check_int("dma_mask", dma_mask,
+                                                                  PAGE_SIZE - 1)
         if (readable is not True and readable is not False) or \
                 (writable is not True and writable is not False):
             raise TypeError("readable and writable must be bools")
@@ -154,21 +146,30 @@ class DMASpace(ABC):
         cdata = None
         if export is None:  # a plain buffer (mmap, bytearray, ...): no DMABuffer export
             try:
-                cdata = _from_buffer(buffer, require_writable=writable)
+                cdata = _from_buffer(_CHARS, buffer, writable)
             except (TypeError, BufferError):
                 pass  # buffer_address says what is wrong
             else:
                 vaddr, size = int(_cast(_UINTPTR, cdata)), len(cdata)
         if cdata is None or not size or (vaddr | size) % PAGE_SIZE:
             cdata, vaddr, size = buffer_address(buffer, writable=writable)
-        with self._lock:
-            if iova is None:
-                at = self._place(vaddr, size, readable, writable, limit)
-            else:
+        lock = self._lock
+        lock.acquire()  # not `with`: acquire/release cost half as much (the hot path)
+        try:
+            if iova is not None:
                 self._raw_map(vaddr, size, iova, readable, writable)
                 at = iova
                 if self._allocator is not None:
                     self._allocator._reserve(iova, iova + size)
+            elif not self.kernel_chooses_iova:
+                at = self._place(vaddr, size, readable, writable, limit)
+            else:
+                at = self._raw_map(vaddr, size, None, readable, writable)
+                if at + size - 1 > limit:  # above the device's mask: choose ourselves
+                    self._raw_unmap(at, size)
+                    at = self._place(vaddr, size, readable, writable, limit)
+                elif self._allocator is not None:
+                    self._allocator._reserve(at, at + size)
             mapping = _object_new(Mapping)
             mapping._owner, mapping._buffer, mapping._cdata = self, buffer, cdata
             mapping.iova, mapping.size, mapping.vaddr = at, size, vaddr
@@ -178,42 +179,58 @@ class DMASpace(ABC):
                 self._iovas.add(at)
             if self._vaddrs is not None:
                 self._vaddrs.add((vaddr, at))
+        finally:
+            lock.release()
         if track is not None:
             track(buffer, mapping)  # a DMABuffer refuses to close while mapped
         return mapping
 
+    def allocate(self, size: int, *, readable: bool = True, writable: bool = True) -> Mapping:
+        """Allocate ``size`` bytes of zeroed, page-aligned memory (rounded up to pages) and map
+        it as :meth:`map` does with no IOVA; ``mapping.buffer`` is the memory (an ``mmap``).
+
+        Raises:
+            TypeError, ValueError: ``size`` is not a positive int.
+            And as :meth:`map`.
+        """
+        return self.map(allocate(size), readable=readable, writable=writable)
+
     def _place(self, vaddr: int, size: int, readable: bool, writable: bool, limit: int) -> int:
-        """Choose an IOVA for ``[vaddr, +size)`` at or below ``limit`` and map it there."""
-        if self.kernel_chooses_iova:
-            got = self._raw_map(vaddr, size, None, readable, writable)
-            if got + size - 1 <= limit:
-                if self._allocator is not None:
-                    self._allocator._reserve(got, got + size)
-                return got
-            self._raw_unmap(got, size)  # above the device's mask: choose ourselves
+        """Allocate an IOVA for ``[vaddr, +size)`` at or below ``limit`` and map it there."""
+        allocator = self._allocator or self._iova_allocator()
+        align = 1 << (size.bit_length() - 1)  # size and align are whole pages
+        at = allocator._alloc(size, align if align < _HUGE_ALIGN else _HUGE_ALIGN, limit)
+        try:
+            self._raw_map(vaddr, size, at, readable, writable)
+        except BaseException as exc:  # _collided re-raises what it must
+            return self._collided(exc, at, vaddr, size, readable, writable, limit)
+        return at
+
+    def _collided(self, exc: BaseException, at: int, vaddr: int, size: int, readable: bool,
+                  writable: bool, limit: int) -> int:
+        """Map at a chosen IOVA again after the map at ``at`` failed with ``exc``; return the
+        IOVA mapped, or give ``at`` back and raise ``exc`` if it is not EEXIST."""
         allocator = self._iova_allocator()
         align = min(1 << (size.bit_length() - 1), _HUGE_ALIGN)
         collisions = 0
         while True:
-            at = allocator._alloc(size, align, limit)  # size and align are whole pages
+            if not isinstance(exc, OSError) or exc.errno != errno.EEXIST:
+                allocator.release(at, size)
+                raise exc
+            # Mapped outside this space (another IOAS object, IOAS.map_file, a raw ioctl).
+            # Neither type1 nor iommufd has a call listing the mappings, so pyvfio learns
+            # by retrying: the block stays taken, the next collision takes twice as much
+            # beyond it (a foreign area of n bytes costs log2(n / size) tries), and the
+            # free space shrinks each time, so this ends, at worst in IOVAExhaustedError.
+            # IOVAs taken that way stay taken until the space forgets everything.
+            allocator._reserve(at, at + (size << collisions))
+            collisions += 1
+            at = allocator._alloc(size, align, limit)
             try:
                 self._raw_map(vaddr, size, at, readable, writable)
-            except OSError as exc:
-                if exc.errno != errno.EEXIST:
-                    allocator.release(at, size)
-                    raise
-                # Mapped outside this space (another IOAS object, IOAS.map_file, a raw ioctl).
-                # Neither type1 nor iommufd has a call listing the mappings, so pyvfio learns
-                # by retrying: the block stays taken, the next collision takes twice as much
-                # beyond it (a foreign area of n bytes costs log2(n / size) tries), and the
-                # free space shrinks each time, so this ends, at worst in IOVAExhaustedError.
-                # IOVAs taken that way stay taken until the space forgets everything.
-                allocator._reserve(at, at + (size << collisions))
-                collisions += 1
+            except BaseException as again:  # the loop re-raises what it must
+                exc = again
                 continue
-            except BaseException:
-                allocator.release(at, size)
-                raise
             return at
 
     def _iova_allocator(self) -> IOVAAllocator:
@@ -314,7 +331,9 @@ class DMASpace(ABC):
 
     def _unmap_mapping(self, mapping: Mapping) -> None:
         iova = mapping.iova
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # as in _map
+        try:
             if self._table.get(iova) is not mapping:
                 mapping._release()  # forgotten already (an unmap of its range)
             else:
@@ -333,6 +352,8 @@ class DMASpace(ABC):
                 if self._allocator is not None:
                     self._allocator._release(iova, iova + mapping.size)
                 mapping._owner = mapping._cdata = None
+        finally:
+            lock.release()
 
     def unmap(self, iova: int, size: int) -> int:
         """Unmap the mappings starting inside ``[iova, iova + size)``; return the bytes unmapped.

@@ -25,6 +25,7 @@ from pyvfio.opener import open_device
 IOVA = 0x200000
 PAGE = mmap.PAGESIZE
 MODES = ("legacy", "iommufd")
+_IOAS_MAP, _FIXED = int(uapi.IOMMU_IOAS_MAP), int(C.IOMMU_IOAS_MAP_FIXED_IOVA)
 
 
 def _raw(dev: Device, vaddr: int) -> Callable[[], None]:
@@ -69,7 +70,7 @@ class NullDMAKernel:
     def ioctl(self, fd: int, request: int, arg: Any = 0) -> int:
         if not self.null or int(request) not in self._DMA:
             return int(self.fake.ioctl(fd, request, arg))
-        if int(request) == uapi.IOMMU_IOAS_MAP and not arg.flags & C.IOMMU_IOAS_MAP_FIXED_IOVA:
+        if request == _IOAS_MAP and not arg.flags & _FIXED:  # the kernel choosing: cheap
             arg.iova, self._next = self._next, self._next + arg.length
         return 0
 

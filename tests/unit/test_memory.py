@@ -199,3 +199,87 @@ def test_allocator_churn_keeps_holes_sorted_coalesced_and_blocks_apart() -> None
         holes = a.holes()
         assert all(x[1] < y[0] for x, y in itertools.pairwise(holes))  # sorted, merged
         assert a.free_bytes + sum(live.values()) == total
+
+
+class _PageModel:
+    """Best fit over a set of free pages, by brute force: the reference the allocator's
+    holes, deferred give-backs and fast paths must agree with, address for address."""
+
+    def __init__(self, ranges: list[tuple[int, int]]) -> None:
+        self.free = {p for lo, hi in ranges for p in range(max(lo, 4096), hi + 1, 4096)}
+        self.bounds = set(self.free)
+
+    def holes(self) -> list[tuple[int, int]]:
+        out: list[tuple[int, int]] = []
+        for p in sorted(self.free):
+            if out and out[-1][1] == p:
+                out[-1] = (out[-1][0], p + 4096)
+            else:
+                out.append((p, p + 4096))
+        return out
+
+    def allocate(self, size: int, align: int, limit: int) -> int | None:
+        best = None
+        for lo, hi in self.holes():
+            at = -(-lo // align) * align
+            if at + size <= min(hi, limit + 1) and (best is None or hi - lo < best[0]):
+                best = (hi - lo, at)
+        if best is not None:
+            self.free -= set(range(best[1], best[1] + size, 4096))
+        return None if best is None else best[1]
+
+    def reserve(self, start: int, size: int) -> None:
+        self.free -= set(range(start, start + size, 4096))
+
+    def release(self, start: int, size: int) -> None:
+        self.free |= set(range(start, start + size, 4096)) & self.bounds
+
+
+def test_allocator_matches_brute_force_best_fit_through_churn_and_reuse() -> None:  # noqa: C901
+    # map/unmap/map-again (the deferred give-back), given blocks reserved and released, and
+    # random frees that fragment the space: every address and every hole as the model says
+    rng = random.Random(11)
+    ranges = [(0, 0x7FFFF), (0xA0000, 0xFFFFF)]
+    a, model = IOVAAllocator([IOVARange(lo, hi) for lo, hi in ranges]), _PageModel(ranges)
+    live: dict[int, int] = {}  # allocated blocks, newest last
+    last: tuple[int, int, int] | None = None
+    given: tuple[int, int] | None = None
+    for step in range(4000):
+        op = rng.random()
+        if live and op < 0.3:  # free the newest block (then often allocate its like again)
+            at = next(reversed(live))
+            a.free(at)
+            model.release(at, live.pop(at))
+        elif live and op < 0.45:
+            at = rng.choice(list(live))
+            a.free(at)
+            model.release(at, live.pop(at))
+        elif op < 0.55:  # a given IOVA (free, or the kernel refuses): reserved, often given back
+            start, size = rng.randrange(1, 0x100) * 4096, rng.choice([1, 2, 4]) * 4096
+            if given and rng.random() < 0.5:  # the same IOVA again, or a longer block there
+                start, size = given[0], rng.choice([given[1], given[1] + 4096])
+            given = (start, size)
+            if not set(range(start, start + size, 4096)) <= model.free:
+                continue
+            a.reserve(start, size)
+            model.reserve(start, size)
+            if rng.random() < 0.7:
+                a.release(start, size)
+                model.release(start, size)
+        else:
+            size, align, limit = (rng.choice([1, 2, 3, 8]) * 4096, 4096 * rng.choice([1, 2, 8]),
+                                  rng.choice([0x3FFFF, 0x7FFFF, 0xFFFFF]))
+            if last and op < 0.8:  # the last block's like, or all but one of its parameters
+                size, align, limit = [rng.choice(p) for p in zip(last, (size, align, limit),
+                                                                 strict=True)]
+            want = model.allocate(size, align, limit)
+            try:
+                got = a.allocate(size, align, limit)
+            except IOVAExhaustedError:
+                got = None
+            assert got == want, step
+            if got is not None:
+                live[got] = size
+                last = (size, align, limit)
+        if step % 10 == 9:  # holes() does a deferred give-back: not after every step
+            assert a.holes() == model.holes(), step
