@@ -19,7 +19,6 @@ if TYPE_CHECKING:
 
 PATH = "/dev/vfio/vfio"
 _READ, _WRITE = int(C.VFIO_DMA_MAP_FLAG_READ), int(C.VFIO_DMA_MAP_FLAG_WRITE)  # ffi lib lookups
-_MAP_DMA, _UNMAP_DMA = uapi.VFIO_IOMMU_MAP_DMA, uapi.VFIO_IOMMU_UNMAP_DMA  # module lookups
 _AUTO_TYPES = (uapi.IOMMUType.TYPE1v2, uapi.IOMMUType.TYPE1)
 
 
@@ -208,7 +207,7 @@ class Container(FdOwner, DMASpace):
         arg = self._map_arg  # reused: DMASpace holds its lock around every raw call
         arg.flags = (_READ if readable else 0) | (_WRITE if writable else 0)
         arg.vaddr, arg.iova, arg.size = vaddr, iova, size
-        _ioctl.call(self._kernel, self._fd, _MAP_DMA, arg)
+        _ioctl.call(self._kernel, self._fd, uapi.VFIO_IOMMU_MAP_DMA, arg)
         return iova
 
     def _raw_unmap(self, iova: int, size: int) -> int:
@@ -216,7 +215,7 @@ class Container(FdOwner, DMASpace):
             self._check_open()
         arg = self._unmap_arg  # DMASpace holds its lock
         arg.flags, arg.iova, arg.size = 0, iova, size
-        _ioctl.call(self._kernel, self._fd, _UNMAP_DMA, arg)
+        _ioctl.call(self._kernel, self._fd, uapi.VFIO_IOMMU_UNMAP_DMA, arg)
         return int(arg.size)
 
     def _space_alive(self) -> bool:

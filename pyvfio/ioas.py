@@ -21,7 +21,6 @@ if TYPE_CHECKING:
 U64_MAX = (1 << 64) - 1
 _READ, _WRITE = int(C.IOMMU_IOAS_MAP_READABLE), int(C.IOMMU_IOAS_MAP_WRITEABLE)
 _FIXED = int(C.IOMMU_IOAS_MAP_FIXED_IOVA)
-_IOAS_MAP, _IOAS_UNMAP = uapi.IOMMU_IOAS_MAP, uapi.IOMMU_IOAS_UNMAP
 
 
 class IOAS(DMASpace):
@@ -82,7 +81,7 @@ class IOAS(DMASpace):
         fd = self.iommufd  # IOMMUFD.call inlined: two frames less on the hot path
         if fd._fd < 0:
             fd._check_open()
-        _ioctl.call(fd._kernel, fd._fd, _IOAS_MAP, arg)
+        _ioctl.call(fd._kernel, fd._fd, uapi.IOMMU_IOAS_MAP, arg)
         return int(arg.iova)
 
     def _raw_unmap(self, iova: int, size: int) -> int:
@@ -93,7 +92,7 @@ class IOAS(DMASpace):
         fd = self.iommufd
         if fd._fd < 0:
             fd._check_open()
-        _ioctl.call(fd._kernel, fd._fd, _IOAS_UNMAP, arg)
+        _ioctl.call(fd._kernel, fd._fd, uapi.IOMMU_IOAS_UNMAP, arg)
         return int(arg.length)
 
     def map_file(self, fd: int, start: int, length: int, iova: int | None = None, *,
