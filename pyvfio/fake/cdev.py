@@ -20,9 +20,11 @@ from pyvfio.fake import emulated, iommufd_device
 from pyvfio.fake import hwpt as fhwpt
 from pyvfio.fake import pasid as fpasid
 from pyvfio.fake.dispatch import Conv, Op
-from pyvfio.fake.iommufd import IommufdFile
+from pyvfio.fake.iommufd import IOASObj, IommufdFile
 from pyvfio.fake.memory import foreign, kerr
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
+
+INT_MAX = (1 << 31) - 1
 
 
 @dataclass
@@ -68,6 +70,7 @@ class CdevFile(FakeFile):
         self.iommufd: IommufdFile | None = None
         self.obj: Any = None  # a hwpt.DeviceObj, or an emulated.AccessObj for an mdev
         self.device_opened = False  # BIND counted an open of the device (vfio_df_open)
+        self.rid_by_pasid = False  # vdev->pasids holds IOMMU_NO_PASID (a PASID-0 ATTACH)
 
     @property
     def bound(self) -> bool:
@@ -90,14 +93,13 @@ class CdevFile(FakeFile):
             raise kerr(errno.EINVAL)
         self.gate.block_group(self.group)
         try:
-            ctx = self._bind(s.iommufd, flags, lambda: arg.mem.read(_token_ptr(arg), 16))
+            ctx = self._bind(s.iommufd, flags, lambda: arg.mem.read(int(s.token_uuid_ptr), 16))
         except OSError:
             self.gate.unblock_group(self.group)
             raise
         assert self.obj is not None
         self.gate.owners[self.group] = ctx
-        s.out_devid = self.obj.id
-        arg.copy_out(s)
+        arg.write(12, self.obj.id.to_bytes(4, "little"))  # copy_to_user(&arg->out_devid) only
         return 0
 
     def _check_token(self, flags: int, token: Callable[[], bytes]) -> None:
@@ -150,10 +152,9 @@ class CdevFile(FakeFile):
             if arg.size < 16:
                 raise kerr(errno.EINVAL)
             s.pasid = int.from_bytes(arg.read(12, 4), "little")  # copied in after minsz
-            if s.pasid in fpasid.attachments(self.obj):  # vfio_iommufd_physical_pasid_attach_ioas
-                s.pt_id = fpasid.pasid_replace(ctx, self.obj, s.pasid, s.pt_id)
-            else:
-                s.pt_id = fpasid.pasid_attach(ctx, self.obj, s.pasid, s.pt_id)
+            s.pt_id = self._pasid_attach(ctx, s.pasid, s.pt_id)
+        elif self.rid_by_pasid:  # vfio_iommufd_physical_attach_ioas: not iommufd_attached
+            self._rid_busy(ctx, s.pt_id)
         else:
             s.pt_id = iommufd_device.attach_device(ctx, self.obj, s.pt_id)
         arg.write(8, int(s.pt_id).to_bytes(4, "little"))  # copy_to_user(&arg->pt_id)
@@ -173,10 +174,44 @@ class CdevFile(FakeFile):
             if arg.size < 12:
                 raise kerr(errno.EINVAL)
             s.pasid = int.from_bytes(arg.read(8, 4), "little")  # copied in after minsz
-            fpasid.pasid_detach(self.iommufd.ctx, self.obj, s.pasid)
-        else:
+            if s.pasid != fpasid.IOMMU_NO_PASID:
+                fpasid.pasid_detach(self.iommufd.ctx, self.obj, s.pasid)
+            elif self.rid_by_pasid:  # the ida holds 0: iommufd_device_detach(IOMMU_NO_PASID)
+                self.rid_by_pasid = False
+                iommufd_device.detach_device(self.iommufd.ctx, self.obj)
+        elif not self.rid_by_pasid:  # vfio_iommufd_physical_detach_ioas: iommufd_attached only
             iommufd_device.detach_device(self.iommufd.ctx, self.obj)
         return 0
+
+    def _pasid_attach(self, ctx: Any, pasid: int, pt_id: int) -> int:
+        """vfio/iommufd.c:vfio_iommufd_physical_pasid_attach_ioas: a PASID in vdev->pasids (an
+        ida) is replaced, another one allocated there first (ida_alloc_range: ENOSPC above
+        INT_MAX, before the pt_id lookup).  PASID 0 is IOMMU_NO_PASID: the RID itself, attached
+        with iommufd_device_attach (EBUSY when attached: device.c:iommufd_device_do_attach), and
+        from then on outside vfio's iommufd_attached (a plain DETACH leaves it, a plain ATTACH is
+        EBUSY) until a PASID-0 DETACH.  Raises ENOSPC, ENOENT, EINVAL, EBUSY."""
+        assert self.obj is not None
+        if pasid == fpasid.IOMMU_NO_PASID:
+            if self.rid_by_pasid:  # iommufd_device_replace(IOMMU_NO_PASID)
+                return iommufd_device.attach_device(ctx, self.obj, pt_id)
+            if self.obj.hwpt is not None:
+                self._rid_busy(ctx, pt_id)
+            hwpt_id = iommufd_device.attach_device(ctx, self.obj, pt_id)
+            self.rid_by_pasid = True
+            return hwpt_id
+        if pasid > INT_MAX:
+            raise kerr(errno.ENOSPC)
+        if pasid in fpasid.attachments(self.obj):
+            return fpasid.pasid_replace(ctx, self.obj, pasid, pt_id)
+        return fpasid.pasid_attach(ctx, self.obj, pasid, pt_id)
+
+    def _rid_busy(self, ctx: Any, pt_id: int) -> None:
+        """iommufd_device_attach(IOMMU_NO_PASID) of an attached RID: the pt_id lookup (ENOENT,
+        EINVAL for an object that is no IOAS/HWPT), then EBUSY (xa_insert of the device into
+        the RID's attach, iommufd_device_do_attach)."""
+        if not isinstance(ctx.table.get(pt_id), (IOASObj, fhwpt.HWPTObj)):
+            raise kerr(errno.EINVAL)
+        raise kerr(errno.EBUSY)
 
     def dma(self, iova: int, write: bool) -> tuple[int, int] | None:
         """Translate a device access through the attached HWPT (see hwpt.dma_translate)."""
@@ -193,6 +228,7 @@ class CdevFile(FakeFile):
             else:
                 iommufd_device.unbind_device(ctx, self.obj)
             self.obj = None
+            self.rid_by_pasid = False
             self.gate.unblock_group(self.group)
             ctx.put()
             self.iommufd = None
@@ -202,14 +238,16 @@ class CdevFile(FakeFile):
             self.device.release()
 
 
-def _token_ptr(arg: IoctlArg) -> int:
-    """token_uuid_ptr (6.17+), zero-extended when argsz ends before it (copy_struct_from_user)."""
-    return int.from_bytes(arg.read(16, 8), "little") if arg.size >= 24 else 0
-
+BIND_STRUCT = "6.17"
+"""device_cdev.c:vfio_df_ioctl_bind_iommufd reads argsz with get_user and the struct (with
+token_uuid_ptr) with copy_struct_from_user since 6.17 (VF token, be2e70b96c3e): an argsz reaching
+unreadable memory is EFAULT and a non-zero tail E2BIG before any other check.  The fake copies
+sizeof(struct) from 6.17 on; 6.17 itself passed minsz as the kernel size (fixed later, a zero
+token_uuid_ptr was then required with argsz 24): not modelled, only 6.12 and 7.3 are verified."""
 
 OPS = (
     Op(uapi.VFIO_DEVICE_BIND_IOMMUFD, "cdev-bind", CdevFile.VFIO_DEVICE_BIND_IOMMUFD, Conv.ARGSZ,
-       "struct vfio_device_bind_iommufd", "out_devid", since="6.6"),
+       "struct vfio_device_bind_iommufd", "out_devid", since="6.6", struct_since=BIND_STRUCT),
     Op(uapi.VFIO_DEVICE_ATTACH_IOMMUFD_PT, "cdev", CdevFile.VFIO_DEVICE_ATTACH_IOMMUFD_PT,
        Conv.ARGSZ, "struct vfio_device_attach_iommufd_pt", "pt_id", since="6.6"),
     Op(uapi.VFIO_DEVICE_DETACH_IOMMUFD_PT, "cdev", CdevFile.VFIO_DEVICE_DETACH_IOMMUFD_PT,

@@ -12,6 +12,9 @@ Argument conventions (reference/uapi.md §1.2 and §1.4):
 
 - ``ARGSZ`` (VFIO): ``copy_from_user`` of ``minsz`` bytes (EFAULT), then ``argsz < minsz`` is
   EINVAL; a larger ``argsz`` is accepted.  The handler writes back what it writes back.
+  From ``Op.struct_since`` on (VFIO_DEVICE_BIND_IOMMUFD since 6.17): ``get_user`` of ``argsz``
+  (EFAULT), ``argsz < minsz`` EINVAL, then ``copy_struct_from_user`` of the whole struct as for
+  ``SIZE`` (a non-zero tail E2BIG, an unreadable one EFAULT, a short ``argsz`` zero-extended).
 - ``SIZE`` (iommufd, main.c:iommufd_fops_ioctl): ``get_user`` of the size (EFAULT) for every
   request number in the table's range, ENOTTY for a request not in the table, ``size < min``
   EINVAL, non-zero bytes past the kernel's struct E2BIG (read lazily, never allocated), then
@@ -73,6 +76,8 @@ class Op:
         since: the first Linux version with this ioctl (older versions answer ENOTTY).
         before_copy: a check the kernel makes before copying the argument in (e.g. type1's
             EACCES for DIRTY_PAGES on a v1 container).
+        struct_since: ARGSZ only: the first Linux version that copies the struct in with
+            ``get_user(argsz)`` + ``copy_struct_from_user`` instead of ``copy_from_user(minsz)``.
     """
 
     request: Ioctl
@@ -83,6 +88,7 @@ class Op:
     last: str | None = None
     since: str = "3.6"
     before_copy: Callable[[Any, IoctlArg], None] | None = None
+    struct_since: str | None = None
     minsz: int = field(default=0, init=False)
     sizeof: int = field(default=0, init=False)
     ptype: Any = field(default=None, init=False, repr=False, compare=False)
@@ -166,7 +172,10 @@ class IoctlTable:
         if op.before_copy is not None:
             op.before_copy(target, io)
         conv = op.conv
-        if conv is Conv.ARGSZ:
+        if conv is Conv.ARGSZ and op.struct_since and io.linux.at_least(op.struct_since):
+            io.size = _get_u32(io.mem, io.value)
+            _copy_size(op, io)
+        elif conv is Conv.ARGSZ:
             _copy_argsz(op, io)
         elif conv is Conv.SIZE:
             _copy_size(op, io)

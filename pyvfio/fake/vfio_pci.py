@@ -323,7 +323,7 @@ OPS = (
     _op(uapi.VFIO_DEVICE_QUERY_GFX_PLANE, VFIOPCIDevice.VFIO_DEVICE_QUERY_GFX_PLANE),
     _op(uapi.VFIO_DEVICE_GET_GFX_DMABUF, VFIOPCIDevice.VFIO_DEVICE_GET_GFX_DMABUF),
     Op(uapi.VFIO_DEVICE_BIND_IOMMUFD, "device-bind", _bind_on_group_fd, Conv.ARGSZ,
-       "struct vfio_device_bind_iommufd", "out_devid", since="6.6"),
+       "struct vfio_device_bind_iommufd", "out_devid", since="6.6", struct_since="6.17"),
 )
 """The vfio-pci device fd's ioctls (vfio_main.c:vfio_device_fops_unl_ioctl, vfio_pci_core.c).
 

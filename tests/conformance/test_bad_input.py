@@ -210,3 +210,59 @@ def test_device_name_longer_than_a_page_einval(host: Host) -> None:
                      ffi.new("char[]", b"a" * PAGE))
         expect_errno(errno.ENODEV, s.k.ioctl, g, uapi.VFIO_GROUP_GET_DEVICE_FD,
                      ffi.new("char[]", b"a" * (PAGE - 1)))
+
+
+# -- VFIO_DEVICE_BIND_IOMMUFD's copy-in (device_cdev.c:vfio_df_ioctl_bind_iommufd) --------------
+
+
+def _bind_at(end: int, argsz: int, iommufd: int, tail: bytes = b"") -> int:
+    """Write a vfio_device_bind_iommufd {argsz, flags 0, iommufd} (24 bytes, token_uuid_ptr 0)
+    followed by ``tail``, ending at ``end``; return its address."""
+    start = end - 24 - len(tail)
+    head = argsz.to_bytes(4, "little") + bytes(4) + iommufd.to_bytes(4, "little", signed=True)
+    ctypes.memmove(start, head + bytes(12) + tail, 24 + len(tail))
+    return start
+
+
+def test_cdev_bind_argsz_into_unreadable_page_efault(host: Host, guarded: int) -> None:
+    """6.17+ reads argsz with get_user and the struct with copy_struct_from_user(argsz): an argsz
+    reaching an unreadable page is EFAULT before any other check (iommufd -1 would be EINVAL),
+    and a valid struct with it binds nothing.  6.12 copied minsz (16) bytes only: the same
+    argument is EINVAL for iommufd -1 and binds with a valid iommufd."""
+    with iommufd_session(host) as s:
+        fd, cdev = s.iommufd(), s.cdev(host.edu)
+        new_copy = host.linux_at_least(6, 17)
+        bad = _bind_at(guarded, 0xFFFFFFFF, -1)
+        expect_errno(errno.EFAULT if new_copy else errno.EINVAL,
+                     s.k.ioctl, cdev, uapi.VFIO_DEVICE_BIND_IOMMUFD, bad)
+        arg = _bind_at(guarded, 0xFFFFFFFF, fd)
+        if new_copy:
+            expect_errno(errno.EFAULT, s.k.ioctl, cdev, uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
+            s.bind(cdev, fd)  # still unbound
+        else:
+            expect_ok(s.k.ioctl, cdev, uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
+            assert int.from_bytes(ctypes.string_at(arg + 12, 4), "little") > 0  # out_devid
+
+
+def test_cdev_bind_nonzero_tail_e2big(host: Host, guarded: int) -> None:
+    """copy_struct_from_user (6.17+): a non-zero byte past the 24-byte struct -> E2BIG, before
+    the iommufd check; 6.12 never reads past 16 bytes (iommufd -1: EINVAL)."""
+    with iommufd_session(host) as s:
+        cdev = s.cdev(host.edu)
+        arg = _bind_at(guarded, 0xFFFFFFFF, -1, tail=bytes(7) + b"\1")
+        expect_errno(errno.E2BIG if host.linux_at_least(6, 17) else errno.EINVAL,
+                     s.k.ioctl, cdev, uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
+
+
+def test_cdev_bind_writes_back_out_devid_only(host: Host) -> None:
+    """BIND copies back out_devid alone (copy_to_user(&arg->out_devid)): a token_uuid_ptr the
+    kernel ignores (no VFIO_DEVICE_BIND_FLAG_TOKEN) stays as the caller wrote it, and 6.17+
+    copies all 24 bytes in (kernel size sizeof(struct): a non-zero token_uuid_ptr is no E2BIG)."""
+    with iommufd_session(host) as s:
+        fd, cdev = s.iommufd(), s.cdev(host.edu)
+        arg = new("struct vfio_device_bind_iommufd *", argsz=24, iommufd=fd,
+                  token_uuid_ptr=0x5A5A5A5A00001000)
+        expect_ok(s.k.ioctl, cdev, uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
+        assert arg.out_devid > 0
+        assert (arg.argsz, arg.flags, arg.iommufd) == (24, 0, fd)
+        assert arg.token_uuid_ptr == 0x5A5A5A5A00001000

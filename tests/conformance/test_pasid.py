@@ -211,6 +211,48 @@ def test_cdev_pasid_on_edu(host: Host) -> None:
             s.destroy(fd, hwpt)
 
 
+def test_cdev_pasid_zero_is_the_rid(host: Host) -> None:
+    """vfio/iommufd.c:vfio_iommufd_physical_pasid_attach_ioas: PASID 0 is IOMMU_NO_PASID.  It is
+    not in vdev->pasids at first, so it is allocated there and attached with
+    iommufd_device_attach: the RID itself (an IOAS is fine), EBUSY while the RID is attached by a
+    plain ATTACH.  Once attached that way vfio's iommufd_attached stays false: a plain ATTACH is
+    iommufd_device_attach again (EBUSY), a plain DETACH does nothing, a second PASID-0 ATTACH
+    replaces, and only a PASID-0 DETACH (or close) lets the RID go."""
+    require_linux(host, "6.15")
+    with iommufd_session(host) as s:
+        fd, ioas, cdev, _ = s.bound_edu()
+        auto = _cdev_attach(s, cdev, 0, ioas)
+        expect_errno(errno.EBUSY, s.attach, cdev, ioas)
+        expect_errno(errno.ENOENT, s.attach, cdev, 0xDEAD)  # the pt_id lookup comes first
+        s.detach(cdev)  # not vfio's attachment: nothing happens
+        expect_errno(errno.EBUSY, s.attach, cdev, ioas)
+        other = s.ioas(fd)
+        auto2 = _cdev_attach(s, cdev, 0, other)  # replaced
+        assert auto2 != auto
+        _cdev_detach(s, cdev, 0)
+        assert s.attach(cdev, ioas) > 0  # the RID is free again
+        expect_errno(errno.EBUSY, _cdev_attach, s, cdev, 0, ioas)
+        expect_errno(errno.EBUSY, _cdev_attach, s, cdev, 0, other)
+        _cdev_detach(s, cdev, 0)  # 0 is not in vdev->pasids: the plain attachment stays
+        expect_errno(errno.EBUSY, _cdev_attach, s, cdev, 0, ioas)
+        s.detach(cdev)
+        assert _cdev_attach(s, cdev, 0, ioas) > 0
+
+
+def test_cdev_pasid_above_int_max_enospc(host: Host) -> None:
+    """ida_alloc_range(&vdev->pasids, pasid, pasid) refuses an id above INT_MAX with ENOSPC,
+    before the pt_id is looked up; detaching such a PASID finds nothing (ida_exists) and is
+    no error."""
+    require_linux(host, "6.15")
+    with iommufd_session(host) as s:
+        _, ioas, cdev, _ = s.bound_edu()
+        for pasid in (1 << 31, 0xFFFFFFFF):
+            expect_errno(errno.ENOSPC, _cdev_attach, s, cdev, pasid, ioas)
+            expect_errno(errno.ENOSPC, _cdev_attach, s, cdev, pasid, 0xDEAD)
+            _cdev_detach(s, cdev, pasid)
+        expect_errno(errno.ENOENT, _cdev_attach, s, cdev, (1 << 31) - 1, 0xDEAD)
+
+
 ECAP_PASID, ECAP_SMTS = 1 << 40, 1 << 43  # VT-d ECAP_REG: PASID support, scalable mode
 
 

@@ -47,24 +47,6 @@ KNOWN: dict[str, str] = {
     # FEATURE_DMA_BUF (pci/vfio_pci_dmabuf.c:vfio_pci_core_feature_dma_buf): a range whose
     # offset + length wraps is EOVERFLOW (vfio_pci_core_fill_phys_vec) where the fake says EINVAL.
     "VFIO_DEVICE_FEATURE: real EOVERFLOW / fake EINVAL": "DMA_BUF range wraps: EOVERFLOW",
-    # BIND_IOMMUFD (device_cdev.c:vfio_df_ioctl_bind_iommufd) in 7.3 reads argsz with get_user
-    # and the struct with copy_struct_from_user(argsz): an argsz reaching unreadable memory
-    # (0xffffffff, 0x10000) is EFAULT before any other check (6.12 copied minsz only); and it
-    # writes back only out_devid, while the fake's copy-out rewrites token_uuid_ptr as 0.
-    "VFIO_DEVICE_BIND_IOMMUFD: real EFAULT / fake 0": "7.3 bind: copy_struct_from_user(argsz)",
-    "VFIO_DEVICE_BIND_IOMMUFD: real EFAULT / fake EINVAL": "7.3 bind: copy_struct_from_user first",
-    "VFIO_DEVICE_BIND_IOMMUFD: real EFAULT / fake EBADF": "7.3 bind: copy_struct_from_user first",
-    "VFIO_DEVICE_BIND_IOMMUFD: real EFAULT / fake EBADFD": "7.3 bind: copy_struct_from_user first",
-    "VFIO_DEVICE_BIND_IOMMUFD: bytes differ": "7.3 bind writes back out_devid only",
-    # PASID attach (device_cdev.c:vfio_df_ioctl_attach_pt -> iommufd.c:
-    # vfio_iommufd_physical_pasid_attach_ioas): pasid 0 is IOMMU_NO_PASID, a plain attach that
-    # succeeds (fake EINVAL), or EBUSY when the device is attached already (the pasid ida has no
-    # 0, so it is an attach, not a replace: iommufd device.c:iommufd_device_attach); a pasid
-    # above INT_MAX is ENOSPC from ida_alloc_range before the pt_id lookup.
-    "VFIO_DEVICE_ATTACH_IOMMUFD_PT: real 0 / fake EINVAL": "PASID attach of pasid 0 is plain",
-    "VFIO_DEVICE_ATTACH_IOMMUFD_PT: real EBUSY / fake EINVAL": "PASID 0 attach when attached",
-    "VFIO_DEVICE_ATTACH_IOMMUFD_PT: real ENOSPC / fake EINVAL": "pasid > INT_MAX: ida ENOSPC",
-    "VFIO_DEVICE_ATTACH_IOMMUFD_PT: real ENOSPC / fake ENOENT": "pasid > INT_MAX: ENOSPC first",
     # config space on 7.3 (and noiommu 6.12, 2 of 10000): bytes 0x42 (MSI flags), 0x51 and
     # 0x80-0x81 read back what earlier sequences wrote there (0x06, 0x04, 0x0406) on Linux and 0
     # on the fake (pci/vfio_pci_config.c: which written bits stick); state that outlives a
