@@ -17,7 +17,7 @@ import pytest
 from pyvfio import uapi
 from pyvfio._ffi import C, ffi, new
 from pyvfio.fake.linux import Linux
-from tests.conformance.iommufd_helpers import iommufd_session
+from tests.conformance.iommufd_helpers import iommufd_session, require_iommufd
 from tests.conformance.vfio_helpers import buffer, dma_map, dma_unmap, name_arg, session
 from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
@@ -242,6 +242,21 @@ def test_cdev_bind_argsz_into_unreadable_page_efault(host: Host, guarded: int) -
         else:
             expect_ok(s.k.ioctl, cdev, uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
             assert int.from_bytes(ctypes.string_at(arg + 12, 4), "little") > 0  # out_devid
+
+
+def test_group_device_bind_argsz_into_unreadable_page_efault(host: Host, guarded: int) -> None:
+    """BIND on a device fd opened through its group reaches vfio_df_ioctl_bind_iommufd too
+    (vfio_main.c:vfio_device_fops_unl_ioctl, before the access check): the copy-in comes before
+    "only allowed for cdev fds", so 6.17+ answers EFAULT where a readable struct is EINVAL.
+    (Hosts with iommufd only: without CONFIG_VFIO_DEVICE_CDEV the ioctl is ENOTTY.)"""
+    require_iommufd(host)
+    with session(host) as s:
+        _, _, d = s.edu()
+        arg = _bind_at(guarded, 0xFFFFFFFF, 3)
+        expect_errno(errno.EFAULT if host.linux_at_least(6, 17) else errno.EINVAL,
+                     s.k.ioctl, d, uapi.VFIO_DEVICE_BIND_IOMMUFD, arg)
+        expect_errno(errno.EINVAL, s.k.ioctl, d, uapi.VFIO_DEVICE_BIND_IOMMUFD,
+                     _bind_at(guarded, 24, 3))
 
 
 def test_cdev_bind_nonzero_tail_e2big(host: Host, guarded: int) -> None:
