@@ -164,11 +164,16 @@ class Container(FakeFile):
         prot = m.flags & (C.VFIO_DMA_MAP_FLAG_READ | C.VFIO_DMA_MAP_FLAG_WRITE)
         set_vaddr = bool(m.flags & C.VFIO_DMA_MAP_FLAG_VADDR)
         pg = self.iommu_hw.model.page_size
-        if m.flags & ~_MAP_FLAGS or bool(prot) == set_vaddr:
+        if m.flags & ~_MAP_FLAGS:
             raise kerr(errno.EINVAL)
-        if not m.size or (m.size | m.iova | m.vaddr) & (pg - 1):
+        wraps = m.size and (m.iova + m.size - 1 > U64 or m.vaddr + m.size - 1 > U64)
+        if wraps and arg.linux.at_least("7.3"):
+            # 7.3 vfio_dma_do_map: !size EINVAL, then check_add_overflow EOVERFLOW before the
+            # flags and alignment checks (6.12: every one of them EINVAL)
+            raise kerr(errno.EOVERFLOW)
+        if bool(prot) == set_vaddr:
             raise kerr(errno.EINVAL)
-        if m.iova + m.size - 1 > U64 or m.vaddr + m.size - 1 > U64:
+        if not m.size or (m.size | m.iova | m.vaddr) & (pg - 1) or wraps:
             raise kerr(errno.EINVAL)
         if set_vaddr:
             self.dma.update_vaddr(m.iova, m.size, m.vaddr)
@@ -204,20 +209,24 @@ class Container(FakeFile):
         if flags & ~_UNMAP_FLAGS or (dirty and flags & ~dirty):
             raise kerr(errno.EINVAL)
         bitmap = self._unmap_bitmap(arg, u) if dirty else None
-        iova, size = self._unmap_range(u.iova, u.size, bool(unmap_all))
+        iova, size = self._unmap_range(u.iova, u.size, bool(unmap_all), arg.linux)
         if flags & C.VFIO_DMA_UNMAP_FLAG_VADDR:
             u.size = self.dma.invalidate_vaddr(iova, size)
         else:
             if bitmap is not None:
                 pgsize, data = bitmap
+                self._check_tracking(pgsize)
                 self._check_no_bisect(iova, size)
-                arg.mem.write(data, self.dma.dirty_bitmap(iova, size, pgsize))
+                self.dma.write_dirty(arg.mem, data, iova, size, pgsize)
             unmap = self.dma.unmap_v2 if self.dma.v2 or unmap_all else self.dma.unmap_v1
             u.size = unmap(iova, size)
         arg.copy_out(u, 24)
         return 0
 
-    def _unmap_range(self, iova: int, size: int, unmap_all: bool) -> tuple[int, int]:
+    def _unmap_range(self, iova: int, size: int, unmap_all: bool,
+                     linux: Linux) -> tuple[int, int]:
+        """vfio_dma_do_unmap's range checks: EINVAL, or EOVERFLOW on 7.3 for a range that
+        wraps (check_add_overflow; 6.12: EINVAL)."""
         pg = self.iommu_hw.model.page_size
         if iova & (pg - 1):
             raise kerr(errno.EINVAL)
@@ -225,23 +234,22 @@ class Container(FakeFile):
             if iova or size:
                 raise kerr(errno.EINVAL)
             return 0, 1 << 64
-        if not size or size & (pg - 1) or iova + size - 1 > U64:
+        if not size or size & (pg - 1):
             raise kerr(errno.EINVAL)
+        if iova + size - 1 > U64:
+            raise kerr(errno.EOVERFLOW if linux.at_least("7.3") else errno.EINVAL)
         return iova, size
 
     def _unmap_bitmap(self, arg: IoctlArg, u: object) -> tuple[int, int]:
         if arg.size < 24 + 24:
             raise kerr(errno.EINVAL)
         pgsize, size, data = struct.unpack("<QQQ", arg.read(24, 24))
-        self._check_bitmap(pgsize, size, getattr(u, "size", 0))
+        _verify_bitmap_size(getattr(u, "size", 0), pgsize, size)
         return pgsize, data
 
-    def _check_bitmap(self, pgsize: int, size: int, span: int) -> None:
-        """vfio_iommu_type1.c:``verify_bitmap_size`` and the tracking/pgsize checks."""
-        npages = span // self.iommu_hw.model.page_size
-        need = (npages + 63) // 64 * 8
-        if not size or size > MAX_DIRTY_BITMAP_SIZE or size < need:
-            raise kerr(errno.EINVAL)
+    def _check_tracking(self, pgsize: int) -> None:
+        """Tracking on and the smallest page size: after the range checks (vfio_dma_do_unmap,
+        the GET_BITMAP branch of vfio_iommu_type1_dirty_pages)."""
         if not self.dma.dirty_tracking or pgsize != self.iommu_hw.model.page_size:
             raise kerr(errno.EINVAL)
 
@@ -267,11 +275,30 @@ class Container(FakeFile):
             raise kerr(errno.EINVAL)
         iova, size, pgsize, bsize, data = struct.unpack("<QQQQQ", arg.read(8, 40))
         pg = self.iommu_hw.model.page_size
-        if iova + size < iova or not size or (iova | size) & (pg - 1):
+        if not size:
             raise kerr(errno.EINVAL)
-        self._check_bitmap(pgsize, bsize, size)
+        if arg.linux.at_least("7.3"):
+            if iova + size - 1 > U64:  # 7.3: check_add_overflow(iova, size - 1) first
+                raise kerr(errno.EOVERFLOW)
+        elif iova + size > U64:  # 6.12: range.iova + range.size < range.iova (u64)
+            raise kerr(errno.EINVAL)
+        _verify_bitmap_size(size, pgsize, bsize)
+        if (iova | size) & (pg - 1):
+            raise kerr(errno.EINVAL)
+        self._check_tracking(pgsize)
         self._check_no_bisect(iova, size)
-        arg.mem.write(data, self.dma.dirty_bitmap(iova, size, pgsize))
+        self.dma.write_dirty(arg.mem, data, iova, size, pgsize)
+
+
+def _verify_bitmap_size(span: int, pgsize: int, size: int) -> None:
+    """vfio_iommu_type1.c:``verify_bitmap_size(span >> __ffs(pgsize), size)``, in the ioctl
+    before the range checks, in pages of the caller's ``pgsize`` (x86-64: __ffs(0) is 64 and
+    a shift by 64 shifts by 0); DIRTY_BITMAP_BYTES rounds up to u64 words in 64 bits."""
+    shift = (pgsize & -pgsize).bit_length() - 1 if pgsize else 64
+    npages = span >> (shift & 63)
+    need = ((npages + 63) & ~63 & U64) // 8
+    if not npages or not size or size > MAX_DIRTY_BITMAP_SIZE or size < need:
+        raise kerr(errno.EINVAL)
 
 
 def _need_v2(container: Container, arg: IoctlArg) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from pyvfio.fake.ioas import IntervalMap
 from pyvfio.fake.iommu import INTEL_PGSIZES, IOMMUModel
-from pyvfio.fake.memory import kerr
+from pyvfio.fake.memory import UserMemory, kerr
 
 U64 = (1 << 64) - 1
 INTEL_IOVA_RANGES = IOMMUModel().iova_ranges()  # the lane's VT-d, MSI window excluded
@@ -181,13 +181,18 @@ class DmaMap:
             raise kerr(errno.EINVAL)
         m.vaddr, m.vaddr_invalid = vaddr, False
 
-    def dirty_bitmap(self, iova: int, size: int, pgsize: int) -> bytes:
-        """Bitmap of [iova, iova+size) in ``pgsize`` pages: vfio-pci groups are not in the
-        pinned-page dirty scope, so every mapped page reads dirty (``update_user_bitmap``)."""
-        npages = size // pgsize
-        bits = bytearray((npages + 63) // 64 * 8)
+    def write_dirty(self, mem: UserMemory, data: int, iova: int, size: int, pgsize: int) -> None:
+        """Write the dirty bits of every mapping in [iova, iova+size) to the user bitmap at
+        ``data`` (bit 0 = ``iova``), one mapping at a time as vfio_iommu_type1.c:
+        ``update_user_bitmap`` does: only the u64 words holding a mapping's bits are written,
+        the bits below it in its first word keep what the user had there, bitmap words of no
+        mapping are never touched.  Every page of a mapping reads dirty: vfio-pci groups are
+        not in the pinned-page dirty scope (num_non_pinned_groups).  Raises EFAULT."""
         for m in self.in_range(iova, size):
-            lo, hi = max(m.iova, iova), min(m.end, iova + size)
-            for page in range((lo - iova) // pgsize, (hi - iova) // pgsize):
-                bits[page // 8] |= 1 << page % 8
-        return bytes(bits)
+            nbits = m.size // pgsize
+            word, shift = divmod((m.iova - iova) // pgsize, 64)
+            bits = ((1 << nbits) - 1) << shift
+            if shift:
+                leftover = int.from_bytes(mem.read(data + 8 * word, 8), "little")
+                bits |= leftover & ((1 << shift) - 1)
+            mem.write(data + 8 * word, bits.to_bytes((nbits + shift + 63) // 64 * 8, "little"))

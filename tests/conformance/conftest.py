@@ -17,6 +17,7 @@ import pytest
 from pyvfio.device import Device
 from pyvfio.errors import ModeUnavailableError
 from pyvfio.opener import open_device
+from tests.conformance.vfio_helpers import Session, session
 from tests.conftest import Host
 
 
@@ -48,3 +49,13 @@ def edu_iommufd(host: Host) -> Iterator[Device]:
         pytest.skip(f"{host.profile}: {exc}")
     with device:
         yield device
+
+
+@pytest.fixture
+def t1(host: Host) -> Iterator[tuple[Session, int]]:
+    """A session with a type1v2 container holding the lone edu's group: (session, container)."""
+    if host.noiommu:
+        pytest.skip("noiommu: no type1 DMA mapping")
+    with session(host) as s:
+        c, _ = s.ready(host.edu_group)
+        yield s, c

@@ -6,7 +6,6 @@ import ctypes
 import errno
 import mmap
 import struct
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,21 +13,11 @@ from pyvfio import uapi
 from pyvfio._ffi import C, ffi, new
 from pyvfio.fake import standard_host
 from tests.conformance.vfio_helpers import Session, buffer, dma_map, dma_unmap, session
-from tests.conftest import Host, discover
+from tests.conftest import discover
 from tests.helpers import expect_errno, expect_ok
 
 IOVA = 0x100000
 RW = C.VFIO_DMA_MAP_FLAG_READ | C.VFIO_DMA_MAP_FLAG_WRITE
-
-
-@pytest.fixture
-def t1(host: Host) -> Iterator[tuple[Session, int]]:
-    """A session with a type1v2 container holding the lone edu's group: (session, container)."""
-    if host.noiommu:
-        pytest.skip("noiommu: no type1 DMA mapping")
-    with session(host) as s:
-        c, _ = s.ready(host.edu_group)
-        yield s, c
 
 
 def test_get_info_small_argsz_reports_caps_size(t1: tuple[Session, int]) -> None:

@@ -27,12 +27,6 @@ KNOWN: dict[str, str] = {
 
     # -- iommufd-7.3-7.3.4 (the harness's first 7.3 recording; each is 7.3 behaviour the fake,
     # FakeKernel(linux="7.3"), does not have yet.  Kernel files are 7.3's) ----------------------
-    # type1 (vfio_iommu_type1.c), 7.3 only: a range that wraps is EOVERFLOW (check_add_overflow;
-    # 6.12 said EINVAL): vfio_dma_do_map (iova or vaddr + size - 1), vfio_dma_do_unmap,
-    # vfio_iommu_type1_dirty_pages (GET_BITMAP range).
-    "VFIO_IOMMU_MAP_DMA: real EOVERFLOW / fake EINVAL": "7.3 type1 map: wrap is EOVERFLOW",
-    "VFIO_IOMMU_UNMAP_DMA: real EOVERFLOW / fake EINVAL": "7.3 type1 unmap: wrap is EOVERFLOW",
-    "VFIO_IOMMU_DIRTY_PAGES: real EOVERFLOW / fake EINVAL": "7.3 GET_BITMAP: wrap is EOVERFLOW",
     # 7.3 vfio_pci_core.c:vfio_pci_get_irq_count gives every device one ERR IRQ (6.12: PCIe
     # devices only; QEMU's edu is conventional PCI), so SET_IRQS(VFIO_PCI_ERR_IRQ_INDEX) reaches
     # vfio_pci_intrs.c:vfio_pci_set_err_trigger: TRIGGER with an eventfd or -1 is 0, with a
@@ -60,9 +54,4 @@ KNOWN: dict[str, str] = {
     "pread region 7 @0x48: bytes differ": "config: written bytes 0x42/0x51/0x80 stick",
     "pread region 7 @0x50: bytes differ": "config: written bytes 0x42/0x51/0x80 stick",
     "pread region 7 @0x4c: bytes differ": "config: written bytes 0x51 stick; 0x85 reads 0 on 7.3",
-    # type1 UNMAP_DMA with VFIO_DMA_UNMAP_FLAG_GET_DIRTY_BITMAP while dirty tracking runs, over a
-    # range with no mapping (iova 0xfef00000, size 0x2000): Linux unmaps nothing and never
-    # touches the user bitmap (vfio_iommu_type1.c:vfio_dma_do_unmap writes it only per vfio_dma
-    # it removes, update_user_bitmap); the fake zeroes its first 8 bytes.  1 of 10000 (7.3).
-    "VFIO_IOMMU_UNMAP_DMA: bytes differ": "unmap+bitmap of nothing: Linux leaves the bitmap",
 }
