@@ -71,13 +71,14 @@ class Interrupts:
         # (the kernel keeps it per bound device; the fake per open, from 0 at the first open)
         self.msi_qmax = 0
 
-    def count(self, index: int) -> int:
-        """vfio_pci_get_irq_count."""
+    def count(self, index: int, *, err_always: bool = False) -> int:
+        """vfio_pci_get_irq_count.  ``err_always``: 7.3 gives every device one ERR IRQ, 6.12
+        only PCIe ones (``if (pci_is_pcie(vdev->pdev)) return 1``)."""
         caps, cfg = self.dev.caps, self.dev.cfg
         return {INTX: int(bool(self.dev.config[0x3D])),
                 MSI: cfg.msi_vectors if PCI_CAP_ID_MSI in caps else 0,
                 MSIX: cfg.msix_vectors if PCI_CAP_ID_MSIX in caps else 0,
-                ERR: int(PCI_CAP_ID_EXP in caps), REQ: 1}.get(index, 0)
+                ERR: 1 if err_always else int(PCI_CAP_ID_EXP in caps), REQ: 1}.get(index, 0)
 
     def held(self) -> list[int]:
         """Return every eventfd dup held (for the leak check)."""
@@ -101,8 +102,10 @@ class Interrupts:
 
     # -- SET_IRQS --------------------------------------------------------------------------
 
-    def set_irqs(self, flags: int, index: int, start: int, data: list[int]) -> int:
-        """Dispatch one validated VFIO_DEVICE_SET_IRQS (vfio_pci_set_irqs_ioctl)."""
+    def set_irqs(self, flags: int, index: int, start: int, data: list[int], *,
+                 err_always: bool = False) -> int:
+        """Dispatch one validated VFIO_DEVICE_SET_IRQS (vfio_pci_set_irqs_ioctl); ERR and REQ
+        have TRIGGER only (ENOTTY), ERR on 6.12 only for a PCIe device (``err_always``: 7.3)."""
         action = flags & _ACTION
         kind = flags & _DATA
         if index == INTX and action == C.VFIO_IRQ_SET_ACTION_TRIGGER:
@@ -112,7 +115,7 @@ class Interrupts:
         if index in (MSI, MSIX) and action == C.VFIO_IRQ_SET_ACTION_TRIGGER:
             return self._msi_trigger(index, kind, start, data)
         if index in (ERR, REQ) and action == C.VFIO_IRQ_SET_ACTION_TRIGGER:
-            if index == ERR and PCI_CAP_ID_EXP not in self.dev.caps:
+            if index == ERR and not err_always and PCI_CAP_ID_EXP not in self.dev.caps:
                 raise kerr(errno.ENOTTY)
             return self._ctx_trigger(index, kind, start, data)
         raise kerr(errno.ENOTTY)

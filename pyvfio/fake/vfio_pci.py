@@ -162,7 +162,7 @@ class VFIOPCIDevice(FakeFile):
         elif index != MSIX or not self.dev.cfg.msix_vectors:
             # has_dyn_msix = pci_msix_can_alloc_dyn(): false without an MSI-X capability
             info.flags |= C.VFIO_IRQ_INFO_NORESIZE
-        info.count = 1 if index == ERR and err_always else self.irqs.count(index)
+        info.count = self.irqs.count(index, err_always=err_always)
         arg.copy_out(info, 16)
         return 0
 
@@ -173,7 +173,10 @@ class VFIOPCIDevice(FakeFile):
         flags, index, start, count = hdr.flags, hdr.index, hdr.start, hdr.count
         if index >= NUM_IRQS or count >= 0xFFFFFFFF - start or flags & ~_IRQ_SET_MASK:
             raise kerr(errno.EINVAL)
-        limit = self.irqs.count(index)
+        # 7.3 vfio_pci_get_irq_count: every device has an ERR IRQ, so SET_IRQS reaches
+        # vfio_pci_set_err_trigger (6.12: PCIe only; a conventional device's max is 0: EINVAL)
+        err_always = arg.linux.at_least("7.3")
+        limit = self.irqs.count(index, err_always=err_always)
         if start >= limit or start + count > limit:
             raise kerr(errno.EINVAL)
         kind = flags & (C.VFIO_IRQ_SET_DATA_NONE | C.VFIO_IRQ_SET_DATA_BOOL
@@ -186,7 +189,7 @@ class VFIOPCIDevice(FakeFile):
         data = ([1] * count if not size else list(raw) if size == 1
                 else list(struct.unpack(f"<{count}i", raw)))
         arg.extra["data"] = data
-        return self.irqs.set_irqs(flags, index, start, data)
+        return self.irqs.set_irqs(flags, index, start, data, err_always=err_always)
 
     # -- reset -----------------------------------------------------------------------------
 

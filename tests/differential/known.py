@@ -27,13 +27,6 @@ KNOWN: dict[str, str] = {
 
     # -- iommufd-7.3-7.3.4 (the harness's first 7.3 recording; each is 7.3 behaviour the fake,
     # FakeKernel(linux="7.3"), does not have yet.  Kernel files are 7.3's) ----------------------
-    # 7.3 vfio_pci_core.c:vfio_pci_get_irq_count gives every device one ERR IRQ (6.12: PCIe
-    # devices only; QEMU's edu is conventional PCI), so SET_IRQS(VFIO_PCI_ERR_IRQ_INDEX) reaches
-    # vfio_pci_intrs.c:vfio_pci_set_err_trigger: TRIGGER with an eventfd or -1 is 0, with a
-    # closed fd EBADF; MASK/UNMASK have no handler (vfio_pci_set_irqs_ioctl): ENOTTY.
-    "VFIO_DEVICE_SET_IRQS: real 0 / fake EINVAL": "7.3: every vfio-pci device has an ERR IRQ",
-    "VFIO_DEVICE_SET_IRQS: real EBADF / fake EINVAL": "7.3: ERR IRQ trigger with a closed fd",
-    "VFIO_DEVICE_SET_IRQS: real ENOTTY / fake EINVAL": "7.3: ERR IRQ mask/unmask is ENOTTY",
     # feature 12 (VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2) is handled by vfio_main.c itself
     # (vfio_ioctl_device_feature_migration_precopy_info_v2): EINVAL without PRE_COPY migration;
     # the fake hands it to the driver (ENOTTY).
