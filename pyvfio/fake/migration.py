@@ -198,21 +198,25 @@ def feature(driver: MigrationDriver | None, flags: int, arg: IoctlArg,
             install_fd: Any) -> int:
     """The migration and logging cases of vfio_ioctl_device_feature; ``arg`` holds the
     vfio_device_feature header (argsz already read), the payload follows at offset 8."""
+    which, size = flags & C.VFIO_DEVICE_FEATURE_MASK, arg.size - 8
+    if which == C.VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2:
+        # absent in 6.12 (the device's own feature op: ENOTTY), in 7.3 (first release
+        # unchecked) vfio_main.c:vfio_ioctl_device_feature_migration_precopy_info_v2 asks
+        # migration_flags for PRE_COPY before anything, mig_ops or not: EINVAL without it
+        if not arg.linux.at_least("7.3"):
+            raise kerr(errno.ENOTTY)
+        if driver is None or not driver.flags & PRE:
+            raise kerr(errno.EINVAL)
+        if check_feature(flags, size, SET, 0):
+            driver.precopy_info_v2 = True
+        return 0
     if driver is None:
         raise kerr(errno.ENOTTY)  # no mig_ops / log_ops
-    which, size = flags & C.VFIO_DEVICE_FEATURE_MASK, arg.size - 8
     if which in _LOGGING:
         _LOGGING[which](driver, flags, size, arg)
     elif which == C.VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE:
         if check_feature(flags, size, GET | SET, 8):
             _mig_state(driver, flags, arg, install_fd)
-    elif which == C.VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2:
-        if not arg.linux.at_least("7.3"):  # absent in 6.12, in 7.3 (first release unchecked)
-            raise kerr(errno.ENOTTY)
-        if not driver.flags & PRE:
-            raise kerr(errno.EINVAL)
-        if check_feature(flags, size, SET, 0):
-            driver.precopy_info_v2 = True
     elif check_feature(flags, size, GET, 8):  # MIGRATION, MIG_DATA_SIZE: GET a u64
         value = driver.flags if which == C.VFIO_DEVICE_FEATURE_MIGRATION else driver.data_size()
         arg.write(8, struct.pack("<Q", value))

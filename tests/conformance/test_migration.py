@@ -267,3 +267,19 @@ def test_no_migration_on_vfio_pci(host: Host) -> None:
             expect_errno(errno.ENOTTY, lambda: mig.state)
             expect_errno(errno.ENOTTY, mig.set_state, STOP)
             expect_errno(errno.ENOTTY, mig.start_logging, [(0, 4096)])
+
+
+def test_precopy_info_v2_without_pre_copy(host: Host) -> None:
+    """vfio_main.c:vfio_ioctl_device_feature_migration_precopy_info_v2 (7.3) asks
+    migration_flags for PRE_COPY before vfio_check_feature: vfio-pci (no migration) answers
+    EINVAL to SET, PROBE and GET alike; 6.12 hands feature 12 to the driver (ENOTTY)."""
+    bdf, number = host.edu, host.edu_group
+    want = errno.EINVAL if host.linux_at_least(7, 3) else errno.ENOTTY
+    with Container(host.kernel) as container, Group(number, kernel=host.kernel) as group:
+        group.set_container(container)
+        container.set_iommu()
+        with group.open_device(bdf) as dev:
+            for flags in (C.VFIO_DEVICE_FEATURE_SET,
+                          C.VFIO_DEVICE_FEATURE_SET | C.VFIO_DEVICE_FEATURE_PROBE,
+                          C.VFIO_DEVICE_FEATURE_GET):
+                expect_errno(want, dev.feature, C.VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2, flags)

@@ -27,10 +27,6 @@ KNOWN: dict[str, str] = {
 
     # -- iommufd-7.3-7.3.4 (the harness's first 7.3 recording; each is 7.3 behaviour the fake,
     # FakeKernel(linux="7.3"), does not have yet.  Kernel files are 7.3's) ----------------------
-    # feature 12 (VFIO_DEVICE_FEATURE_MIG_PRECOPY_INFOv2) is handled by vfio_main.c itself
-    # (vfio_ioctl_device_feature_migration_precopy_info_v2): EINVAL without PRE_COPY migration;
-    # the fake hands it to the driver (ENOTTY).
-    "VFIO_DEVICE_FEATURE: real EINVAL / fake ENOTTY": "7.3: MIG_PRECOPY_INFOv2 is EINVAL",
     # FEATURE_DMA_BUF (pci/vfio_pci_dmabuf.c:vfio_pci_core_feature_dma_buf): a range whose
     # offset + length wraps is EOVERFLOW (vfio_pci_core_fill_phys_vec) where the fake says EINVAL.
     "VFIO_DEVICE_FEATURE: real EOVERFLOW / fake EINVAL": "DMA_BUF range wraps: EOVERFLOW",
