@@ -32,7 +32,8 @@ class DmaBuf(FdOwner):
             ValueError: no ranges.
             OSError: ENOTTY (kernel before 6.19, or a device without the feature), EOPNOTSUPP
                 (a driver without dma-buf support), ENODEV (not an implemented BAR), EINVAL
-                (an empty, unaligned or out-of-BAR range; flags).
+                (an empty, unaligned or out-of-BAR range; flags), EOVERFLOW (a range whose end
+                from the BAR's bus address wraps past 2^64).
         """
         check_int("region", region, 0, C.VFIO_PCI_ROM_REGION_INDEX)
         if not ranges:

@@ -5,8 +5,10 @@ result; iommufd's IOAS_MAP_FILE takes such a fd when it has exactly one range (p
 iopt_alloc_dmabuf_pages), mapping the BAR for peer-to-peer DMA.  Rules modelled: PROBE/GET only
 (vfio_check_feature), ``nr_ranges`` 0 or ``flags`` set -> EINVAL, a region that is no implemented
 BAR -> ENODEV, a range array kmalloc cannot hold -> ENOMEM, one not readable -> EFAULT, a range
-empty, unaligned or outside the BAR -> EINVAL.  The fake's dma-buf has no pages behind it: a
-device DMA through its IOVAs finds nothing (the fake does not model P2P).
+empty, unaligned or outside the BAR -> EINVAL, one whose end wraps past 2^64 from the BAR's host
+address -> EOVERFLOW (after every range passed the EINVAL checks of validate_dmabuf_input).
+The fake's dma-buf has no pages behind it: a device DMA through its IOVAs finds nothing (the fake
+does not model P2P).
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pyvfio.fake.uaccess import FakeFile, IoctlArg
 PAGE_SIZE = 4096
 KMALLOC_MAX_SIZE = 4 << 20  # x86-64: PAGE_SIZE << MAX_PAGE_ORDER (10)
 ROM_INDEX = C.VFIO_PCI_ROM_REGION_INDEX
+U64 = (1 << 64) - 1
+DMA_IOVA_USE_SWIOTLB = 1 << 63  # include/linux/dma-mapping.h: a total length with it is EINVAL
 
 
 class DmaBufFile(FakeFile):
@@ -69,12 +73,18 @@ def feature_dma_buf(dev: Any, flags: int, arg: IoctlArg, install_fd: Any) -> int
 
 
 def _ranges(dev: Any, index: int, raw: bytes) -> list[tuple[int, int]]:
-    """The copied-in ranges, checked against BAR ``index`` (EINVAL)."""
+    """The copied-in ranges, checked against BAR ``index``: EINVAL, EOVERFLOW."""
     ranges = [struct.unpack_from("<QQ", raw, 16 * i) for i in range(len(raw) // 16)]
-    bar_size = dev.bars[index].size
-    for offset, length in ranges:
+    for offset, length in ranges:  # validate_dmabuf_input, every range first
         if not length or offset % PAGE_SIZE or length % PAGE_SIZE:
-            raise kerr(errno.EINVAL)  # validate_dmabuf_input
-        if offset + length > bar_size:
-            raise kerr(errno.EINVAL)  # vfio_pci_core_fill_phys_vec: outside the BAR
+            raise kerr(errno.EINVAL)
+    total = sum(length for _, length in ranges)
+    if total > U64 or total & DMA_IOVA_USE_SWIOTLB:  # check_add_overflow of the lengths
+        raise kerr(errno.EINVAL)
+    bar = dev.bars[index]
+    for offset, length in ranges:  # vfio_pci_core_fill_phys_vec, from the BAR's host address
+        if bar.address + offset + length > U64:  # check_add_overflow(start, offset), (+ length)
+            raise kerr(errno.EOVERFLOW)
+        if offset + length > bar.size:
+            raise kerr(errno.EINVAL)  # outside the BAR
     return [(int(o), int(n)) for o, n in ranges]

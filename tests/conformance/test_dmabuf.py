@@ -23,6 +23,7 @@ from tests.helpers import expect_errno, expect_ok
 
 PAGE = mmap.PAGESIZE
 IOVA = 0x300000
+TOP = (1 << 64) - PAGE
 PCI_COMMAND, MEMORY = 4, 0x2
 
 
@@ -58,6 +59,18 @@ def test_dmabuf_export_checks(host: Host, edu_iommufd: Device) -> None:
         expect_errno(errno.EINVAL, edu_iommufd._call, uapi.VFIO_DEVICE_FEATURE, arg)
     expect_errno(errno.EINVAL, edu_iommufd.feature, C.VFIO_DEVICE_FEATURE_DMA_BUF,
                  C.VFIO_DEVICE_FEATURE_SET, 40)
+
+
+def test_dmabuf_range_wrap_eoverflow(host: Host, edu_iommufd: Device) -> None:
+    """vfio_pci_core_fill_phys_vec: a range whose BAR address + offset (+ length) wraps past
+    2^64 -> EOVERFLOW, in any position; validate_dmabuf_input checks every range first, so
+    an unaligned range after it is EINVAL, as is a total length with bit 63
+    (DMA_IOVA_USE_SWIOTLB)."""
+    since(host, "6.19", DmaBuf, edu_iommufd, 0, [(0, PAGE)]).close()
+    expect_errno(errno.EOVERFLOW, DmaBuf, edu_iommufd, 0, [(TOP, PAGE)])
+    expect_errno(errno.EOVERFLOW, DmaBuf, edu_iommufd, 0, [(0, PAGE), (TOP, PAGE)])
+    expect_errno(errno.EINVAL, DmaBuf, edu_iommufd, 0, [(TOP, PAGE), (100, PAGE)])
+    expect_errno(errno.EINVAL, DmaBuf, edu_iommufd, 0, [(0, 1 << 63)])
 
 
 def test_multi_range_dmabuf_not_mappable(host: Host, edu_iommufd: Device) -> None:

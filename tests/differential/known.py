@@ -27,9 +27,6 @@ KNOWN: dict[str, str] = {
 
     # -- iommufd-7.3-7.3.4 (the harness's first 7.3 recording; each is 7.3 behaviour the fake,
     # FakeKernel(linux="7.3"), does not have yet.  Kernel files are 7.3's) ----------------------
-    # FEATURE_DMA_BUF (pci/vfio_pci_dmabuf.c:vfio_pci_core_feature_dma_buf): a range whose
-    # offset + length wraps is EOVERFLOW (vfio_pci_core_fill_phys_vec) where the fake says EINVAL.
-    "VFIO_DEVICE_FEATURE: real EOVERFLOW / fake EINVAL": "DMA_BUF range wraps: EOVERFLOW",
     # config space on 7.3 (and noiommu 6.12, 2 of 10000): bytes 0x42 (MSI flags), 0x51 and
     # 0x80-0x81 read back what earlier sequences wrote there (0x06, 0x04, 0x0406) on Linux and 0
     # on the fake (pci/vfio_pci_config.c: which written bits stick); state that outlives a
