@@ -184,9 +184,10 @@ class DmaMap:
     def write_dirty(self, mem: UserMemory, data: int, iova: int, size: int, pgsize: int) -> None:
         """Write the dirty bits of every mapping in [iova, iova+size) to the user bitmap at
         ``data`` (bit 0 = ``iova``), one mapping at a time as vfio_iommu_type1.c:
-        ``update_user_bitmap`` does: only the u64 words holding a mapping's bits are written,
-        the bits below it in its first word keep what the user had there, bitmap words of no
-        mapping are never touched.  Every page of a mapping reads dirty: vfio-pci groups are
+        ``update_user_bitmap`` does: only the u64 words holding a mapping's bits are written;
+        a first word the mapping shares with lower bits (shift != 0) is ORed with what the user
+        had there, all of it (``bitmap_or(.., &leftover, shift)`` works in whole longs); bitmap
+        words of no mapping are never touched.  Every page of a mapping reads dirty: vfio-pci groups are
         not in the pinned-page dirty scope (num_non_pinned_groups).  Raises EFAULT."""
         for m in self.in_range(iova, size):
             nbits = m.size // pgsize
@@ -194,5 +195,5 @@ class DmaMap:
             bits = ((1 << nbits) - 1) << shift
             if shift:
                 leftover = int.from_bytes(mem.read(data + 8 * word, 8), "little")
-                bits |= leftover & ((1 << shift) - 1)
+                bits |= leftover
             mem.write(data + 8 * word, bits.to_bytes((nbits + shift + 63) // 64 * 8, "little"))

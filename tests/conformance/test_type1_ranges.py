@@ -137,7 +137,8 @@ def test_get_bitmap_last_page_of_iova_space(tracking: tuple[Session, int]) -> No
 
 def test_get_bitmap_writes_only_the_words_of_mappings(tracking: tuple[Session, int]) -> None:
     """update_user_bitmap, per mapping: the u64 words holding its bits are written (bits past
-    it in its last word 0, bits below it in its first word kept); other words are untouched."""
+    it in its last word 0); a first word starting below the mapping is ORed with the user's
+    whole word (bitmap_or over whole longs); other words are untouched."""
     s, c = tracking
     first, second = buffer(2 * PAGE), buffer(2 * PAGE)
     dma_map(s.host, c, first, IOVA)
@@ -145,7 +146,7 @@ def test_get_bitmap_writes_only_the_words_of_mappings(tracking: tuple[Session, i
     try:
         bits = ffi.new("uint64_t[4]", [PATTERN] * 4)
         expect_ok(_get_bitmap, s, c, IOVA, 192 * PAGE, bits)
-        assert list(bits) == [0b11, PATTERN, (PATTERN & 0b11) | 0b11 << 2, PATTERN]
+        assert list(bits) == [0b11, PATTERN, PATTERN | 0b11 << 2, PATTERN]
     finally:
         dma_unmap(s.host, c, IOVA, 192 * PAGE)
 
@@ -173,4 +174,4 @@ def test_unmap_bitmap_writes_the_words_of_what_it_unmaps(tracking: tuple[Session
     dma_map(s.host, c, buffer(2 * PAGE), IOVA + 66 * PAGE)  # bits 66-67: word 1, shift 2
     bits = ffi.new("uint64_t[3]", [PATTERN] * 3)
     assert expect_ok(_unmap_bitmap, s, c, IOVA, 128 * PAGE, bits) == 2 * PAGE
-    assert list(bits) == [PATTERN, (PATTERN & 0b11) | 0b11 << 2, PATTERN]
+    assert list(bits) == [PATTERN, PATTERN | 0b11 << 2, PATTERN]
