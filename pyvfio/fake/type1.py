@@ -187,8 +187,8 @@ class DmaMap:
         ``update_user_bitmap`` does: only the u64 words holding a mapping's bits are written;
         a first word the mapping shares with lower bits (shift != 0) is ORed with what the user
         had there, all of it (``bitmap_or(.., &leftover, shift)`` works in whole longs); bitmap
-        words of no mapping are never touched.  Every page of a mapping reads dirty: vfio-pci groups are
-        not in the pinned-page dirty scope (num_non_pinned_groups).  Raises EFAULT."""
+        words of no mapping are never touched.  Every page of a mapping reads dirty: vfio-pci
+        groups are not in the pinned-page dirty scope (num_non_pinned_groups).  Raises EFAULT."""
         for m in self.in_range(iova, size):
             nbits = m.size // pgsize
             word, shift = divmod((m.iova - iova) // pgsize, 64)
