@@ -96,9 +96,11 @@ class Regions:
         return value
 
     def _msi_flags_read(self) -> int:
-        """vfio_msi_config_read: the virtual flags byte, its QMASK from msi_qmax."""
-        qmax = getattr(self.dev.irq, "msi_qmax", 0)
-        self.msi_vflags = self.msi_vflags & ~regs.PCI_MSI_FLAGS_QMASK | qmax << 1
+        """The virtual flags byte as last written (vfio_msi_config_write's fix-ups applied).
+        vfio_msi_config_read means to put msi_qmax into QMASK but points at
+        ``vconfig[start]``, the capability's id and next pointer, not its flags; the id is
+        not virtual (read from the device), so nothing of it shows: a QMASK written sticks
+        (6.12 and 7.3 alike; the lane's edu reads back the 0x06 written to 0x42)."""
         return self.msi_vflags
 
     def _bar_reg(self, i: int) -> int:

@@ -39,7 +39,7 @@ def test_command_all_ones_keeps_the_devices_bits(host: Host) -> None:
 
 def test_msi_enable_by_ioctl_not_in_flags(host: Host) -> None:
     """SET_IRQS enables MSI in the device, not in vfio's virtual flags: the user reads the
-    flags as before (vfio_msi_config_read, QMASK from msi_qmax: 0 for one vector)."""
+    flags as before."""
     with session(host) as s:
         _, _, d = s.edu()
         cap = msi_cap(host, d)
@@ -83,3 +83,23 @@ def test_msi_enable_write_sticks_only_while_msi_is_on(host: Host) -> None:
             expect_ok(set_irqs, host, d, MSI, NONE | TRIGGER, count=0)
         finally:
             host.kernel.close(efd)
+
+
+def test_msi_flags_qmask_written_sticks(host: Host) -> None:
+    """vfio_msi_config_read means to show msi_qmax in QMASK but writes it into vconfig[start]
+    (the capability's id, read from the device): the flags' virtual low byte reads back the
+    QMASK written, before and after SET_IRQS enabled one MSI vector (msi_qmax 0)."""
+    with session(host) as s:
+        _, _, d = s.edu()
+        cap = msi_cap(host, d) + regs.PCI_MSI_FLAGS
+        cfg_write(host, d, cap, 1, MSI_64BIT | 0x06)
+        assert cfg_read(host, d, cap, 1) == MSI_64BIT | 0x06
+        assert cfg_read(host, d, cap - regs.PCI_MSI_FLAGS, 1) == regs.PCI_CAP_ID_MSI
+        efd = host.kernel.eventfd()
+        try:
+            expect_ok(set_irqs, host, d, MSI, EVENTFD | TRIGGER, fds=[efd])
+            assert cfg_read(host, d, cap, 1) == MSI_64BIT | 0x06
+            expect_ok(set_irqs, host, d, MSI, NONE | TRIGGER, count=0)
+        finally:
+            host.kernel.close(efd)
+            cfg_write(host, d, cap, 1, MSI_64BIT)

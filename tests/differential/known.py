@@ -25,19 +25,4 @@ KNOWN: dict[str, str] = {
     "VFIO_IOMMU_GET_INFO: bytes differ":
         "compat GET_INFO after a device open/close: the domain's page sizes and ranges stay",
 
-    # -- iommufd-7.3-7.3.4 (the harness's first 7.3 recording; each is 7.3 behaviour the fake,
-    # FakeKernel(linux="7.3"), does not have yet.  Kernel files are 7.3's) ----------------------
-    # config space on 7.3 (and noiommu 6.12, 2 of 10000): bytes 0x42 (MSI flags), 0x51 and
-    # 0x80-0x81 read back what earlier sequences wrote there (0x06, 0x04, 0x0406) on Linux and 0
-    # on the fake (pci/vfio_pci_config.c: which written bits stick); state that outlives a
-    # sequence, not analysed further.
-    "pread region 7 @0x0: bytes differ": "config: written bytes 0x42/0x51/0x80 stick",
-    "pread region 7 @0x2c: bytes differ": "config: written bytes 0x42/0x51/0x80 stick",
-    "pread region 7 @0x30: bytes differ": "config: written bytes 0x42/0x51/0x80 stick",
-    "pread region 7 @0x3d: bytes differ": "config: written bytes 0x42/0x51/0x80 stick",
-    "pread region 7 @0x40: bytes differ": "config: written bytes 0x42/0x51/0x80 stick",
-    "pread region 7 @0x44: bytes differ": "config: written bytes 0x42/0x51/0x80 stick",
-    "pread region 7 @0x48: bytes differ": "config: written bytes 0x42/0x51/0x80 stick",
-    "pread region 7 @0x50: bytes differ": "config: written bytes 0x42/0x51/0x80 stick",
-    "pread region 7 @0x4c: bytes differ": "config: written bytes 0x51 stick; 0x85 reads 0 on 7.3",
 }
