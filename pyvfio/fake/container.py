@@ -211,7 +211,7 @@ class Container(FakeFile):
         bitmap = self._unmap_bitmap(arg, u) if dirty else None
         iova, size = self._unmap_range(u.iova, u.size, bool(unmap_all), arg.linux)
         if flags & C.VFIO_DMA_UNMAP_FLAG_VADDR:
-            u.size = self.dma.invalidate_vaddr(iova, size)
+            u.size = self.dma.invalidate_vaddr(iova, size, bool(self.dma.v2 or unmap_all))
         else:
             if bitmap is not None:
                 pgsize, data = bitmap

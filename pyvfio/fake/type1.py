@@ -163,9 +163,20 @@ class DmaMap:
             self.remove(m)
         return sum(m.size for m in found)
 
-    def invalidate_vaddr(self, iova: int, size: int) -> int:
-        """UNMAP with FLAG_VADDR: mark vaddrs invalid; EINVAL (and no change) if one already is."""
+    def invalidate_vaddr(self, iova: int, size: int, v2: bool) -> int:
+        """UNMAP with FLAG_VADDR: mark vaddrs invalid; EINVAL (and no change) if one already is.
+
+        vfio_dma_do_unmap checks the range before it looks at the flag: on v2 a range that
+        would bisect a mapping is EINVAL; on v1 the walk stops at a mapping that starts below
+        ``iova`` (nothing invalidated, size 0) and takes a last mapping whole.
+        """
         found = self.in_range(iova, size)
+        if found and found[0].iova < iova:
+            if v2:
+                raise kerr(errno.EINVAL)
+            return 0
+        if v2 and found and found[-1].end > iova + size:
+            raise kerr(errno.EINVAL)
         if any(m.vaddr_invalid for m in found):
             raise kerr(errno.EINVAL)
         for m in found:

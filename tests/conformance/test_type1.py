@@ -13,7 +13,7 @@ from pyvfio import uapi
 from pyvfio._ffi import C, ffi, new
 from pyvfio.fake import standard_host
 from tests.conformance.vfio_helpers import Session, buffer, dma_map, dma_unmap, session
-from tests.conftest import discover
+from tests.conftest import Host, discover
 from tests.helpers import expect_errno, expect_ok
 
 IOVA = 0x100000
@@ -205,6 +205,39 @@ def test_vaddr_update_without_mapping_enoent(t1: tuple[Session, int]) -> None:
     """vfio_dma_do_map with VADDR: no mapping at iova -> ENOENT."""
     s, c = t1
     expect_errno(errno.ENOENT, dma_map, s.host, c, buffer(), IOVA, flags=C.VFIO_DMA_MAP_FLAG_VADDR)
+
+
+def test_vaddr_bisect_einval(t1: tuple[Session, int]) -> None:
+    """vfio_dma_do_unmap, v2: the bisect check comes before FLAG_VADDR is looked at: a VADDR
+    range that would split a mapping -> EINVAL, no vaddr invalidated."""
+    s, c = t1
+    buf = buffer(0x2000)
+    dma_map(s.host, c, buf, IOVA)
+    flag = C.VFIO_DMA_UNMAP_FLAG_VADDR
+    expect_errno(errno.EINVAL, dma_unmap, s.host, c, IOVA, 0x1000, flag)
+    expect_errno(errno.EINVAL, dma_unmap, s.host, c, IOVA + 0x1000, 0x1000, flag)
+    expect_errno(errno.EINVAL, dma_map, s.host, c, buf, IOVA, flags=C.VFIO_DMA_MAP_FLAG_VADDR)
+    assert dma_unmap(s.host, c, IOVA, 0x2000) == 0x2000
+
+
+def test_vaddr_v1_offset_unmaps_nothing(host: Host) -> None:
+    """vfio_dma_do_unmap, v1 (VFIO_TYPE1_IOMMU): the walk stops at a mapping that starts below
+    iova, also with FLAG_VADDR (size 0, nothing invalidated); a range over a mapping's first
+    page invalidates all of it."""
+    if host.noiommu:
+        pytest.skip("noiommu: no type1 DMA mapping")
+    with session(host) as s:
+        c, g = s.container(), s.group(host.edu_group)
+        s.attach(g, c)
+        s.k.ioctl(c, uapi.VFIO_SET_IOMMU, C.VFIO_TYPE1_IOMMU)
+        buf = buffer(0x2000)
+        dma_map(s.host, c, buf, IOVA)
+        flag = C.VFIO_DMA_UNMAP_FLAG_VADDR
+        assert expect_ok(dma_unmap, s.host, c, IOVA + 0x1000, 0x1000, flag) == 0
+        assert expect_ok(dma_unmap, s.host, c, IOVA, 0x1000, flag) == 0x2000
+        expect_errno(errno.EINVAL, dma_unmap, s.host, c, IOVA, 0x2000, flag)
+        expect_ok(dma_map, s.host, c, buf, IOVA, flags=C.VFIO_DMA_MAP_FLAG_VADDR)
+        assert dma_unmap(s.host, c, IOVA, 0x2000) == 0x2000
 
 
 def test_dirty_pages_start_stop(t1: tuple[Session, int]) -> None:

@@ -8,13 +8,6 @@ entry is a fake bug not understood or not fixed yet: the list only shrinks.
 from __future__ import annotations
 
 KNOWN: dict[str, str] = {
-    # -- iommufd-6.12.117, compat (10000 sequences: 5 diverge) ---------------------------------
-    # (the compat cause, iopt_cut_iova's alignment, is fixed in fake/vfio_compat.py.)  What is
-    # left is legacy type1v2 on 7.3, 1 sequence (iommufd-7.3 type1v2 seed 6662): UNMAP_DMA with
-    # VFIO_DMA_UNMAP_FLAG_VADDR, argsz 0x19, iova 0xfef00000 size 0x1000 over a 2 MiB mapping
-    # made at 0xfef00000 is EINVAL on Linux, the fake unmaps the 2 MiB; not analysed yet.
-    "VFIO_IOMMU_UNMAP_DMA: real EINVAL / fake 0":
-        "7.3 type1v2 UNMAP_DMA(VADDR) inside a mapping: EINVAL (1 sequence, not analysed)",
     # compat GET_INFO (argsz 0x78, flags 0xffffffff in) after the group's only device was
     # opened and closed: Linux answers iova_pgsizes 4K|2M|1G and IOVA_RANGE [0, 0xfedfffff],
     # [0xfef00000, 2^39-1], argsz 0x58; the fake answers as for an IOAS that never had a domain
