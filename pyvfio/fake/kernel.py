@@ -118,6 +118,7 @@ class FakeKernel:
         self.fds = FdTable()
         self.faults = FaultInjector()
         self._mmaps: list[FakeMMIO] = []
+        self._vmas: dict[int, list[Any]] = {}  # id(file) -> [file, live BAR mmaps, deferred]
         self._baseline: dict[str, Any] = {}
         self.nodes = DevNodes(self.knobs, self.bus, self.mem, self.sysfs, self.fds, self.faults,
                               self.lock, open_devices)
@@ -248,7 +249,29 @@ class FakeKernel:
         f = self.fds.pop(fd)
         if f is None:
             raise kerr(errno.EBADF)
+        held = self._vmas.get(id(f))
+        if held is not None:  # a BAR mmap holds the file (vma->vm_file): release at munmap
+            held[2] += 1
+            return
         self.nodes.release(f)
+
+    def _hold(self, f: FakeFile, mmio: FakeMMIO) -> None:
+        """Give ``mmio`` a reference to ``f``, as mmap's vma->vm_file: the file's release
+        (vfio_device_fops_release: the device's close, its detach from the IOAS or container)
+        runs when its fd and the last such mapping are gone.  One FakeFile may stand for
+        several fds of the device (its opens count): a close deferred here is one release."""
+        held = self._vmas.setdefault(id(f), [f, 0, 0])  # file, live mmaps, deferred releases
+        held[1] += 1
+
+        def put() -> None:
+            with self.lock:
+                held[1] -= 1
+                if held[1]:
+                    return
+                del self._vmas[id(f)]
+                for _ in range(held[2]):
+                    self.nodes.release(f)
+        mmio.vm_file_put = put
 
     def eventfd(self, initval: int = 0, flags: int = 0) -> int:
         """Create a real eventfd (interrupts must work with select/poll/asyncio)."""
@@ -314,6 +337,8 @@ class FakeKernel:
             nodes = self.nodes
             mmio = nodes.device_mmap(nodes.device_of(fd, errno.ENODEV), length, offset)
             self._mmaps.append(mmio)
+            if f is not None:  # fd is in self._files
+                self._hold(f, mmio)
             return mmio
 
     def _positional(self, fd: int, offset: int) -> VFIOPCIDevice:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import struct
+from collections.abc import Callable
 
 from pyvfio import pci_regs as regs
 from pyvfio._ffi import C
@@ -202,6 +203,7 @@ class FakeMMIO:
         self.index = index
         self.base = pgoff
         self._len = length
+        self.vm_file_put: Callable[[], None] | None = None  # drops the file ref (kernel.py)
 
     def __len__(self) -> int:
         return self._len
@@ -244,4 +246,6 @@ class FakeMMIO:
             raise ValueError(f"[{offset:#x}, +{size:#x}) is outside the mapping of {self._len:#x}")
 
     def close(self) -> None:
-        self.regions = None
+        live, self.regions = self.regions is not None, None
+        if live and self.vm_file_put is not None:
+            self.vm_file_put()

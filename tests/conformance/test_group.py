@@ -9,7 +9,7 @@ import pytest
 from pyvfio import uapi
 from pyvfio._ffi import C, ffi, new
 from pyvfio.fake import nonviable_host
-from tests.conformance.vfio_helpers import name_arg, session
+from tests.conformance.vfio_helpers import name_arg, region_offset, session
 from tests.conftest import Host
 from tests.helpers import expect_errno, expect_ok
 
@@ -82,6 +82,21 @@ def test_unset_container_with_device_open_ebusy(host: Host) -> None:
     with session(host) as s:
         _, g, _ = s.edu()
         expect_errno(errno.EBUSY, s.k.ioctl, g, uapi.VFIO_GROUP_UNSET_CONTAINER)
+
+
+def test_bar_mmap_holds_the_device_after_close(host: Host) -> None:
+    """A BAR mmap holds the device file (vma->vm_file): after close(2) of the device fd the
+    device stays open (container_users != 1: UNSET_CONTAINER EBUSY) until the munmap, when
+    vfio_device_fops_release runs."""
+    with session(host) as s:
+        _, g, d = s.edu()
+        bar = s.k.mmap(d, 0x1000, region_offset(0))
+        s.close(d)
+        try:
+            expect_errno(errno.EBUSY, s.k.ioctl, g, uapi.VFIO_GROUP_UNSET_CONTAINER)
+        finally:
+            bar.close()
+        expect_ok(s.k.ioctl, g, uapi.VFIO_GROUP_UNSET_CONTAINER)
 
 
 def test_get_device_fd_without_container_einval(host: Host) -> None:
