@@ -3,7 +3,7 @@
 type1 (``pyvfio.fake.type1.DmaMap``): a sorted Python list of start IOVAs (``bisect``) plus a dict
 start -> Mapping; lookups are O(log n) but an insert or removal in the middle shifts the list
 (``list.insert``/``del``: a memmove of 8 bytes per later entry), so it is O(n) per operation.
-IOAS (``pyvfio.fake.ioas.IntervalMap``): buckets of at most 1024 entries under a sorted list of
+IOAS (``pyvfio.fake.interval.IntervalMap``): buckets of at most 1024 entries under a sorted list of
 bucket minima (the sortedcontainers layout): O(log n) lookups, inserts and removals shifting at
 most 1024 pointers.
 

@@ -1,6 +1,6 @@
 """The type1 IOMMU driver's DMA map (drivers/vfio/vfio_iommu_type1.c), O(log n) per lookup.
 
-Mappings are kept in the IOAS's :class:`~pyvfio.fake.ioas.IntervalMap` (sorted buckets: finding,
+Mappings are kept in the IOAS's :class:`~pyvfio.fake.interval.IntervalMap` (sorted buckets: finding,
 inserting and removing one is O(log n) plus a bounded shift) plus a dict from start to
 :class:`Mapping`.  A flat sorted list made inserts and removals in the middle O(n): 150 us per
 map at 10^6 mappings (tools/bench part 4).
@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from pyvfio.fake.ioas import IntervalMap
+from pyvfio.fake.interval import IntervalMap
 from pyvfio.fake.iommu import INTEL_PGSIZES, IOMMUModel
 from pyvfio.fake.memory import UserMemory, kerr
 

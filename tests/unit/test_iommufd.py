@@ -10,7 +10,8 @@ import pytest
 import pyvfio.fake.hwpt  # noqa: F401 - registers the HWPT ioctls of the fake
 from pyvfio import dma
 from pyvfio.dma import DMASpace
-from pyvfio.fake.ioas import Area, IntervalMap, IOPageTable, holes
+from pyvfio.fake.interval import IntervalMap, holes
+from pyvfio.fake.ioas import Area, IOPageTable
 from pyvfio.fake.iommufd import IOMMUModel
 from pyvfio.hwpt import FaultQueue
 from pyvfio.iommufd import IOAS, IOMMUFD
