@@ -6,9 +6,10 @@ models (QEMU's edu, a configurable generic PCI device) do real DMA into the call
 through the IOMMU model and raise interrupts on real eventfds.
 """
 
+from pyvfio.fake.call import Call
 from pyvfio.fake.edu import Edu
 from pyvfio.fake.host import nonviable_host, standard_host
-from pyvfio.fake.kernel import Call, FakeKernel
+from pyvfio.fake.kernel import FakeKernel
 from pyvfio.fake.pci import BAR, DeviceConfig, Fault, PCIDevice
 
 __all__ = [

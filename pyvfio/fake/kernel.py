@@ -19,12 +19,12 @@ import os
 import threading
 from typing import Any
 
-from pyvfio._ffi import CData, ffi
+from pyvfio._ffi import CData
 from pyvfio.fake import ioctls
 from pyvfio.fake.bus import PCIBus
+from pyvfio.fake.call import Call
 from pyvfio.fake.container import Container
 from pyvfio.fake.dev import DevNodes
-from pyvfio.fake.dispatch import Op
 from pyvfio.fake.dmabuf import DmaBufFile
 from pyvfio.fake.faults import FaultInjector
 from pyvfio.fake.fdtable import FdTable
@@ -42,43 +42,6 @@ from pyvfio.fake.type1 import Knobs
 from pyvfio.fake.uaccess import FakeFile, IoctlArg
 from pyvfio.fake.vfio_pci import VFIOPCIDevice
 from pyvfio.kernel import PROT_RW, LinuxKernel
-
-
-class Call:
-    """One ioctl as the fake saw it: name, fd, fd kind, the arguments passed, the outcome.
-
-    ``args`` holds the struct's fields as the caller passed them (decoded on first use) plus the
-    by-value argument (``arg``), the pointed-to fd (``fd``), the device name (``name``) or the
-    trailing data (``data``) of the ioctls that take those.
-    """
-
-    __slots__ = ("_args", "_io", "_op", "errno", "fd", "kind", "name", "result")
-
-    def __init__(self, name: str, fd: int, kind: str) -> None:
-        self.name, self.fd, self.kind = name, fd, kind
-        self.result: int | None = None
-        self.errno: int | None = None
-        self._op: Op | None = None
-        self._io: IoctlArg | None = None
-        self._args: dict[str, Any] | None = None
-
-    def __repr__(self) -> str:
-        return f"Call({self.name}, fd={self.fd}, result={self.result}, errno={self.errno})"
-
-    @property
-    def args(self) -> dict[str, Any]:
-        if self._args is None:
-            self._args = {}
-            op, io = self._op, self._io
-            if op is not None and io is not None and io.raw and op.ctype is not None:
-                s = ffi.new(op.ctype + " *")
-                ffi.memmove(s, io.raw, min(len(io.raw), op.sizeof))
-                fields = ffi.typeof(op.ctype).fields
-                self._args.update((name, getattr(s, name)) for name, f in fields
-                                  if f.type.kind == "primitive")
-            if io is not None:
-                self._args.update(io.extra)
-        return self._args
 
 
 class FakeKernel:
