@@ -61,17 +61,14 @@ class DMASpace(MappingTable, ABC):
     def _raw_map(self, vaddr: int, size: int, iova: int | None, readable: bool,
                  writable: bool) -> int:
         """Map ``[vaddr, +size)`` at ``iova`` (None: the kernel chooses); return the IOVA."""
-        raise NotImplementedError
 
     @abstractmethod
     def _raw_unmap(self, iova: int, size: int) -> int:
         """Unmap ``[iova, +size)``; return the bytes unmapped."""
-        raise NotImplementedError
 
     @abstractmethod
     def iova_ranges(self) -> tuple[IOVARange, ...]:
         """Return the IOVA ranges the devices may use."""
-        raise NotImplementedError
 
     def _space_alive(self) -> bool:
         """False once the kernel object is gone (its mappings went with it)."""

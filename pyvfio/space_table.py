@@ -12,6 +12,7 @@ and gives the IOVAs back to the space's :class:`~pyvfio.iova.IOVAAllocator`.
 from __future__ import annotations
 
 import threading
+from abc import ABC, abstractmethod
 
 from pyvfio._sorted import SortedKeys
 from pyvfio.dma import Mapping, _hooks
@@ -22,16 +23,16 @@ U64_MAX = (1 << 64) - 1
 _object_new = object.__new__
 
 
-class MappingTable:
+class MappingTable(ABC):
     """The open mappings of one DMA space, indexed by IOVA and by process address."""
 
     #: True where an unmap may cut a mapping and unmap only the requested part of it (iommufd's
     #: compat container in type1 v1 mode); type1 itself removes whole mappings only.
     _cuts_mappings = False
 
+    @abstractmethod
     def _unmap_mapping(self, mapping: Mapping) -> None:
         """Unmap ``mapping`` in the kernel and forget it (the space's: it issues the ioctl)."""
-        raise NotImplementedError
 
     def _init_table(self) -> None:
         self._lock = threading.RLock()
